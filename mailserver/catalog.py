@@ -1,0 +1,153 @@
+"""The facts every other part of the project reads: services and ports, packages, paths.
+
+This module is the one place each of these is written down. The security group, postfix's
+master.cf, dovecot's listeners, the lab, the tests and the README all read from here, so a
+port opened in the firewall is always a port a daemon listens on, and the other way round.
+
+It imports nothing outside the standard library, so `.ci/run` can ask it for the Debian
+package list before any virtual environment exists (`python3 -m mailserver.catalog`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Literal
+
+TlsMode = Literal["starttls", "implicit", "none"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Service:
+    """A public TCP service of the mail host."""
+
+    name: str  # stable id, used in resource names and dovecot listener names
+    port: int
+    daemon: Literal["postfix", "dovecot", "sshd"]
+    protocol: Literal["smtp", "imap", "pop3", "ssh"]
+    tls: TlsMode
+    auth: bool  # may clients log in on this port
+    description: str
+    optional_setting: str | None = None  # config key that switches the service off
+    admin_only: bool = False  # reachable only from adminCidrs
+
+
+# The seed guide opens 25, 110, 143, 465, 993 and 995. We add 587 (RFC 6409 submission;
+# many clients and networks prefer it to 465) behind a setting, and SSH for the admin only.
+SERVICES: tuple[Service, ...] = (
+    Service("smtp", 25, "postfix", "smtp", "starttls", False,
+            "SMTP from other mail servers (MX); STARTTLS offered, no AUTH"),
+    Service("submission", 587, "postfix", "smtp", "starttls", True,
+            "Message submission; STARTTLS required before AUTH", optional_setting="submission"),
+    Service("submissions", 465, "postfix", "smtp", "implicit", True,
+            "Message submission over implicit TLS"),
+    Service("pop3", 110, "dovecot", "pop3", "starttls", True,
+            "POP3; STARTTLS required before login"),
+    Service("imap", 143, "dovecot", "imap", "starttls", True,
+            "IMAP; STARTTLS required before login"),
+    Service("imaps", 993, "dovecot", "imap", "implicit", True, "IMAP over implicit TLS"),
+    Service("pop3s", 995, "dovecot", "pop3", "implicit", True, "POP3 over implicit TLS"),
+    Service("ssh", 22, "sshd", "ssh", "none", True,
+            "SSH for the operator and for pulumi-command", admin_only=True),
+)
+
+
+def enabled_services(flags: dict[str, bool]) -> tuple[Service, ...]:
+    """The services switched on by `flags` (setting name -> bool); others always on."""
+    return tuple(s for s in SERVICES if s.optional_setting is None or flags.get(s.optional_setting, True))
+
+
+def public_mail_services(flags: dict[str, bool]) -> tuple[Service, ...]:
+    return tuple(s for s in enabled_services(flags) if not s.admin_only)
+
+
+# TLS floor for every listener. Written as an exclusion list because postfix 3.5 (Stream 9)
+# does not understand the ">=TLSv1.2" form that 3.6 introduced.
+POSTFIX_TLS_PROTOCOLS = "!SSLv2, !SSLv3, !TLSv1, !TLSv1.1"
+DOVECOT_TLS_MIN = "TLSv1.2"
+
+# Users and ids on the host. vmail owns every mailbox; a fixed uid keeps a re-attached data
+# volume readable by a rebuilt instance.
+VMAIL_USER = "vmail"
+VMAIL_UID = 5000
+VMAIL_HOME = "/var/vmail"
+PASSWORD_SCHEME = "SHA512-CRYPT"  # EL's dovecot lacks libsodium: no ARGON2 there.
+
+# acme.sh: a pinned release, so a new upstream version never changes a running server unseen.
+ACME_SH_VERSION = "3.1.1"
+ACME_SH_URL = f"https://github.com/acmesh-official/acme.sh/archive/refs/tags/{ACME_SH_VERSION}.tar.gz"
+ACME_SERVERS = ("letsencrypt", "letsencrypt_test")
+
+# Supported images. Owner 125523088429 publishes the official CentOS Stream AMIs.
+CENTOS_AMI_OWNER = "125523088429"
+OS_IMAGES: dict[str, str] = {
+    "centos-stream-9": "CentOS Stream 9 {arch}*",
+    "centos-stream-10": "CentOS Stream 10 {arch}*",
+}
+
+# Packages on the mail host. postfix-lmdb because Stream 10 has no Berkeley DB (hash: maps);
+# the same lmdb: maps then work on 9 and 10 alike. cronie runs acme.sh's renewal.
+EL_PACKAGES: tuple[str, ...] = (
+    "postfix", "postfix-lmdb", "dovecot", "dovecot-pigeonhole", "cronie", "curl", "tar",
+    "openssl", "policycoreutils-python-utils", "chkconfig",
+)
+# sendmail is removed, as the seed guide does: two MTAs fight over port 25 and /usr/sbin/sendmail.
+EL_REMOVED_PACKAGES: tuple[str, ...] = ("sendmail",)
+
+# Debian packages the lab and the test suite need (real daemons and real validators).
+DEBIAN_PACKAGES: tuple[str, ...] = (
+    "postfix", "postfix-lmdb", "dovecot-core", "dovecot-imapd", "dovecot-pop3d", "dovecot-lmtpd",
+    "dovecot-sieve", "cloud-init", "shellcheck", "openssl", "iproute2", "util-linux", "python3-venv",
+    "ca-certificates",
+)
+
+# Outbound traffic the host needs: SMTP to other MXes, DNS, HTTP(S) for packages and ACME, NTP.
+EGRESS: tuple[tuple[str, int, int], ...] = (
+    ("tcp", 25, 25), ("tcp", 587, 587), ("tcp", 465, 465), ("udp", 53, 53), ("tcp", 53, 53),
+    ("tcp", 80, 80), ("tcp", 443, 443), ("udp", 123, 123),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Where things live on a host. PRODUCTION is the EC2 VM; the lab replaces a few fields."""
+
+    postfix_dir: str = "/etc/postfix"
+    dovecot_dir: str = "/etc/dovecot"
+    dovecot_base_dir: str = "/run/dovecot"
+    queue_dir: str = "/var/spool/postfix"
+    data_dir: str = "/var/lib/postfix"
+    vmail_dir: str = VMAIL_HOME
+    vmail_uid: int = VMAIL_UID
+    vmail_gid: int = VMAIL_UID
+    # Certificates live where SELinux labels them cert_t, readable by both daemons.
+    cert_file: str = "/etc/pki/tls/certs/mailserver.fullchain.pem"
+    key_file: str = "/etc/pki/tls/private/mailserver.key"
+    state_dir: str = "/var/lib/mailserver"
+    # Empty: log to syslog/journald (the VM). The lab has no syslog and sets files.
+    postfix_log: str = ""
+    dovecot_log: str = ""
+    systemd: bool = True
+
+    @property
+    def dovecot_conf(self) -> str:
+        return f"{self.dovecot_dir}/dovecot.conf"
+
+    @property
+    def users_file(self) -> str:
+        return f"{self.dovecot_dir}/users"
+
+
+PRODUCTION = Layout()
+
+
+def main(argv: list[str]) -> int:
+    if argv[1:] == ["debian-packages"]:
+        print(" ".join(DEBIAN_PACKAGES))
+        return 0
+    print("usage: python3 -m mailserver.catalog debian-packages", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))

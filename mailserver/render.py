@@ -1,0 +1,149 @@
+"""Settings -> the bundle of rendered files and scripts. Pure: no Pulumi, no I/O but templates.
+
+The bundle is the only interface between the settings and the two places they run: the EC2
+host (user-data for the first boot, a tarball over SSH for everything else) and the local lab
+(the same tarball, unpacked under a temporary root). Tests assert on it without Pulumi.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import io
+import tarfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import jinja2
+
+from . import catalog
+from .settings import ROOT, Secrets, Settings
+
+TEMPLATE_DIRS = (ROOT / "templates", ROOT / "cloud-init")
+# Where the bundle is unpacked on a host: files/ mirrors the target paths, scripts/ runs.
+SCRIPTS = ("apply.sh", "set-passwords.sh", "baseline.sh", "acme.sh")
+
+
+@dataclasses.dataclass(frozen=True)
+class File:
+    path: str  # absolute path on the host
+    content: str
+    mode: str = "0644"
+    owner: str = "root"
+    group: str = "root"
+
+
+@dataclasses.dataclass(frozen=True)
+class Bundle:
+    files: tuple[File, ...]  # configuration installed by apply.sh
+    scripts: Mapping[str, str]  # name -> script text
+    user_data: str  # cloud-init, first boot only; never holds a secret
+
+    def file(self, path: str) -> File:
+        return next(f for f in self.files if f.path == path)
+
+    def tarball(self) -> bytes:
+        """Deterministic .tar.gz of files/ and scripts/: same settings, same bytes, so
+        an unchanged stack never re-runs the remote apply."""
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            entries = [(f"files{f.path}", f.content, 0o644) for f in self.files]
+            entries += [(f"scripts/{name}", text, 0o700) for name, text in self.scripts.items()]
+            for name, text, mode in sorted(entries):
+                data = text.encode()
+                info = tarfile.TarInfo(name)
+                info.size, info.mode, info.mtime = len(data), mode, 0
+                tar.addfile(info, io.BytesIO(data))
+        out = io.BytesIO()
+        with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
+            gz.write(raw.getvalue())
+        return out.getvalue()
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.tarball()).hexdigest()
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader([str(d) for d in TEMPLATE_DIRS]),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
+def _lines(pairs: Iterable[tuple[str, str]]) -> str:
+    return "".join(f"{k} {v}\n" for k, v in pairs)
+
+
+def maps(s: Settings) -> dict[str, str]:
+    """Postfix lookup tables (source text; apply.sh compiles them with postmap)."""
+    mailbox_set = set(s.mailboxes)
+    senders: dict[str, list[str]] = {m: [m] for m in s.mailboxes}
+    for alias in s.aliases:
+        # A user may send as an alias that delivers to them.
+        owners = [t for t in alias.targets if t in mailbox_set]
+        if owners:
+            senders[alias.source] = owners
+    root_target = s.mailboxes[0]
+    return {
+        "vmailbox": _lines((m, f"{m.split('@')[1]}/{m.split('@')[0]}/") for m in s.mailboxes),
+        "virtual": _lines((a.source, ",".join(a.targets)) for a in s.aliases),
+        "senders": _lines((a, ",".join(o)) for a, o in senders.items()),
+        # Local mail (cron, bounces to root) reaches the first mailbox.
+        "aliases": f"postmaster: root\nroot: {root_target}\n",
+    }
+
+
+def render(s: Settings, layout: catalog.Layout = catalog.PRODUCTION) -> Bundle:
+    env = _env()
+    services = s.services
+    login_services: dict[str, list[catalog.Service]] = {}
+    for svc in services:
+        if svc.daemon == "dovecot":
+            login_services.setdefault(svc.protocol, []).append(svc)
+    ctx = {
+        "s": s,
+        "layout": layout,
+        "smtp_services": [svc for svc in services if svc.daemon == "postfix"],
+        "login_services": login_services,
+        "tls_protocols": catalog.POSTFIX_TLS_PROTOCOLS,
+        "tls_min": catalog.DOVECOT_TLS_MIN,
+        "password_scheme": catalog.PASSWORD_SCHEME,
+        "vmail_user": catalog.VMAIL_USER,
+        "removed_packages": catalog.EL_REMOVED_PACKAGES,
+        "packages": catalog.EL_PACKAGES,
+        "acme_version": catalog.ACME_SH_VERSION,
+        "acme_url": catalog.ACME_SH_URL,
+        "zone_id": s.zone_id(s.hostname_zone),
+        "short_hostname": s.hostname.split(".", 1)[0],
+    }
+    pf = layout.postfix_dir
+    files = [
+        File(f"{pf}/main.cf", env.get_template("postfix/main.cf.j2").render(ctx)),
+        File(f"{pf}/master.cf", env.get_template("postfix/master.cf.j2").render(ctx)),
+        *(File(f"{pf}/{name}", text) for name, text in maps(s).items()),
+        # The dovecot config names the password file; root:dovecot 0640 like the file itself.
+        File(layout.dovecot_conf, env.get_template("dovecot/dovecot.conf.j2").render(ctx),
+             mode="0640", group="dovecot"),
+    ]
+    ctx["files"] = files
+    ctx["postfix_maps"] = [f"{pf}/{name}" for name in ("vmailbox", "virtual", "senders")]
+    scripts = {name: env.get_template(f"scripts/{name}.j2").render(ctx) for name in SCRIPTS}
+    ctx["baseline"] = scripts["baseline.sh"]
+    user_data = env.get_template("user-data.yaml.j2").render(ctx)
+    return Bundle(files=tuple(files), scripts=scripts, user_data=user_data)
+
+
+def password_stdin(s: Settings, secrets: Secrets) -> str:
+    """The stdin of set-passwords.sh: one "address<TAB>password" line per mailbox."""
+    return "".join(f"{m}\t{secrets.passwords[m]}\n" for m in s.mailboxes)
+
+
+def write_tree(bundle: Bundle, dest: Path) -> None:
+    """Unpack the bundle's tarball under dest (what the host does with it)."""
+    with tarfile.open(fileobj=io.BytesIO(bundle.tarball()), mode="r:gz") as tar:
+        tar.extractall(dest, filter="data")

@@ -1,0 +1,482 @@
+"""Stack settings: read, typed, validated, before any resource exists.
+
+The schema (key, type, default) is Pulumi.yaml's `config:` block, read here, so the defaults a
+user sees in Pulumi.yaml are the defaults the program uses, under `pulumi up`, under mocks and
+in the lab. `parse` turns raw values into a frozen `Settings` plus a separate `Secrets`; every
+problem found is reported at once, each naming its key and how to fix it.
+
+Secrets (mailbox passwords) are kept apart from `Settings` on purpose: the renderer only ever
+receives `Settings`, so no template can put a password into a file that travels in user-data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import catalog
+
+PROJECT = "mailserver"
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT_FILE = ROOT / "Pulumi.yaml"
+
+_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+_DNS_NAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.[a-z][a-z0-9-]*[a-z0-9]$")
+_LOCAL_PART = re.compile(r"^[a-z0-9](?:[a-z0-9._+-]{0,62}[a-z0-9])?$")
+_ZONE_ID = re.compile(r"^[0-9a-f]{32}$")
+_AMI_ID = re.compile(r"^ami-[0-9a-f]{8,17}$")
+_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+_RESTRICTION = re.compile(r"^[a-z_]+(?::[\w./-]+)?$")
+# Graviton families carry a "g" right after the generation digit: t4g, m7gd, c6gn, im4gn.
+_GRAVITON = re.compile(r"^(a1|[a-z]+\d+g[a-z]*)$")
+_RELAY_ENDINGS = ("reject_unauth_destination", "defer_unauth_destination", "reject")
+_SSH_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( .*)?$")
+MIN_PASSWORD_FLOOR = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    key: str
+    message: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{PROJECT}:{self.key}: {self.message}. Fix: {self.fix}"
+
+
+class SettingsError(ValueError):
+    """One or more invalid settings. `problems` lists them all; str() is what the user reads."""
+
+    def __init__(self, problems: Iterable[Problem]):
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid stack configuration ({len(self.problems)} problem(s)):\n{lines}")
+
+    @property
+    def keys(self) -> set[str]:
+        return {p.key for p in self.problems}
+
+
+@dataclasses.dataclass(frozen=True)
+class Alias:
+    source: str
+    targets: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    domains: tuple[str, ...]
+    hostname: str
+    zone_ids: tuple[tuple[str, str], ...]  # (domain, zone id), in the order of domains
+    os: str
+    ami_id: str
+    instance_type: str
+    root_volume_size: int
+    ssh_user: str
+    ssh_public_key: str
+    admin_cidrs: tuple[str, ...]
+    submission: bool
+    acme_server: str
+    acme_email: str
+    mailboxes: tuple[str, ...]
+    aliases: tuple[Alias, ...]
+    password_min_length: int
+    mydomain: str
+    myorigin: str
+    inet_interfaces: str
+    inet_protocols: str
+    mydestination: str
+    mynetworks: tuple[str, ...]
+    smtpd_banner: str
+    message_size_limit: int
+    mailbox_size_limit: int
+    relay_restrictions: tuple[str, ...]
+
+    @property
+    def primary_domain(self) -> str:
+        return self.domains[0]
+
+    @property
+    def architecture(self) -> str:
+        family = self.instance_type.split(".", 1)[0]
+        return "arm64" if _GRAVITON.match(family) else "x86_64"
+
+    @property
+    def services(self) -> tuple[catalog.Service, ...]:
+        return catalog.enabled_services({"submission": self.submission})
+
+    def zone_id(self, domain: str) -> str:
+        return dict(self.zone_ids)[domain]
+
+    @property
+    def hostname_zone(self) -> str:
+        """The configured domain whose zone holds the mail host's A record."""
+        return next(d for d in sorted(self.domains, key=len, reverse=True) if self.hostname.endswith("." + d))
+
+
+@dataclasses.dataclass(frozen=True)
+class Secrets:
+    passwords: Mapping[str, str] = dataclasses.field(repr=False)
+
+    def __repr__(self) -> str:  # never print a password, even in a traceback
+        return f"Secrets(passwords=<{len(self.passwords)} hidden>)"
+
+
+# --- schema -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Key:
+    name: str
+    type: str
+    description: str
+    default: Any = None
+    has_default: bool = False
+    secret: bool = False
+
+
+def schema(project_file: Path = PROJECT_FILE) -> dict[str, Key]:
+    """The config keys declared in Pulumi.yaml, in declaration order."""
+    doc = yaml.safe_load(project_file.read_text())
+    keys = {}
+    for name, spec in doc["config"].items():
+        keys[name] = Key(name, spec["type"], spec["description"], spec.get("default"),
+                         "default" in spec, bool(spec.get("secret", False)))
+    return keys
+
+
+def read_stack_file(path: Path) -> dict[str, Any]:
+    """Raw `mailserver:*` values of a Pulumi.<stack>.yaml. Encrypted values are left out:
+    only the Pulumi CLI can decrypt them."""
+    doc = yaml.safe_load(path.read_text()) or {}
+    raw = {}
+    for full, value in (doc.get("config") or {}).items():
+        ns, _, key = full.partition(":")
+        if ns == PROJECT and not (isinstance(value, dict) and "secure" in value):
+            raw[key] = value
+    return raw
+
+
+# --- parsing ----------------------------------------------------------------------------
+
+
+def _coerce(key: Key, value: Any, problems: list[Problem]) -> Any:
+    if key.type == "array":
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                value = None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            problems.append(Problem(key.name, "must be a list of strings",
+                                    f"pulumi config set --path '{key.name}[0]' VALUE"))
+            return []
+        return [v.strip() for v in value]
+    if key.type == "integer":
+        if isinstance(value, bool):
+            value = None
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            problems.append(Problem(key.name, f"must be a whole number, got {value!r}",
+                                    f"pulumi config set {key.name} <number>"))
+            return 0
+    if key.type == "boolean":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        problems.append(Problem(key.name, f"must be true or false, got {value!r}",
+                                f"pulumi config set {key.name} true"))
+        return False
+    if not isinstance(value, str):
+        problems.append(Problem(key.name, f"must be a string, got {value!r}", f"pulumi config set {key.name} VALUE"))
+        return ""
+    return value.strip()
+
+
+def is_dns_name(name: str) -> bool:
+    return bool(_DNS_NAME.match(name))
+
+
+def split_address(address: str) -> tuple[str, str] | None:
+    local, at, domain = address.rpartition("@")
+    if not at or not _LOCAL_PART.match(local) or not is_dns_name(domain):
+        return None
+    return local, domain
+
+
+def parse(raw: Mapping[str, Any], project_file: Path = PROJECT_FILE) -> tuple[Settings, Secrets]:
+    """Validate raw config values (key without namespace -> value) against the schema."""
+    keys = schema(project_file)
+    problems: list[Problem] = []
+    v: dict[str, Any] = {}
+    for name, key in keys.items():
+        if name in raw and raw[name] is not None:
+            v[name] = _coerce(key, raw[name], problems)
+        elif key.has_default:
+            v[name] = key.default
+        else:
+            how = "pulumi config set --secret" if key.secret else "pulumi config set"
+            problems.append(Problem(name, "is required and not set", f"{how} {name} ... ({key.description})"))
+            v[name] = [] if key.type == "array" else ""
+    for name in sorted(set(raw) - set(keys)):
+        problems.append(Problem(name, "is not a setting of this program",
+                                f"remove it, or check the spelling against Pulumi.yaml ({', '.join(keys)})"))
+
+    def bad(key: str, message: str, fix: str) -> None:
+        problems.append(Problem(key, message, fix))
+
+    # Domains and host name.
+    domains = [d.lower().rstrip(".") for d in v["domains"]]
+    if not domains:
+        bad("domains", "no mail domain is configured", "pulumi config set --path 'domains[0]' example.com")
+    for d in domains:
+        if not is_dns_name(d):
+            bad("domains", f"{d!r} is not a valid DNS name", "use a registered domain such as example.com")
+    for d in sorted({d for d in domains if domains.count(d) > 1}):
+        bad("domains", f"{d} is listed twice", "list each domain once")
+    primary = domains[0] if domains else "example.com"
+    hostname = (v["hostname"] or f"mail.{primary}").lower().rstrip(".")
+    if not is_dns_name(hostname):
+        bad("hostname", f"{hostname!r} is not a valid DNS name", f"use a name such as mail.{primary}")
+    elif hostname in domains:
+        bad("hostname", f"{hostname} is itself a mail domain", f"use a host name inside it, such as mail.{hostname}")
+    elif not any(hostname.endswith("." + d) for d in domains):
+        bad("hostname", f"{hostname} is outside the mail domains ({', '.join(domains)})",
+            f"use a name inside one of them, such as mail.{primary}, so its A record lives in a zone we manage")
+
+    zone_ids: dict[str, str] = {}
+    for entry in v["cloudflareZoneIds"]:
+        dom, eq, zid = entry.partition("=")
+        dom = dom.strip().lower()
+        zid = zid.strip().lower()
+        if not eq or not _ZONE_ID.match(zid):
+            bad("cloudflareZoneIds", f"{entry!r} is not domain=zoneid with a 32-hex zone id",
+                "copy the Zone ID from the domain's Overview page in Cloudflare: example.com=023e105f4ecef8ad9ca31a8372d0c353")
+        elif dom not in domains:
+            bad("cloudflareZoneIds", f"{dom} is not one of the mail domains", "remove it or add it to domains")
+        elif dom in zone_ids:
+            bad("cloudflareZoneIds", f"{dom} has two zone ids", "keep one entry per domain")
+        else:
+            zone_ids[dom] = zid
+    for d in domains:
+        if d not in zone_ids and is_dns_name(d):
+            bad("cloudflareZoneIds", f"no Cloudflare zone id for {d}",
+                f"pulumi config set --path 'cloudflareZoneIds[{len(zone_ids)}]' {d}=<zone id>")
+
+    # Host.
+    if v["os"] not in catalog.OS_IMAGES:
+        bad("os", f"unknown OS {v['os']!r}", f"use one of {', '.join(catalog.OS_IMAGES)}")
+    if v["amiId"] and not _AMI_ID.match(v["amiId"]):
+        bad("amiId", f"{v['amiId']!r} is not an AMI id", "use ami-0123456789abcdef0, or leave empty to look up")
+    if not _INSTANCE_TYPE.match(v["instanceType"]):
+        bad("instanceType", f"{v['instanceType']!r} is not an EC2 instance type", "use a type such as t4g.small")
+    if v["rootVolumeSize"] < 10:
+        bad("rootVolumeSize", f"{v['rootVolumeSize']} GiB is too small for the image", "use 10 or more")
+    if not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", v["sshUser"]):
+        bad("sshUser", f"{v['sshUser']!r} is not a user name", "use ec2-user for the official CentOS Stream images")
+    if v["sshPublicKey"] and not _SSH_KEY.match(v["sshPublicKey"]):
+        bad("sshPublicKey", "is not an OpenSSH public key", "paste the one line of ~/.ssh/id_ed25519.pub, or leave empty")
+
+    admin_cidrs = _networks("adminCidrs", v["adminCidrs"], bad)
+    if not v["adminCidrs"]:
+        bad("adminCidrs", "is empty, so nobody (not even pulumi up) can reach SSH",
+            "pulumi config set --path 'adminCidrs[0]' <your public IP>/32")
+    for net in admin_cidrs:
+        if net.prefixlen == 0 and not v["allowSshFromAnywhere"]:
+            bad("adminCidrs", f"{net} opens SSH to the whole internet",
+                "use your own address range, or set allowSshFromAnywhere true to accept the risk")
+
+    if v["acmeServer"] not in catalog.ACME_SERVERS:
+        bad("acmeServer", f"unknown ACME server {v['acmeServer']!r}",
+            f"use one of {', '.join(catalog.ACME_SERVERS)} (staging: letsencrypt_test)")
+    acme_email = (v["acmeEmail"] or f"postmaster@{primary}").lower()
+    if not split_address(acme_email):
+        bad("acmeEmail", f"{acme_email!r} is not an e-mail address", "use an address you read, e.g. you@example.org")
+
+    # Mailboxes, passwords, aliases.
+    mailboxes = [m.lower() for m in v["mailboxes"]]
+    if not mailboxes:
+        bad("mailboxes", "no mailbox is configured", f"pulumi config set --path 'mailboxes[0]' you@{primary}")
+    for m in mailboxes:
+        parts = split_address(m)
+        if parts is None:
+            bad("mailboxes", f"{m!r} is not an e-mail address", f"write it as name@{primary}")
+        elif parts[1] not in domains:
+            bad("mailboxes", f"{m}: domain {parts[1]} is not configured", "add the domain to domains, or fix the address")
+    for m in sorted({m for m in mailboxes if mailboxes.count(m) > 1}):
+        bad("mailboxes", f"{m} is listed twice", "list each mailbox once")
+
+    min_len = v["passwordMinLength"]
+    if min_len < MIN_PASSWORD_FLOOR:
+        bad("passwordMinLength", f"{min_len} is below {MIN_PASSWORD_FLOOR}", f"use {MIN_PASSWORD_FLOOR} or more")
+    passwords = _passwords(v["mailboxPasswords"], mailboxes, max(min_len, MIN_PASSWORD_FLOOR), bad)
+
+    aliases = _aliases(v["aliases"], domains, mailboxes, bad)
+
+    # Postfix parameters from the seed.
+    mydomain = (v["mydomain"] or primary).lower()
+    if not is_dns_name(mydomain):
+        bad("mydomain", f"{mydomain!r} is not a valid DNS name", f"leave empty for {primary}")
+    if v["inetProtocols"] not in ("ipv4", "ipv6", "all"):
+        bad("inetProtocols", f"{v['inetProtocols']!r} is not ipv4, ipv6 or all", "use all")
+    if not v["inetInterfaces"]:
+        bad("inetInterfaces", "is empty", "use all")
+    dest_tokens = {t for t in re.split(r"[,\s]+", v["mydestination"].lower()) if t}
+    for d in domains:
+        if d in dest_tokens or (d == mydomain and "$mydomain" in dest_tokens):
+            bad("mydestination", f"lists the mail domain {d}, which would deliver to shell accounts",
+                "remove it: mail domains are served by virtual mailboxes")
+    mynetworks = _networks("mynetworks", v["mynetworks"], bad)
+    for net in mynetworks:
+        if net.prefixlen == 0:
+            bad("mynetworks", f"{net} lets the whole internet relay through this server (open relay)",
+                "list only hosts that must send without a password, e.g. 127.0.0.1/32")
+    if not re.match(r"^(\$myhostname|\$\{myhostname\}|" + re.escape(hostname) + r")\b", v["smtpdBanner"]):
+        bad("smtpdBanner", "must begin with the host name (RFC 5321 greeting)", "use $myhostname ESMTP")
+    for key in ("messageSizeLimit", "mailboxSizeLimit"):
+        if v[key] <= 0:
+            bad(key, f"{v[key]} is not a positive number of bytes", "use e.g. 10485760 (10 MiB)")
+    if 0 < v["mailboxSizeLimit"] < v["messageSizeLimit"]:
+        bad("mailboxSizeLimit", "is smaller than messageSizeLimit, so one message could never fit",
+            "make mailboxSizeLimit at least messageSizeLimit")
+    relay = [r.lower() for r in v["relayRestrictions"]]
+    for r in relay:
+        if not _RESTRICTION.match(r):
+            bad("relayRestrictions", f"{r!r} is not a postfix restriction", "use names such as permit_sasl_authenticated")
+    if not relay or relay[-1] not in _RELAY_ENDINGS:
+        bad("relayRestrictions", "does not end by refusing unauthorised relaying (open relay)",
+            "end the list with reject_unauth_destination")
+    elif "permit" in relay:
+        bad("relayRestrictions", "contains a bare permit, which lets anyone relay (open relay)",
+            "remove permit; permit_sasl_authenticated lets your users send")
+
+    if problems:
+        raise SettingsError(problems)
+
+    settings = Settings(
+        domains=tuple(domains), hostname=hostname,
+        zone_ids=tuple((d, zone_ids[d]) for d in domains),
+        os=v["os"], ami_id=v["amiId"], instance_type=v["instanceType"],
+        root_volume_size=v["rootVolumeSize"], ssh_user=v["sshUser"], ssh_public_key=v["sshPublicKey"],
+        admin_cidrs=tuple(str(n) for n in admin_cidrs), submission=v["submission"],
+        acme_server=v["acmeServer"], acme_email=acme_email,
+        mailboxes=tuple(mailboxes), aliases=aliases, password_min_length=min_len,
+        mydomain=mydomain, myorigin=v["myorigin"], inet_interfaces=v["inetInterfaces"],
+        inet_protocols=v["inetProtocols"], mydestination=v["mydestination"],
+        mynetworks=tuple(v["mynetworks"]), smtpd_banner=v["smtpdBanner"],
+        message_size_limit=v["messageSizeLimit"], mailbox_size_limit=v["mailboxSizeLimit"],
+        relay_restrictions=tuple(relay),
+    )
+    return settings, Secrets(passwords)
+
+
+def _networks(key: str, values: list[str], bad: Any) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    nets = []
+    for text in values:
+        bare = re.sub(r"^\[([^\]]+)\]", r"\1", text)  # postfix writes IPv6 as [::1]/128
+        try:
+            nets.append(ipaddress.ip_network(bare, strict=True))
+        except ValueError as e:
+            hint = ""
+            try:
+                hint = f"; did you mean {ipaddress.ip_network(bare, strict=False)}?"
+            except ValueError:
+                pass
+            bad(key, f"{text!r} is not a valid CIDR ({e})", f"write a network such as 198.51.100.0/24{hint}")
+    return nets
+
+
+def _passwords(entries: list[str], mailboxes: list[str], min_len: int, bad: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    seen: set[str] = set()
+    for i, entry in enumerate(entries):
+        address, sep, password = entry.partition(":")
+        address = address.strip().lower()
+        seen.add(address)
+        if not sep:
+            bad("mailboxPasswords", f"entry {i} is not written address:password", "rewrite it as you@example.com:<password>")
+            continue
+        if address not in mailboxes:
+            bad("mailboxPasswords", f"entry {i} is for {address}, which is not in mailboxes", "remove it or add the mailbox")
+            continue
+        if address in out:
+            bad("mailboxPasswords", f"{address} has two passwords", "keep one entry per mailbox")
+            continue
+        if any(ord(c) < 32 or ord(c) == 127 for c in password):
+            bad("mailboxPasswords", f"the password of {address} contains a control character", "choose another password")
+            continue
+        if len(password) < min_len:
+            bad("mailboxPasswords", f"the password of {address} is shorter than {min_len} characters",
+                "choose a longer one (passwordMinLength sets the minimum)")
+            continue
+        out[address] = password
+    for m in mailboxes:
+        if m not in seen:
+            bad("mailboxPasswords", f"no password for {m}",
+                f"pulumi config set --secret --path 'mailboxPasswords[{len(entries)}]' '{m}:<password>'")
+    return out
+
+
+def _aliases(entries: list[str], domains: list[str], mailboxes: list[str], bad: Any) -> tuple[Alias, ...]:
+    aliases: dict[str, tuple[str, ...]] = {}
+    for entry in entries:
+        source, eq, rest = entry.partition("=")
+        source = source.strip().lower()
+        targets = tuple(t.strip().lower() for t in rest.split(",") if t.strip())
+        parts = split_address(source)
+        if not eq or not targets:
+            bad("aliases", f"{entry!r} is not written source=target[,target]", "e.g. sales@example.com=alice@example.com")
+            continue
+        if parts is None:
+            bad("aliases", f"{source!r} is not an e-mail address", "write the alias as name@example.com")
+            continue
+        if parts[1] not in domains:
+            bad("aliases", f"{source}: domain {parts[1]} is not configured", "add the domain to domains, or fix the alias")
+            continue
+        if source in mailboxes:
+            bad("aliases", f"{source} is also a mailbox", "remove the alias or the mailbox")
+            continue
+        if source in aliases:
+            bad("aliases", f"{source} is defined twice", "merge the targets into one entry")
+            continue
+        aliases[source] = targets
+    # RFC 5321 and 2142 ask every mail domain to accept postmaster@ and abuse@.
+    if mailboxes:
+        for d in domains:
+            for role in ("postmaster", "abuse"):
+                addr = f"{role}@{d}"
+                if addr not in aliases and addr not in mailboxes:
+                    aliases[addr] = (mailboxes[0],)
+    for source, targets in aliases.items():
+        for t in targets:
+            parts = split_address(t)
+            if parts is None:
+                bad("aliases", f"{source}: target {t!r} is not an e-mail address", "fix the target address")
+            elif parts[1] in domains and t not in mailboxes and t not in aliases:
+                bad("aliases", f"{source}: target {t} is neither a mailbox nor an alias, so mail to it would bounce",
+                    "add the mailbox, or point the alias at an existing one")
+    return tuple(Alias(s, t) for s, t in aliases.items())
+
+
+def from_pulumi_config() -> tuple[Settings, Secrets]:
+    """Read the stack's config through the Pulumi SDK (under `pulumi up` or mocks)."""
+    import pulumi
+    from pulumi.runtime import config as runtime_config
+
+    cfg = pulumi.Config(PROJECT)
+    present = {*runtime_config.CONFIG.get(), *runtime_config.get_config_env()}
+    raw: dict[str, Any] = {}
+    for full in present:
+        ns, _, name = full.partition(":")
+        if ns == PROJECT:
+            raw[name] = cfg.get_object(name) if schema().get(name, Key(name, "", "")).type == "array" else cfg.get(name)
+    return parse(raw)
