@@ -1,0 +1,174 @@
+"""Mail clients for the lab's smoke check and the end-to-end tests: the standard library's
+smtplib, imaplib and poplib, plus a raw TLS handshake probe. Every client can bind a source
+address, because both daemons trust the server's own address: refusals must be tested from
+another one (127.0.0.2)."""
+
+from __future__ import annotations
+
+import email.message
+import email.utils
+import imaplib
+import poplib
+import smtplib
+import socket
+import ssl
+from typing import Any
+
+SERVER = "127.0.0.1"
+OUTSIDE = "127.0.0.2"  # an untrusted client: not in mynetworks, not "local" to dovecot
+TIMEOUT = 20.0
+
+
+def tls_context(cafile: str | None = None, version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
+    """A client context that trusts `cafile` (the lab's self-signed certificate). With
+    `version`, it offers only that TLS version, at security level 0 so the client side
+    does not refuse TLS 1.0/1.1 itself: any refusal then comes from the server."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False  # we connect by IP; the name is checked separately
+    if cafile:
+        ctx.load_verify_locations(cafile)
+    else:
+        ctx.verify_mode = ssl.CERT_NONE
+    if version is not None:
+        ctx.set_ciphers("DEFAULT@SECLEVEL=0")
+        ctx.minimum_version = version
+        ctx.maximum_version = version
+    return ctx
+
+
+def message(sender: str, to: list[str], subject: str, body: str = "lab message\n", size: int = 0) -> email.message.EmailMessage:
+    msg = email.message.EmailMessage()
+    msg["From"] = sender
+    msg["To"] = ", ".join(to)
+    msg["Subject"] = subject
+    msg["Date"] = email.utils.formatdate(localtime=True)
+    msg["Message-ID"] = email.utils.make_msgid(domain="lab.invalid")
+    msg.set_content(body + ("x" * 76 + "\n") * (size // 77))
+    return msg
+
+
+def smtp(port: int, source: str = OUTSIDE, implicit_tls: bool = False, ctx: ssl.SSLContext | None = None,
+         host: str = SERVER) -> smtplib.SMTP:
+    if implicit_tls:
+        return smtplib.SMTP_SSL(host, port, source_address=(source, 0), context=ctx or tls_context(), timeout=TIMEOUT)
+    return smtplib.SMTP(host, port, source_address=(source, 0), timeout=TIMEOUT)
+
+
+class _SourceBound:
+    """Mixin: open the connection from a chosen source address (imaplib/poplib cannot)."""
+
+    source = OUTSIDE
+    host: str
+    port: int
+
+    def _create_socket(self, timeout: Any = None) -> socket.socket:
+        return socket.create_connection((self.host, self.port), timeout or TIMEOUT, source_address=(self.source, 0))
+
+
+class IMAP(_SourceBound, imaplib.IMAP4):
+    pass
+
+
+class IMAPS(_SourceBound, imaplib.IMAP4_SSL):
+    def _create_socket(self, timeout: Any = None) -> socket.socket:
+        sock = _SourceBound._create_socket(self, timeout)
+        return self.ssl_context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+class POP3(_SourceBound, poplib.POP3):
+    pass
+
+
+class POP3S(_SourceBound, poplib.POP3_SSL):
+    def _create_socket(self, timeout: Any = None) -> socket.socket:
+        sock = _SourceBound._create_socket(self, timeout)
+        return self.context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+def imap_messages(port: int, user: str, password: str, ctx: ssl.SSLContext, implicit_tls: bool) -> list[bytes]:
+    """All messages of INBOX, as raw bytes, over IMAPS or IMAP + STARTTLS."""
+    conn: imaplib.IMAP4 = IMAPS(SERVER, port, ssl_context=ctx) if implicit_tls else IMAP(SERVER, port)
+    try:
+        if not implicit_tls:
+            conn.starttls(ssl_context=ctx)
+        conn.login(user, password)
+        conn.select("INBOX", readonly=True)
+        _, data = conn.search(None, "ALL")
+        out = []
+        for num in data[0].split():
+            _, parts = conn.fetch(num, "(RFC822)")
+            out.append(parts[0][1])  # type: ignore[index]
+        return out
+    finally:
+        try:
+            conn.logout()
+        except (imaplib.IMAP4.error, OSError):
+            pass
+
+
+def pop3_messages(port: int, user: str, password: str, ctx: ssl.SSLContext, implicit_tls: bool) -> list[bytes]:
+    """All messages of the mailbox over POP3S or POP3 + STLS, left on the server."""
+    conn: poplib.POP3 = POP3S(SERVER, port, context=ctx) if implicit_tls else POP3(SERVER, port)
+    try:
+        if not implicit_tls:
+            conn.stls(context=ctx)
+        conn.user(user)
+        conn.pass_(password)
+        count, _ = conn.stat()
+        return [b"\r\n".join(conn.retr(i + 1)[1]) for i in range(count)]
+    finally:
+        try:
+            conn.quit()
+        except (poplib.error_proto, OSError):
+            pass
+
+
+def _read_line(sock: socket.socket) -> bytes:
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def _starttls(sock: socket.socket, protocol: str) -> None:
+    """Speak the protocol up to the point where the TLS handshake starts."""
+    if protocol == "smtp":
+        while not _read_line(sock)[3:4] == b" ":
+            pass
+        sock.sendall(b"EHLO probe.invalid\r\n")
+        while _read_line(sock)[3:4] != b" ":
+            pass
+        sock.sendall(b"STARTTLS\r\n")
+        reply = _read_line(sock)
+        if not reply.startswith(b"220"):
+            raise ConnectionError(f"STARTTLS refused: {reply!r}")
+    elif protocol == "imap":
+        _read_line(sock)
+        sock.sendall(b"a STARTTLS\r\n")
+        if not _read_line(sock).startswith(b"a OK"):
+            raise ConnectionError("STARTTLS refused")
+    elif protocol == "pop3":
+        _read_line(sock)
+        sock.sendall(b"STLS\r\n")
+        if not _read_line(sock).startswith(b"+OK"):
+            raise ConnectionError("STLS refused")
+
+
+def tls_handshake(port: int, starttls: str | None, version: ssl.TLSVersion, source: str = OUTSIDE) -> str | None:
+    """Try a handshake offering only `version`. Returns the negotiated version, or None
+    when the server refused it."""
+    sock = socket.create_connection((SERVER, port), TIMEOUT, source_address=(source, 0))
+    try:
+        if starttls:
+            _starttls(sock, starttls)
+        ctx = tls_context(version=version)
+        try:
+            with ctx.wrap_socket(sock, server_hostname="mail.invalid") as tls:
+                return tls.version()
+        except (ssl.SSLError, ConnectionResetError):
+            return None
+    finally:
+        sock.close()

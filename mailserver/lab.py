@@ -1,0 +1,246 @@
+"""The lab: the bundle the VM receives, run on this machine with real postfix and dovecot.
+
+The same renderer and the same scripts (apply.sh, set-passwords.sh) as on EC2; what differs is
+`lab_layout`: paths under a temporary root, log files instead of syslog, no systemd. The
+daemons run in a private network namespace, so they bind the real ports (25, 587, 465, 110,
+143, 993, 995) on loopback without touching the machine's own network or mail system.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import secrets as pysecrets
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import catalog, clients, netns, render
+from .settings import ROOT, Secrets, Settings, parse, read_stack_file
+
+
+def lab_layout(root: Path) -> catalog.Layout:
+    """The only values the lab changes from the production host: where things live, and
+    that there is no syslog or systemd. Users, ids, ports and every setting stay."""
+    r = str(root)
+    return dataclasses.replace(
+        catalog.PRODUCTION,
+        postfix_dir=f"{r}/etc/postfix",
+        dovecot_dir=f"{r}/etc/dovecot",
+        dovecot_base_dir=f"{r}/run/dovecot",
+        queue_dir=f"{r}/spool/postfix",
+        data_dir=f"{r}/lib/postfix",
+        vmail_dir=f"{r}/vmail",
+        cert_file=f"{r}/tls/cert.pem",
+        key_file=f"{r}/tls/key.pem",
+        state_dir=f"{r}/state",
+        postfix_log=f"{r}/log/postfix.log",
+        dovecot_log=f"{r}/log/dovecot.log",
+        systemd=False,
+    )
+
+
+class LabError(RuntimeError):
+    pass
+
+
+class Lab:
+    """A running lab. Use as a context manager: everything started is stopped on exit."""
+
+    def __init__(self, settings: Settings, secrets: Secrets, root: Path | None = None, keep: bool = False):
+        self.settings = settings
+        self.secrets = secrets
+        self._own_root = root is None
+        self.root = root or Path(tempfile.mkdtemp(prefix="mailserver-lab-", dir="/var/tmp"))
+        self.root.chmod(0o755)  # postfix and vmail must traverse it
+        self.layout = lab_layout(self.root)
+        self.ns = f"mslab-{os.getpid()}"
+        self.keep = keep
+        self.started = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def __enter__(self) -> Lab:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        if os.geteuid() != 0:
+            raise LabError("the lab needs root (network namespace, postfix and dovecot run as root)")
+        (self.root / "log").mkdir(parents=True, exist_ok=True)
+        if netns.exists(self.ns):
+            netns.delete(self.ns)
+        netns.create(self.ns)
+        self.started = True
+        try:
+            self.apply(self.settings, self.secrets)
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if not self.started:
+            return
+        conf = self.layout.dovecot_conf
+        self.run(["postfix", "-c", self.layout.postfix_dir, "stop"], check=False)
+        if Path(conf).exists():
+            self.run(["doveadm", "-c", conf, "stop"], check=False)
+        netns.delete(self.ns)  # kills anything left behind
+        self.started = False
+        if self._own_root and not self.keep:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def run(self, argv: list[str], stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        # Output goes through files, not pipes: the daemons started by apply.sh inherit
+        # the descriptors and keep them open, so a pipe would never reach end-of-file.
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            proc = subprocess.run(netns.cmd(self.ns, argv), input=stdin, stdout=out, stderr=err,
+                                  text=True, check=False, timeout=300)
+            out.seek(0)
+            err.seek(0)
+            result = subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
+        if check and result.returncode != 0:
+            raise LabError(f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+        return result
+
+    # -- the same steps the VM runs ------------------------------------------------------
+
+    def apply(self, settings: Settings, secrets: Secrets) -> str:
+        """Render for the lab and run apply.sh, then set-passwords.sh: what the remote
+        commands do on EC2, in the same order."""
+        bundle = render.render(settings, self.layout)
+        stage = Path(self.layout.state_dir)
+        for sub in ("files", "scripts"):
+            shutil.rmtree(stage / sub, ignore_errors=True)
+        stage.mkdir(parents=True, exist_ok=True)
+        render.write_tree(bundle, stage)
+        out = self.run(["bash", str(stage / "scripts/apply.sh")]).stdout
+        out += self.run(["bash", str(stage / "scripts/set-passwords.sh")],
+                        stdin=render.password_stdin(settings, secrets)).stdout
+        self.settings, self.secrets, self.bundle = settings, secrets, bundle
+        return out
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        ports = [svc.port for svc in self.settings.services if not svc.admin_only]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            listening = self.run(["ss", "-Hltn"]).stdout
+            if all(f":{p} " in listening for p in ports):
+                return
+            time.sleep(0.2)
+        raise LabError(f"not all of {ports} listen after {timeout}s; see {self.root}/log")
+
+    # -- helpers for clients -----------------------------------------------------------
+
+    @property
+    def cafile(self) -> str:
+        return self.layout.cert_file
+
+    def tls(self) -> ssl.SSLContext:
+        return clients.tls_context(self.cafile)
+
+    def queue_ids(self) -> list[str]:
+        out = self.run(["postqueue", "-c", self.layout.postfix_dir, "-j"], check=False).stdout
+        return [line for line in out.splitlines() if line.strip()]
+
+    def wait_queue_empty(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.queue_ids():
+            if time.monotonic() > deadline:
+                raise LabError(f"mail queue not empty after {timeout}s: {self.queue_ids()}")
+            time.sleep(0.2)
+
+    def maildir_files(self, address: str) -> list[Path]:
+        local, domain = address.split("@")
+        base = Path(self.layout.vmail_dir) / domain / local / "Maildir"
+        return sorted(p for sub in ("new", "cur") for p in (base / sub).glob("*") if p.is_file())
+
+    def log(self, which: str = "postfix") -> str:
+        path = Path(self.layout.postfix_log if which == "postfix" else self.layout.dovecot_log)
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+def load_stack(stack: str) -> dict[str, object]:
+    path = ROOT / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        raise LabError(f"no stack file {path}")
+    return read_stack_file(path)
+
+
+def lab_passwords(raw: dict[str, object]) -> list[str]:
+    """Passwords for the lab: the stack's are encrypted (only the Pulumi CLI can read
+    them), so every mailbox gets a fresh random one, printed at start."""
+    mailboxes = raw.get("mailboxes") or []
+    assert isinstance(mailboxes, list)
+    return [f"{m}:{pysecrets.token_urlsafe(12)}" for m in mailboxes]
+
+
+def smoke_check(lab: Lab) -> list[str]:
+    """Submit a message on 587, read it back over IMAPS, check that relaying is refused.
+    Returns the failures (empty when all is well)."""
+    s = lab.settings
+    user = s.mailboxes[0]
+    password = lab.secrets.passwords[user]
+    failures = []
+    with netns.entered(lab.ns):
+        msg = clients.message(user, [user], "lab smoke check")
+        with clients.smtp(587) as conn:
+            conn.starttls(context=lab.tls())
+            conn.login(user, password)
+            conn.send_message(msg)
+        lab.wait_queue_empty()
+        found = [m for m in clients.imap_messages(993, user, password, lab.tls(), True) if msg["Message-ID"].encode() in m]
+        if not found:
+            failures.append("a message submitted on 587 did not arrive in IMAP")
+        with clients.smtp(25) as conn:
+            conn.ehlo("outside.example")
+            conn.mail("someone@outside.example")
+            code, _ = conn.rcpt("victim@elsewhere.example")
+            if code < 500:
+                failures.append(f"relaying for an outside client was not refused (RCPT answered {code})")
+    return failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m mailserver lab", description=__doc__)
+    ap.add_argument("--stack", default="dev", help="stack whose settings to run (default: dev)")
+    ap.add_argument("--check", action="store_true", help="run the smoke check and exit")
+    ap.add_argument("--keep", action="store_true", help="keep the lab directory (logs, mail) after stopping")
+    args = ap.parse_args(argv)
+
+    raw = load_stack(args.stack)
+    raw["mailboxPasswords"] = lab_passwords(raw)
+    settings, secrets = parse(raw)
+    lab = Lab(settings, secrets, keep=args.keep)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with lab:
+        print(f"lab: stack {args.stack}, {settings.hostname}, namespace {lab.ns}, files in {lab.root}")
+        print(f"lab: server {clients.SERVER}; ports " + ", ".join(
+            f"{svc.name} {svc.port}" for svc in settings.services if not svc.admin_only))
+        for m in settings.mailboxes:
+            print(f"lab: mailbox {m}  password {secrets.passwords[m]}")
+        print(f"lab: certificate (self-signed) {lab.cafile}")
+        print(f"lab: use a client inside the namespace, e.g. ip netns exec {lab.ns} swaks -s {clients.SERVER} "
+              f"-p 587 -tls -au {settings.mailboxes[0]} -ap '<password>' -t {settings.mailboxes[0]}")
+        if args.check:
+            failures = smoke_check(lab)
+            for f in failures:
+                print(f"lab: FAIL {f}")
+            print("lab: check " + ("failed" if failures else "passed: submission, IMAPS delivery, relay refused"))
+            return 1 if failures else 0
+        print("lab: running; Ctrl-C stops it and removes everything it started")
+        try:
+            signal.pause()
+        except KeyboardInterrupt:
+            pass
+    return 0

@@ -1,0 +1,73 @@
+"""Private network namespaces for the lab: real ports (25, 143, ...) on loopback, invisible to
+the rest of the machine. Needs root (CAP_SYS_ADMIN), as `ip netns` does."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def create(name: str) -> None:
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+
+
+def delete(name: str) -> None:
+    """Kill whatever still runs in the namespace, then remove it."""
+    for _ in range(50):
+        pids = pids_in(name)
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+        subprocess.run(["sleep", "0.1"], check=False)
+    subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
+
+
+def exists(name: str) -> bool:
+    return os.path.exists(f"/run/netns/{name}")
+
+
+def pids_in(name: str) -> list[int]:
+    out = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True, check=False).stdout
+    return [int(p) for p in out.split()]
+
+
+def cmd(name: str, argv: list[str]) -> list[str]:
+    """argv run inside the namespace."""
+    return ["ip", "netns", "exec", name, *argv]
+
+
+def _setns(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns({path}): {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def entered(name: str) -> Iterator[None]:
+    """Run the calling thread inside the namespace, then return it to where it was.
+    Sockets opened inside stay in the namespace after the block."""
+    original = os.open(f"/proc/self/task/{threading.get_native_id()}/ns/net", os.O_RDONLY)
+    try:
+        _setns(f"/run/netns/{name}")
+        yield
+    finally:
+        try:
+            if _libc.setns(original, CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"could not return to the original network namespace: {os.strerror(err)}")
+        finally:
+            os.close(original)
