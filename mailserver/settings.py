@@ -342,9 +342,9 @@ def parse(raw: Mapping[str, Any], project_file: Path = PROJECT_FILE) -> tuple[Se
                 "list only hosts that must send without a password, e.g. 127.0.0.1/32")
     if not re.match(r"^(\$myhostname|\$\{myhostname\}|" + re.escape(hostname) + r")\b", v["smtpdBanner"]):
         bad("smtpdBanner", "must begin with the host name (RFC 5321 greeting)", "use $myhostname ESMTP")
-    for key in ("messageSizeLimit", "mailboxSizeLimit"):
-        if v[key] <= 0:
-            bad(key, f"{v[key]} is not a positive number of bytes", "use e.g. 10485760 (10 MiB)")
+    for size_key in ("messageSizeLimit", "mailboxSizeLimit"):
+        if v[size_key] <= 0:
+            bad(size_key, f"{v[size_key]} is not a positive number of bytes", "use e.g. 10485760 (10 MiB)")
     if 0 < v["mailboxSizeLimit"] < v["messageSizeLimit"]:
         bad("mailboxSizeLimit", "is smaller than messageSizeLimit, so one message could never fit",
             "make mailboxSizeLimit at least messageSizeLimit")
@@ -404,6 +404,11 @@ def _passwords(entries: list[str], mailboxes: list[str], min_len: int, bad: Any)
         seen.add(address)
         if not sep:
             bad("mailboxPasswords", f"entry {i} is not written address:password", "rewrite it as you@example.com:<password>")
+            continue
+        if split_address(address) is None:
+            # Not echoed: with the order swapped (password:address) this text is the password.
+            bad("mailboxPasswords", f"entry {i} does not start with an e-mail address",
+                "write it as address:password, address first")
             continue
         if address not in mailboxes:
             bad("mailboxPasswords", f"entry {i} is for {address}, which is not in mailboxes", "remove it or add the mailbox")

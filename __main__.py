@@ -1,0 +1,40 @@
+"""Pulumi entry point: read the stack settings, render the bundle, build the mail server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from components.mailserver import MailServer, MailServerArgs
+from mailserver import plan, render
+from mailserver import settings as settings_mod
+
+
+def main() -> dict[str, Any]:
+    """Build the stack and return its exports (tests read them; Pulumi gets them via export)."""
+    # Raises SettingsError, listing every problem, before any resource exists; Pulumi prints it.
+    settings, secrets = settings_mod.from_pulumi_config()
+    bundle = render.render(settings)
+    server = MailServer("mail", MailServerArgs(settings=settings, secrets=secrets, bundle=bundle))
+
+    exports: dict[str, Any] = {
+        "publicIp": server.public_ip,
+        "hostname": settings.hostname,
+        "domains": list(settings.domains),
+        "dnsRecords": server.dns_records,
+        "clientSettings": plan.client_settings(settings),
+        "sshCommand": server.public_ip.apply(lambda ip: plan.ssh_command(settings, ip)),
+        "port25Warning": plan.PORT25_WARNING,
+        "acmeServer": settings.acme_server,
+    }
+    if server.private_key is not None:
+        exports["sshPrivateKey"] = pulumi.Output.secret(server.private_key)
+    for key, value in exports.items():
+        pulumi.export(key, value)
+    return exports
+
+
+# Pulumi runs this file with runpy as __main__; tests import it under another name and call main().
+if __name__ == "__main__":
+    main()

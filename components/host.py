@@ -1,0 +1,123 @@
+"""The EC2 mail host: image, SSH key, security group and its rules, instance, Elastic IP."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_tls as tls
+
+from mailserver import catalog, plan
+from mailserver.render import Bundle
+from mailserver.settings import Settings
+
+
+@dataclasses.dataclass(frozen=True)
+class MailHostArgs:
+    settings: Settings
+    bundle: Bundle
+
+
+class MailHost(pulumi.ComponentResource):
+    public_ip: pulumi.Output[str]
+    instance_id: pulumi.Output[str]
+    private_key: pulumi.Output[str] | None
+    ami_id: pulumi.Output[str]
+
+    def __init__(self, name: str, args: MailHostArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mailserver:index:MailHost", name, None, opts)
+        s = args.settings
+        child = pulumi.ResourceOptions(parent=self)
+
+        if s.ami_id:
+            self.ami_id = pulumi.Output.from_input(s.ami_id)
+        else:
+            image = aws.ec2.get_ami_output(
+                owners=[catalog.CENTOS_AMI_OWNER],
+                most_recent=True,
+                filters=[
+                    {"name": "name", "values": [catalog.OS_IMAGES[s.os].format(arch=s.architecture)]},
+                    {"name": "architecture", "values": [s.architecture]},
+                ],
+                opts=pulumi.InvokeOutputOptions(parent=self),
+            )
+            self.ami_id = image.id
+
+        if s.ssh_public_key:
+            public_key: pulumi.Input[str] = s.ssh_public_key
+            self.private_key = None
+        else:
+            key = tls.PrivateKey(f"{name}-ssh", algorithm="ED25519", opts=child)
+            public_key = key.public_key_openssh
+            self.private_key = pulumi.Output.secret(key.private_key_openssh)
+        key_pair = aws.ec2.KeyPair(f"{name}-key", public_key=public_key, tags={"Name": s.hostname}, opts=child)
+
+        # No vpc_id: the account's default VPC. The description is fixed because changing it
+        # replaces the group, and with it the instance's network identity.
+        sg = aws.ec2.SecurityGroup(
+            f"{name}-sg",
+            description="Mail server: public mail ports, SSH from admin CIDRs only",
+            tags={"Name": s.hostname},
+            opts=child,
+        )
+        rules: list[pulumi.Resource] = []
+        for rule in plan.firewall_rules(s):
+            rule_cls = (aws.vpc.SecurityGroupIngressRule if rule.direction == "ingress"
+                        else aws.vpc.SecurityGroupEgressRule)
+            rules.append(rule_cls(
+                f"{name}-{rule.name}",
+                security_group_id=sg.id,
+                ip_protocol=rule.protocol,
+                from_port=rule.from_port,
+                to_port=rule.to_port,
+                cidr_ipv4=None if rule.is_ipv6 else rule.cidr,
+                cidr_ipv6=rule.cidr if rule.is_ipv6 else None,
+                description=rule.description,
+                opts=child,
+            ))
+
+        instance = aws.ec2.Instance(
+            f"{name}-instance",
+            ami=self.ami_id,
+            instance_type=s.instance_type,
+            key_name=key_pair.key_name,
+            vpc_security_group_ids=[sg.id],
+            user_data=args.bundle.user_data,
+            metadata_options={"http_tokens": "required", "http_put_response_hop_limit": 1, "http_endpoint": "enabled"},
+            root_block_device={"volume_size": s.root_volume_size, "volume_type": "gp3", "encrypted": True},
+            tags={"Name": s.hostname},
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # A newer image or an edited first-boot script must never replace or stop a
+                # running mail server; the apply script re-converges it over SSH instead.
+                ignore_changes=["ami", "userData"],
+                # The provider strips the group's default allow-all egress, and cloud-init
+                # installs packages on first boot: the rules must exist before the VM starts.
+                depends_on=rules,
+            ),
+        )
+
+        # Protected: the address carries the IP reputation and the PTR record, and must
+        # survive a rebuilt instance.
+        eip = aws.ec2.Eip(
+            f"{name}-eip",
+            domain="vpc",
+            tags={"Name": s.hostname},
+            opts=pulumi.ResourceOptions(parent=self, protect=True),
+        )
+        association = aws.ec2.EipAssociation(
+            f"{name}-eip-assoc", allocation_id=eip.allocation_id, instance_id=instance.id, opts=child
+        )
+
+        # Carries the association as a dependency, so whoever connects to this address (the
+        # remote commands) waits until it actually reaches the instance.
+        self.public_ip = pulumi.Output.all(eip.public_ip, association.id).apply(lambda v: str(v[0]))
+        self.instance_id = instance.id
+
+        self.register_outputs({
+            "public_ip": self.public_ip,
+            "instance_id": self.instance_id,
+            "private_key": self.private_key,
+            "ami_id": self.ami_id,
+        })

@@ -1,0 +1,145 @@
+"""Everything that reaches the host over SSH after cloud-init: configuration, passwords, certificate."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+import shlex
+
+import pulumi
+import pulumi_cloudflare as cloudflare
+from pulumi_command import remote
+
+from mailserver import catalog, render
+from mailserver.render import Bundle
+from mailserver.settings import Secrets, Settings
+
+# Cloudflare's published permission-group ids (Cloudflare's "API token permissions" page;
+# confirm with cloudflare.get_api_token_permission_groups_list). acme.sh's dns_cf hook writes
+# the _acme-challenge TXT record (DNS Write) and looks the zone up (Zone Read).
+DNS_WRITE_PERMISSION_GROUP = "4755a26eedb94da69e1066d98aa820be"
+ZONE_READ_PERMISSION_GROUP = "c8fed203ed3043cba015a93ad1616f1f"
+
+# Exit 2 is "done, with recoverable errors" (a deprecated key, a slow mirror): the host is
+# usable. Exit 1 means cloud-init itself crashed, and then nothing after it should run.
+WAIT_FOR_CLOUD_INIT = "sudo cloud-init status --wait >/dev/null || [ $? -eq 2 ]"
+
+
+def _fingerprint(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def script_command(script: str, text: str) -> str:
+    """Run a bundled script. Its hash rides along as a shell comment: an edited script changes
+    the command, so pulumi-command runs it again, while the host ignores the comment."""
+    path = shlex.quote(f"{catalog.PRODUCTION.state_dir}/scripts/{script}")
+    return f"sudo bash {path} # {_fingerprint(text)}"
+
+
+def config_command() -> str:
+    # files/ and scripts/ are removed first so the unpacked bundle is the whole truth: a file
+    # dropped from the bundle must not linger and be installed again.
+    d = shlex.quote(catalog.PRODUCTION.state_dir)
+    return (
+        f"sudo install -d -m 0700 {d} && sudo rm -rf {d}/files {d}/scripts && "
+        f"base64 -d | sudo tar -xzf - -C {d} --no-same-owner && sudo bash {d}/scripts/apply.sh"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class MailProvisionArgs:
+    settings: Settings
+    secrets: Secrets
+    bundle: Bundle
+    host: pulumi.Input[str]
+    instance_id: pulumi.Input[str]
+    # None when the operator brought their own key: pulumi-command then uses the SSH agent.
+    private_key: pulumi.Input[str] | None = None
+
+
+class MailProvision(pulumi.ComponentResource):
+    wait: remote.Command
+    config: remote.Command
+    passwords: remote.Command
+    acme_token: cloudflare.ApiToken
+    acme: remote.Command
+
+    def __init__(self, name: str, args: MailProvisionArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mailserver:index:MailProvision", name, None, opts)
+        s, bundle = args.settings, args.bundle
+        connection = remote.ConnectionArgs(
+            host=args.host,
+            user=s.ssh_user,
+            private_key=args.private_key,
+            # A fresh VM refuses connections for a while, and each refusal burns a retry fast.
+            dial_error_limit=60,
+            per_dial_timeout=30,
+        )
+        # The EIP outlives the instance, so the connection alone would not notice a rebuilt
+        # server; the instance id as a trigger replaces, and so re-runs, every command on it.
+        triggers = [args.instance_id]
+
+        self.wait = remote.Command(
+            f"{name}-wait",
+            connection=connection,
+            create=WAIT_FOR_CLOUD_INIT,
+            triggers=triggers,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        after_wait = pulumi.ResourceOptions(parent=self, depends_on=[self.wait])
+
+        self.config = remote.Command(
+            f"{name}-config",
+            connection=connection,
+            create=config_command(),
+            stdin=base64.b64encode(bundle.tarball()).decode(),
+            triggers=triggers,
+            opts=after_wait,
+        )
+        after_config = pulumi.ResourceOptions(parent=self, depends_on=[self.wait, self.config])
+        # Their stdin carries secrets and their scripts could echo them: keep the output out
+        # of the logs and encrypted in the state.
+        quiet = pulumi.ResourceOptions(additional_secret_outputs=["stdout", "stderr"])
+
+        self.passwords = remote.Command(
+            f"{name}-passwords",
+            connection=connection,
+            create=script_command("set-passwords.sh", bundle.scripts["set-passwords.sh"]),
+            stdin=pulumi.Output.secret(render.password_stdin(s, args.secrets)),
+            logging=remote.Logging.NONE,
+            triggers=triggers,
+            opts=pulumi.ResourceOptions.merge(after_config, quiet),
+        )
+
+        zone_id = s.zone_id(s.hostname_zone)
+        # Scoped to DNS edits in the host's zone: the worst a token stolen from the host can
+        # do is edit that one zone.
+        self.acme_token = cloudflare.ApiToken(
+            f"{name}-acme-token",
+            name=f"{pulumi.get_project()}-{pulumi.get_stack()}-acme-dns01",
+            policies=[{
+                "effect": "allow",
+                "permission_groups": [{"id": DNS_WRITE_PERMISSION_GROUP}, {"id": ZONE_READ_PERMISSION_GROUP}],
+                "resources": json.dumps({f"com.cloudflare.api.account.zone.{zone_id}": "*"}),
+            }],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+        # The provider marks the token secret already; said again so it never depends on that.
+        token: pulumi.Output[str] = pulumi.Output.secret(self.acme_token.value)
+        self.acme = remote.Command(
+            f"{name}-acme",
+            connection=connection,
+            create=script_command("acme.sh", bundle.scripts["acme.sh"]),
+            stdin=token,
+            logging=remote.Logging.NONE,
+            triggers=triggers,
+            opts=pulumi.ResourceOptions.merge(after_config, quiet),
+        )
+
+        self.register_outputs({
+            "config_stdout": self.config.stdout,
+            "acme_token_id": self.acme_token.id,
+        })

@@ -1,0 +1,116 @@
+"""Pure plans: firewall rules, DNS records, client settings. No Pulumi."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mailserver import catalog, plan, settings
+from mailserver.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+IP = "203.0.113.9"
+
+
+def load(**overrides: Any) -> Settings:
+    raw = settings.read_stack_file(ROOT / "Pulumi.dev.yaml")
+    raw["mailboxPasswords"] = ["alice@example.com:alice-l0ng-passw0rd", "bob@example.net:bob-l0ng-passw0rd"]
+    raw.update(overrides)
+    return settings.parse(raw)[0]
+
+
+def ingress(s: Settings) -> set[tuple[int, str]]:
+    return {(r.from_port, r.cidr) for r in plan.firewall_rules(s) if r.direction == "ingress"}
+
+
+# --- firewall ---------------------------------------------------------------------------
+
+
+def test_ingress_is_mail_ports_from_anywhere_and_ssh_from_admins() -> None:
+    public = {25, 587, 465, 110, 143, 993, 995}
+    assert ingress(load()) == {(p, c) for p in public for c in ("0.0.0.0/0", "::/0")} | {(22, "198.51.100.7/32")}
+
+
+def test_submission_off_removes_587_only() -> None:
+    with_587 = ingress(load())
+    without = ingress(load(submission=False))
+    assert with_587 - without == {(587, "0.0.0.0/0"), (587, "::/0")}
+    assert without < with_587
+
+
+def test_ssh_rule_per_admin_cidr_with_the_right_family() -> None:
+    rules = [r for r in plan.firewall_rules(load(adminCidrs=["203.0.113.0/29", "2001:db8::/48"])) if r.from_port == 22]
+    assert {(r.cidr, r.is_ipv6) for r in rules} == {("203.0.113.0/29", False), ("2001:db8::/48", True)}
+    assert all(r.direction == "ingress" and r.protocol == "tcp" for r in rules)
+
+
+def test_rules_are_single_port_single_cidr_with_unique_names() -> None:
+    rules = plan.firewall_rules(load(adminCidrs=["203.0.113.0/29", "198.51.100.7/32"]))
+    assert len({r.name for r in rules}) == len(rules)
+    for r in rules:
+        assert r.from_port == r.to_port
+        assert r.is_ipv6 == (":" in r.cidr)
+
+
+def test_egress_covers_what_the_host_needs() -> None:
+    egress = {(r.protocol, r.from_port, r.cidr) for r in plan.firewall_rules(load()) if r.direction == "egress"}
+    for proto, port, _ in catalog.EGRESS:
+        assert {(proto, port, "0.0.0.0/0"), (proto, port, "::/0")} <= egress
+    assert not any(r.protocol not in ("tcp", "udp") for r in plan.firewall_rules(load()))
+
+
+# --- DNS --------------------------------------------------------------------------------
+
+
+def test_dns_a_record_and_one_mx_per_domain() -> None:
+    records = plan.dns_records(load(), IP)
+    by_type: dict[str, list[plan.Record]] = {}
+    for r in records:
+        by_type.setdefault(r.type, []).append(r)
+    (a,) = by_type["A"]
+    assert (a.fqdn, a.content, a.zone_id) == ("mail.example.com", IP, "023e105f4ecef8ad9ca31a8372d0c353")
+    mx = {r.fqdn: r for r in by_type["MX"]}
+    assert set(mx) == {"example.com", "example.net"}
+    assert mx["example.net"].zone_id == "5b7d3f0c1e2a4b6c8d9e0f1a2b3c4d5e"
+    assert all(r.content == "mail.example.com" and r.priority == 10 for r in mx.values())
+    assert set(by_type) == {"A", "MX"}
+
+
+def test_dns_records_are_fqdn_dns_only_with_unique_names() -> None:
+    records = plan.dns_records(load(), IP)
+    assert len({r.name for r in records}) == len(records)
+    for r in records:
+        assert r.fqdn != "@" and not r.fqdn.endswith(".")
+        assert r.proxied is False
+        assert 60 <= r.ttl <= 86400
+
+
+def test_a_record_lives_in_the_zone_of_the_hostname() -> None:
+    s = load(hostname="mx1.example.net")
+    (a,) = [r for r in plan.dns_records(s, IP) if r.type == "A"]
+    assert a.zone_id == "5b7d3f0c1e2a4b6c8d9e0f1a2b3c4d5e"
+    assert all(r.content == "mx1.example.net" for r in plan.dns_records(s, IP) if r.type == "MX")
+
+
+# --- client settings --------------------------------------------------------------------
+
+
+def test_client_settings_list_login_ports_only() -> None:
+    cs = plan.client_settings(load())
+    assert {name: (v["port"], v["security"]) for name, v in cs.items()} == {
+        "submission": (587, "STARTTLS"),
+        "submissions": (465, "SSL/TLS"),
+        "pop3": (110, "STARTTLS"),
+        "imap": (143, "STARTTLS"),
+        "imaps": (993, "SSL/TLS"),
+        "pop3s": (995, "SSL/TLS"),
+    }
+    assert all(v["host"] == "mail.example.com" for v in cs.values())
+
+
+def test_client_settings_follow_submission() -> None:
+    assert "submission" not in plan.client_settings(load(submission=False))
+
+
+def test_ssh_command() -> None:
+    assert plan.ssh_command(load(), IP) == f"ssh ec2-user@{IP}"

@@ -1,0 +1,197 @@
+"""Stack settings: every invalid input is refused with its key and a way to fix it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailserver import settings
+from mailserver.settings import Settings, SettingsError
+
+ROOT = Path(__file__).resolve().parent.parent
+ALICE_PW = "alice-Secr3t-Pa55-d0e1f2"
+BOB_PW = "bob-Secr3t-Pa55-a9b8c7"
+
+
+def base(**overrides: Any) -> dict[str, Any]:
+    raw = settings.read_stack_file(ROOT / "Pulumi.dev.yaml")
+    raw["mailboxPasswords"] = [f"alice@example.com:{ALICE_PW}", f"bob@example.net:{BOB_PW}"]
+    raw.update(overrides)
+    return raw
+
+
+def parse(**overrides: Any) -> Settings:
+    return settings.parse(base(**overrides))[0]
+
+
+def refused(key: str, fix: str, **overrides: Any) -> SettingsError:
+    """Parse, expect a problem under `key` whose fix mentions `fix`; return the error."""
+    with pytest.raises(SettingsError) as info:
+        settings.parse(base(**overrides))
+    err = info.value
+    assert key in err.keys, f"expected a problem with {key}, got {err}"
+    fixes = [p.fix for p in err.problems if p.key == key]
+    assert any(fix in f for f in fixes), f"no fix for {key} mentions {fix!r}: {fixes}"
+    assert f"mailserver:{key}:" in str(err) and "Fix:" in str(err)
+    return err
+
+
+# --- the valid base ---------------------------------------------------------------------
+
+
+def test_dev_stack_parses() -> None:
+    s = parse()
+    assert s.domains == ("example.com", "example.net")
+    assert s.zone_id("example.net") == "5b7d3f0c1e2a4b6c8d9e0f1a2b3c4d5e"
+    assert s.instance_type == "t4g.micro" and s.architecture == "arm64"
+    assert s.acme_server == "letsencrypt_test"
+    assert s.admin_cidrs == ("198.51.100.7/32",)
+
+
+def test_hostname_defaults_to_mail_dot_primary() -> None:
+    s = parse()
+    assert s.hostname == "mail.example.com"
+    assert s.hostname_zone == "example.com"
+
+
+def test_role_aliases_default_to_the_first_mailbox() -> None:
+    aliases = {a.source: a.targets for a in parse().aliases}
+    for domain in ("example.com", "example.net"):
+        assert aliases[f"postmaster@{domain}"] == ("alice@example.com",)
+        assert aliases[f"abuse@{domain}"] == ("alice@example.com",)
+
+
+def test_explicit_role_alias_is_kept() -> None:
+    s = parse(aliases=["postmaster@example.net=bob@example.net"])
+    assert {a.source: a.targets for a in s.aliases}["postmaster@example.net"] == ("bob@example.net",)
+
+
+# --- one test per invalid input ---------------------------------------------------------
+
+
+def test_invalid_dns_domain() -> None:
+    refused("domains", "example.com", domains=["example..com", "example.net"])
+
+
+def test_hostname_outside_the_domains() -> None:
+    refused("hostname", "mail.example.com", hostname="mail.example.org")
+
+
+def test_mailbox_in_unconfigured_domain() -> None:
+    refused("mailboxes", "add the domain", mailboxes=["alice@example.com", "bob@example.net", "carol@example.org"],
+            mailboxPasswords=[f"alice@example.com:{ALICE_PW}", f"bob@example.net:{BOB_PW}",
+                              "carol@example.org:carol-l0ng-passw0rd"])
+
+
+def test_alias_in_unconfigured_domain() -> None:
+    refused("aliases", "add the domain", aliases=["sales@example.org=alice@example.com"])
+
+
+def test_duplicate_mailboxes() -> None:
+    err = refused("mailboxes", "once", mailboxes=["alice@example.com", "bob@example.net", "Alice@example.com"])
+    assert any("listed twice" in p.message for p in err.problems)
+
+
+def test_missing_password() -> None:
+    err = refused("mailboxPasswords", "pulumi config set --secret", mailboxPasswords=[f"alice@example.com:{ALICE_PW}"])
+    assert any("bob@example.net" in p.message for p in err.problems)
+
+
+def test_too_short_password() -> None:
+    refused("mailboxPasswords", "passwordMinLength",
+            mailboxPasswords=["alice@example.com:short-pw", f"bob@example.net:{BOB_PW}"])
+
+
+def test_password_min_length_is_a_setting() -> None:
+    fourteen = [f"alice@example.com:{'x' * 14}", f"bob@example.net:{BOB_PW}"]
+    parse(mailboxPasswords=fourteen)  # the default minimum (12) accepts it
+    refused("mailboxPasswords", "passwordMinLength", mailboxPasswords=fourteen, passwordMinLength=20)
+
+
+def test_invalid_admin_cidr() -> None:
+    err = refused("adminCidrs", "198.51.100.0/24", adminCidrs=["198.51.100.7/24"])
+    assert any("did you mean 198.51.100.0/24" in p.fix for p in err.problems)
+
+
+def test_invalid_mynetworks_cidr() -> None:
+    refused("mynetworks", "198.51.100.0/24", mynetworks=["127.0.0.1/32", "localhost"])
+
+
+def test_ssh_from_anywhere_needs_explicit_opt_in() -> None:
+    refused("adminCidrs", "allowSshFromAnywhere", adminCidrs=["0.0.0.0/0"])
+    refused("adminCidrs", "allowSshFromAnywhere", adminCidrs=["::/0"])
+    assert parse(adminCidrs=["0.0.0.0/0"], allowSshFromAnywhere=True).admin_cidrs == ("0.0.0.0/0",)
+    assert parse(adminCidrs=["0.0.0.0/0"], allowSshFromAnywhere="true").admin_cidrs == ("0.0.0.0/0",)
+
+
+def test_unknown_os() -> None:
+    refused("os", "centos-stream-9", os="ubuntu-24.04")
+
+
+def test_unknown_acme_server() -> None:
+    refused("acmeServer", "letsencrypt_test", acmeServer="zerossl")
+
+
+@pytest.mark.parametrize("key", ["messageSizeLimit", "mailboxSizeLimit"])
+@pytest.mark.parametrize("value", [0, -1])
+def test_non_positive_size_limits(key: str, value: int) -> None:
+    refused(key, "10485760", **{key: value})
+
+
+def test_missing_cloudflare_zone_id() -> None:
+    err = refused("cloudflareZoneIds", "example.net=",
+                  cloudflareZoneIds=["example.com=023e105f4ecef8ad9ca31a8372d0c353"])
+    assert any("no Cloudflare zone id for example.net" in p.message for p in err.problems)
+
+
+def test_relay_restrictions_must_refuse_unauthorised_relaying() -> None:
+    refused("relayRestrictions", "reject_unauth_destination",
+            relayRestrictions=["permit_mynetworks", "permit_sasl_authenticated"])
+
+
+def test_mynetworks_whole_internet_is_an_open_relay() -> None:
+    refused("mynetworks", "127.0.0.1/32", mynetworks=["127.0.0.1/32", "0.0.0.0/0"])
+
+
+def test_mail_domain_in_mydestination() -> None:
+    refused("mydestination", "remove it", mydestination="$myhostname, localhost, example.net")
+
+
+def test_unknown_config_key() -> None:
+    err = refused("mailboxSize", "check the spelling", mailboxSize=5)
+    assert any("mailboxSizeLimit" in p.fix for p in err.problems if p.key == "mailboxSize")
+
+
+def test_all_problems_reported_at_once() -> None:
+    with pytest.raises(SettingsError) as info:
+        settings.parse(base(os="bsd", acmeServer="zerossl", messageSizeLimit=0))
+    assert {"os", "acmeServer", "messageSizeLimit"} <= info.value.keys
+
+
+# --- secrecy ----------------------------------------------------------------------------
+
+
+def test_passwords_never_printed() -> None:
+    s, secrets = settings.parse(base())
+    assert secrets.passwords == {"alice@example.com": ALICE_PW, "bob@example.net": BOB_PW}
+    for text in (str(secrets), repr(secrets), repr(s)):
+        assert ALICE_PW not in text and BOB_PW not in text
+
+    # Every way a password entry can be wrong; none may echo the password.
+    bad_entries = {
+        "too short": "alice@example.com:Sh0rt-Pw!",
+        "control char": "alice@example.com:Secret-With\x07Bell-99",
+        "unknown mailbox": "carol@example.com:Carol-Secret-77aa",
+        "swapped order": "Swapped-Secret-42zz:alice@example.com",
+        "no separator": "NoSeparatorSecret-13qq",
+    }
+    for label, entry in bad_entries.items():
+        password = entry.split(":", 1)[1] if label not in ("swapped order", "no separator") else entry.split(":")[0]
+        with pytest.raises(SettingsError) as info:
+            settings.parse(base(mailboxPasswords=[entry, f"bob@example.net:{BOB_PW}"]))
+        err = info.value
+        for text in (str(err), repr(err), *(str(p) for p in err.problems)):
+            assert password not in text and password.lower() not in text, f"{label}: password printed"
+            assert BOB_PW not in text
