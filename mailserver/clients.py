@@ -72,7 +72,7 @@ class IMAP(_SourceBound, imaplib.IMAP4):
 class IMAPS(_SourceBound, imaplib.IMAP4_SSL):
     def _create_socket(self, timeout: Any = None) -> socket.socket:
         sock = _SourceBound._create_socket(self, timeout)
-        return self.ssl_context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+        return self.ssl_context.wrap_socket(sock, server_hostname=self.host)
 
 
 class POP3(_SourceBound, poplib.POP3):
@@ -94,10 +94,12 @@ def imap_messages(port: int, user: str, password: str, ctx: ssl.SSLContext, impl
         conn.login(user, password)
         conn.select("INBOX", readonly=True)
         _, data = conn.search(None, "ALL")
-        out = []
+        out: list[bytes] = []
         for num in data[0].split():
             _, parts = conn.fetch(num, "(RFC822)")
-            out.append(parts[0][1])  # type: ignore[index]
+            body = parts[0][1]  # type: ignore[index]
+            assert isinstance(body, bytes)
+            out.append(body)
         return out
     finally:
         try:
@@ -136,7 +138,7 @@ def _read_line(sock: socket.socket) -> bytes:
 def _starttls(sock: socket.socket, protocol: str) -> None:
     """Speak the protocol up to the point where the TLS handshake starts."""
     if protocol == "smtp":
-        while not _read_line(sock)[3:4] == b" ":
+        while _read_line(sock)[3:4] != b" ":
             pass
         sock.sendall(b"EHLO probe.invalid\r\n")
         while _read_line(sock)[3:4] != b" ":

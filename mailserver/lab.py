@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 from . import catalog, clients, netns, render
 from .settings import ROOT, Secrets, Settings, parse, read_stack_file
@@ -66,7 +67,7 @@ class Lab:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def __enter__(self) -> Lab:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
