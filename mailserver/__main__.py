@@ -1,14 +1,21 @@
-"""Command line: `python -m mailserver lab [--stack dev] [--check]`."""
+"""Command line: `python -m mailserver lab [...]` and `python -m mailserver docs [--check]`."""
 
 import sys
 
+USAGE = "usage: python -m mailserver lab [--stack NAME] [--check] [--keep] | docs [--check]"
+
 
 def main() -> int:
-    if len(sys.argv) >= 2 and sys.argv[1] == "lab":
+    command = sys.argv[1] if len(sys.argv) >= 2 else ""
+    if command == "lab":
         from .lab import main as lab_main
 
         return lab_main(sys.argv[2:])
-    print("usage: python -m mailserver lab [--stack NAME] [--check] [--keep]", file=sys.stderr)
+    if command == "docs":
+        from .docs import main as docs_main
+
+        return docs_main(sys.argv[2:])
+    print(USAGE, file=sys.stderr)
     return 2
 
 
