@@ -25,9 +25,18 @@ def main() -> dict[str, Any]:
         "dnsRecords": server.dns_records,
         "clientSettings": plan.client_settings(settings),
         "sshCommand": server.public_ip.apply(lambda ip: plan.ssh_command(settings, ip)),
-        "port25Warning": plan.PORT25_WARNING,
+        "port25Warning": plan.port25_warning(settings),
         "acmeServer": settings.acme_server,
     }
+    if server.ses is not None:
+        exports["sesRelay"] = {
+            "endpoint": plan.ses_relayhost(settings),
+            "region": settings.ses_region,
+            "identities": list(settings.domains),
+            "mailFromDomains": [plan.ses_mail_from_domain(d) for d in settings.domains],
+            "dnsRecords": server.ses.records,
+            "sandbox": plan.ses_sandbox_note(settings),
+        }
     if server.private_key is not None:
         exports["sshPrivateKey"] = pulumi.Output.secret(server.private_key)
     for key, value in exports.items():

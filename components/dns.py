@@ -1,15 +1,16 @@
-"""The mail host's DNS in Cloudflare: its A record and one MX per mail domain."""
+"""The mail host's DNS in Cloudflare: A, MX, SPF, DMARC, DKIM, CAA and client SRV records."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 import pulumi
 import pulumi_cloudflare as cloudflare
 
-from mailserver import plan
+from mailserver import plan, records
 from mailserver.settings import Settings
 
 # The plan is pure and wants a string, but the address is only known after the EIP exists:
@@ -25,32 +26,56 @@ def _fill(text: str, ip: str) -> str:
 class MailDnsArgs:
     settings: Settings
     public_ip: pulumi.Input[str]
+    # (domain, selector) -> public key PEM, from DkimKeys
+    dkim_public_keys: Mapping[tuple[str, str], pulumi.Input[str]] = dataclasses.field(default_factory=dict)
+
+
+def _data(rec: plan.Record) -> dict[str, Any]:
+    return dict(rec.data)
+
+
+def _dkim_txt(public_key_pem: str) -> str:
+    return records.txt(records.dkim(public_key_pem))
 
 
 class MailDns(pulumi.ComponentResource):
     records: pulumi.Output[list[dict[str, Any]]]
+    a_record: cloudflare.DnsRecord
 
     def __init__(self, name: str, args: MailDnsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mailserver:index:MailDns", name, None, opts)
+        s = args.settings
         child = pulumi.ResourceOptions(parent=self)
         ip = pulumi.Output.from_input(args.public_ip)
 
-        created = []
-        for rec in plan.dns_records(args.settings, IP_PLACEHOLDER):
+        planned: list[tuple[plan.Record, pulumi.Input[str]]] = []
+        for rec in (*plan.dns_records(s, IP_PLACEHOLDER), *records.deliverability_records(s), *records.srv_records(s)):
             content: pulumi.Input[str] = rec.content
             if IP_PLACEHOLDER in rec.content:
                 content = ip.apply(functools.partial(_fill, rec.content))
+            planned.append((rec, content))
+        for (domain, selector), pem in args.dkim_public_keys.items():
+            rec = plan.Record(f"dkim-{selector}-{domain}", s.zone_id(domain), records.dkim_name(selector, domain),
+                              "TXT", "")
+            planned.append((rec, pulumi.Output.from_input(pem).apply(_dkim_txt)))
+
+        created = []
+        for rec, content in planned:
             created.append(cloudflare.DnsRecord(
                 f"{name}-{rec.name}",
                 zone_id=rec.zone_id,
                 name=rec.fqdn,
                 type=rec.type,
-                content=content,
+                # SRV and CAA go to Cloudflare as structured data; it derives their content.
+                content=None if rec.data else content,
+                data=cloudflare.DnsRecordDataArgs(**_data(rec)) if rec.data else None,
                 priority=rec.priority,
                 ttl=rec.ttl,
                 proxied=rec.proxied,
                 opts=child,
             ))
+            if rec.type == "A":
+                self.a_record = created[-1]
 
         self.records = pulumi.Output.from_input(
             [{"name": r.name, "type": r.type, "content": r.content} for r in created]

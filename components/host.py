@@ -24,6 +24,7 @@ class MailHost(pulumi.ComponentResource):
     instance_id: pulumi.Output[str]
     private_key: pulumi.Output[str] | None
     ami_id: pulumi.Output[str]
+    allocation_id: pulumi.Output[str]
 
     def __init__(self, name: str, args: MailHostArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mailserver:index:MailHost", name, None, opts)
@@ -114,6 +115,7 @@ class MailHost(pulumi.ComponentResource):
         # remote commands) waits until it actually reaches the instance.
         self.public_ip = pulumi.Output.all(eip.public_ip, association.id).apply(lambda v: str(v[0]))
         self.instance_id = instance.id
+        self.allocation_id = eip.allocation_id
 
         self.register_outputs({
             "public_ip": self.public_ip,

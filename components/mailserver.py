@@ -6,13 +6,17 @@ import dataclasses
 from typing import Any
 
 import pulumi
+import pulumi_aws as aws
 
 from mailserver.render import Bundle
 from mailserver.settings import Secrets, Settings
 
+from .dkim import DkimKeys, DkimKeysArgs
 from .dns import MailDns, MailDnsArgs
 from .host import MailHost, MailHostArgs
 from .provision import MailProvision, MailProvisionArgs
+from .ses import SesRelay, SesRelayArgs
+from .web import MailWeb, MailWebArgs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +30,10 @@ class MailServer(pulumi.ComponentResource):
     host: MailHost
     dns: MailDns
     provision: MailProvision
+    dkim: DkimKeys
+    web: MailWeb
+    ptr: aws.ec2.EipDomainName
+    ses: SesRelay | None
     public_ip: pulumi.Output[str]
     private_key: pulumi.Output[str] | None
     dns_records: pulumi.Output[list[dict[str, Any]]]
@@ -35,8 +43,22 @@ class MailServer(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         self.host = MailHost(f"{name}-host", MailHostArgs(settings=args.settings, bundle=args.bundle), opts=child)
-        self.dns = MailDns(f"{name}-dns", MailDnsArgs(settings=args.settings, public_ip=self.host.public_ip),
-                           opts=child)
+        self.dkim = DkimKeys(f"{name}-dkim", DkimKeysArgs(settings=args.settings), opts=child)
+        self.dns = MailDns(f"{name}-dns", MailDnsArgs(settings=args.settings, public_ip=self.host.public_ip,
+                                                      dkim_public_keys=self.dkim.public_keys), opts=child)
+        self.web = MailWeb(f"{name}-web", MailWebArgs(settings=args.settings), opts=child)
+        # Reverse DNS of the Elastic IP: receivers compare it with our HELO name. AWS checks
+        # that the A record already resolves to the address, so it waits for the record.
+        self.ptr = aws.ec2.EipDomainName(
+            f"{name}-ptr",
+            allocation_id=self.host.allocation_id,
+            domain_name=args.settings.hostname,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.dns.a_record],
+                                        custom_timeouts=pulumi.CustomTimeouts(create="20m")),
+        )
+        # Only with relay: ses. Otherwise nothing SES-related exists, not even an IAM user.
+        self.ses = SesRelay(f"{name}-ses", SesRelayArgs(settings=args.settings), opts=child) \
+            if args.settings.relay == "ses" else None
         self.provision = MailProvision(
             f"{name}-provision",
             MailProvisionArgs(
@@ -46,6 +68,8 @@ class MailServer(pulumi.ComponentResource):
                 host=self.host.public_ip,
                 instance_id=self.host.instance_id,
                 private_key=self.host.private_key,
+                relay_credentials=self.ses.credentials if self.ses else None,
+                dkim_private_keys=self.dkim.private_keys,
             ),
             opts=child,
         )

@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import json
 import shlex
+from collections.abc import Mapping
 
 import pulumi
 import pulumi_cloudflare as cloudflare
@@ -57,6 +58,10 @@ class MailProvisionArgs:
     instance_id: pulumi.Input[str]
     # None when the operator brought their own key: pulumi-command then uses the SSH agent.
     private_key: pulumi.Input[str] | None = None
+    # relay: ses only: the stdin of set-relay-credentials.sh (components/ses.py), secret.
+    relay_credentials: pulumi.Input[str] | None = None
+    # domain -> DKIM private key PEM (current selector), secret, from DkimKeys.
+    dkim_private_keys: Mapping[str, pulumi.Input[str]] = dataclasses.field(default_factory=dict)
 
 
 class MailProvision(pulumi.ComponentResource):
@@ -65,6 +70,8 @@ class MailProvision(pulumi.ComponentResource):
     passwords: remote.Command
     acme_token: cloudflare.ApiToken
     acme: remote.Command
+    relay_credentials: remote.Command | None
+    dkim: remote.Command
 
     def __init__(self, name: str, args: MailProvisionArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mailserver:index:MailProvision", name, None, opts)
@@ -113,6 +120,19 @@ class MailProvision(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(after_config, quiet),
         )
 
+        # DKIM private keys, written for opendkim alone; re-runs when a key or the selector changes.
+        dkim_stdin: pulumi.Input[str] = pulumi.Output.all(**dict(args.dkim_private_keys)).apply(
+            lambda keys: render.dkim_stdin(s, keys))
+        self.dkim = remote.Command(
+            f"{name}-dkim",
+            connection=connection,
+            create=script_command("set-dkim-keys.sh", bundle.scripts["set-dkim-keys.sh"]),
+            stdin=pulumi.Output.secret(dkim_stdin),
+            logging=remote.Logging.NONE,
+            triggers=triggers,
+            opts=pulumi.ResourceOptions.merge(after_config, quiet),
+        )
+
         zone_id = s.zone_id(s.hostname_zone)
         # Scoped to DNS edits in the host's zone: the worst a token stolen from the host can
         # do is edit that one zone.
@@ -138,6 +158,21 @@ class MailProvision(pulumi.ComponentResource):
             triggers=triggers,
             opts=pulumi.ResourceOptions.merge(after_config, quiet),
         )
+
+        # The relay's SMTP login, after the config that names the relay (and whose apply.sh
+        # drops a login written for another relayhost). Re-runs when the login or the script
+        # (which embeds the relayhost) changes.
+        self.relay_credentials = None
+        if args.relay_credentials is not None:
+            self.relay_credentials = remote.Command(
+                f"{name}-relay-credentials",
+                connection=connection,
+                create=script_command("set-relay-credentials.sh", bundle.scripts["set-relay-credentials.sh"]),
+                stdin=pulumi.Output.secret(args.relay_credentials),
+                logging=remote.Logging.NONE,
+                triggers=triggers,
+                opts=pulumi.ResourceOptions.merge(after_config, quiet),
+            )
 
         self.register_outputs({
             "config_stdout": self.config.stdout,

@@ -71,7 +71,11 @@ DOVECOT_TLS_MIN = "TLSv1.2"
 VMAIL_USER = "vmail"
 VMAIL_UID = 5000
 VMAIL_HOME = "/var/vmail"
-PASSWORD_SCHEME = "SHA512-CRYPT"  # EL's dovecot lacks libsodium: no ARGON2 there.
+PASSWORD_SCHEME = "SHA512-CRYPT"
+# OpenDKIM signs outgoing mail as a milter on loopback (SELinux knows 8891 as milter_port_t).
+OPENDKIM_ADDRESS = "127.0.0.1"
+OPENDKIM_PORT = 8891
+DKIM_KEY_BITS = 2048  # EL's dovecot lacks libsodium: no ARGON2 there.
 
 # acme.sh: a pinned release, so a new upstream version never changes a running server unseen.
 ACME_SH_VERSION = "3.1.1"
@@ -85,20 +89,44 @@ OS_IMAGES: dict[str, str] = {
     "centos-stream-10": "CentOS Stream 10 {arch}*",
 }
 
+# Optional outbound relay (setting `relay`). EC2 blocks outbound port 25 until AWS lifts the
+# limit; Amazon SES's SMTP endpoint listens on 587 (STARTTLS), which EC2 never blocks.
+RELAYS = ("none", "ses")
+SES_SMTP_HOST = "email-smtp.{region}.amazonaws.com"
+SES_SMTP_PORT = 587
+# Custom MAIL FROM (the bounce address SES uses): a subdomain of each mail domain, so SPF
+# passes for a name that aligns with the From domain (DMARC relaxed alignment).
+SES_MAIL_FROM_LABEL = "bounce"
+SES_FEEDBACK_MX = "feedback-smtp.{region}.amazonses.com"
+SES_MAIL_FROM_SPF = "v=spf1 include:amazonses.com -all"
+SES_DKIM_TARGET = "{token}.dkim.amazonses.com"
+SES_DKIM_TOKENS = 3  # Easy DKIM publishes three CNAMEs per domain
+SASL_CLIENT_PACKAGE = "cyrus-sasl-plain"
+
 # Packages on the mail host. postfix-lmdb because Stream 10 has no Berkeley DB (hash: maps);
 # the same lmdb: maps then work on 9 and 10 alike. cronie runs acme.sh's renewal.
 EL_PACKAGES: tuple[str, ...] = (
     "postfix", "postfix-lmdb", "dovecot", "dovecot-pigeonhole", "cronie", "curl", "tar",
-    "openssl", "policycoreutils-python-utils", "chkconfig",
+    "openssl", "policycoreutils-python-utils", "chkconfig", "opendkim",
+    # The PLAIN and LOGIN mechanisms of postfix's SASL *client*: without them postfix cannot
+    # log in to the SES relay ("no mechanism available"). Installed even with relay none,
+    # because user-data runs once: turning the relay on later must not need a new instance.
+    SASL_CLIENT_PACKAGE,
 )
+# opendkim lives in EPEL, which needs CRB (for libmilter) on Stream 9; cloud-init enables
+# both before it installs EL_PACKAGES.
+EL_REPOSITORIES: tuple[str, ...] = ("epel-release",)
 # sendmail is removed, as the seed guide does: two MTAs fight over port 25 and /usr/sbin/sendmail.
 EL_REMOVED_PACKAGES: tuple[str, ...] = ("sendmail",)
 
 # Debian packages the lab and the test suite need (real daemons and real validators).
 DEBIAN_PACKAGES: tuple[str, ...] = (
     "postfix", "postfix-lmdb", "dovecot-core", "dovecot-imapd", "dovecot-pop3d", "dovecot-lmtpd",
-    "dovecot-sieve", "cloud-init", "shellcheck", "openssl", "iproute2", "util-linux", "python3-venv",
-    "ca-certificates",
+    "dovecot-sieve", "opendkim", "cloud-init", "shellcheck", "nodejs", "strace", "openssl", "iproute2", "util-linux",
+    "python3-venv", "ca-certificates",
+    # Debian's postfix SASL client mechanisms (the lab relays to a stand-in that wants AUTH).
+    # Only a Recommends of libsasl2-2, and setup.sh installs without recommends.
+    "libsasl2-modules",
 )
 
 # Outbound traffic the host needs: SMTP to other MXes, DNS, HTTP(S) for packages and ACME, NTP.
@@ -124,10 +152,17 @@ class Layout:
     cert_file: str = "/etc/pki/tls/certs/mailserver.fullchain.pem"
     key_file: str = "/etc/pki/tls/private/mailserver.key"
     state_dir: str = "/var/lib/mailserver"
+    opendkim_dir: str = "/etc/opendkim"
+    opendkim_conf: str = "/etc/opendkim.conf"  # where both EL's and Debian's service read it
+    opendkim_run_dir: str = "/run/opendkim"
     # Empty: log to syslog/journald (the VM). The lab has no syslog and sets files.
     postfix_log: str = ""
     dovecot_log: str = ""
     systemd: bool = True
+    # Where relayed mail goes, as postfix's relayhost ("[host]:port"). Empty: the relay the
+    # settings name (SES's endpoint in sesRegion). The lab sets a loopback stand-in, so no
+    # test ever talks to SES; main.cf and the credentials file take the same value.
+    relayhost: str = ""
 
     @property
     def dovecot_conf(self) -> str:

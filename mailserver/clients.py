@@ -16,6 +16,10 @@ from typing import Any
 
 SERVER = "127.0.0.1"
 OUTSIDE = "127.0.0.2"  # an untrusted client: not in mynetworks, not "local" to dovecot
+# Where the lab's postfix relays to (relay: ses), a stand-in for Amazon SES. Not port 587:
+# the lab's own submission service holds it on every address. SES listens on 2587 too.
+RELAY_STANDIN = "127.0.0.3"
+RELAY_STANDIN_PORT = 2587
 TIMEOUT = 20.0
 
 

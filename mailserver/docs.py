@@ -47,11 +47,15 @@ SECTIONS = {"config": config_table, "ports": port_table}
 
 def render_readme(text: str) -> str:
     for name, make in SECTIONS.items():
-        pattern = re.compile(rf"(<!-- {name}:begin -->\n)(?:.*?\n)?(<!-- {name}:end -->)", re.S)
+        pattern = re.compile(rf"(<!-- {name}:begin -->\n)(?:.*?\n)?(<!-- {name}:end -->)", re.DOTALL)
         if not pattern.search(text):
             raise ValueError(f"README has no <!-- {name}:begin --> ... <!-- {name}:end --> section")
-        text = pattern.sub(lambda m, make=make: m.group(1) + make() + "\n" + m.group(2), text)
+        text = _replace(pattern, text, make())
     return text
+
+
+def _replace(pattern: re.Pattern[str], text: str, body: str) -> str:
+    return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
 
 
 def main(argv: list[str]) -> int:

@@ -25,6 +25,8 @@ from typing import Self
 from . import catalog, clients, netns, render
 from .settings import ROOT, Secrets, Settings, parse, read_stack_file
 
+LAB_BASE = Path("/var/lib/mailserver-lab")
+
 
 def lab_layout(root: Path) -> catalog.Layout:
     """The only values the lab changes from the production host: where things live, and
@@ -41,9 +43,14 @@ def lab_layout(root: Path) -> catalog.Layout:
         cert_file=f"{r}/tls/cert.pem",
         key_file=f"{r}/tls/key.pem",
         state_dir=f"{r}/state",
+        opendkim_dir=f"{r}/etc/opendkim",
+        opendkim_conf=f"{r}/etc/opendkim/opendkim.conf",
+        opendkim_run_dir=f"{r}/run/opendkim",
         postfix_log=f"{r}/log/postfix.log",
         dovecot_log=f"{r}/log/dovecot.log",
         systemd=False,
+        # Relayed mail (relay: ses) goes to a loopback stand-in, never to SES itself.
+        relayhost=f"[{clients.RELAY_STANDIN}]:{clients.RELAY_STANDIN_PORT}",
     )
 
 
@@ -54,16 +61,25 @@ class LabError(RuntimeError):
 class Lab:
     """A running lab. Use as a context manager: everything started is stopped on exit."""
 
-    def __init__(self, settings: Settings, secrets: Secrets, root: Path | None = None, keep: bool = False):
+    def __init__(self, settings: Settings, secrets: Secrets, root: Path | None = None, keep: bool = False,
+                 mail_fs_size: str | None = None):
         self.settings = settings
         self.secrets = secrets
         self._own_root = root is None
-        self.root = root or Path(tempfile.mkdtemp(prefix="mailserver-lab-", dir="/var/tmp"))
+        # Not under /tmp or /var/tmp: OpenDKIM refuses keys below a world-writable directory.
+        LAB_BASE.mkdir(mode=0o755, parents=True, exist_ok=True)
+        self.root = root or Path(tempfile.mkdtemp(prefix="lab-", dir=LAB_BASE))
         self.root.chmod(0o755)  # postfix and vmail must traverse it
         self.layout = lab_layout(self.root)
         self.ns = f"mslab-{os.getpid()}"
         self.keep = keep
         self.started = False
+        # With a size ("8m", tmpfs syntax), the mail store is a filesystem of its own that
+        # tests can fill up; it is mounted at start and unmounted (its mail gone) at stop.
+        self.mail_fs_size = mail_fs_size
+        self._mail_fs_mounted = False
+        # DKIM keys per domain (the VM's come from pulumi-tls; the lab makes its own).
+        self.dkim_keys: dict[str, str] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -83,6 +99,14 @@ class Lab:
         netns.create(self.ns)
         self.started = True
         try:
+            if self.mail_fs_size:
+                # Before apply.sh: the daemons it starts (through `ip netns exec`, which
+                # copies the mount table) must see the mount.
+                vmail = Path(self.layout.vmail_dir)
+                vmail.mkdir(parents=True, exist_ok=True)
+                subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.mail_fs_size},mode=0750",
+                                "lab-mail", str(vmail)], check=True)
+                self._mail_fs_mounted = True
             self.apply(self.settings, self.secrets)
             self.wait_ready()
         except BaseException:
@@ -98,6 +122,9 @@ class Lab:
             self.run(["doveadm", "-c", conf, "stop"], check=False)
         netns.delete(self.ns)  # kills anything left behind
         self.started = False
+        if self._mail_fs_mounted:
+            subprocess.run(["umount", self.layout.vmail_dir], check=False)
+            self._mail_fs_mounted = False
         if self._own_root and not self.keep:
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -114,6 +141,45 @@ class Lab:
             raise LabError(f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
         return result
 
+    # -- daemons, for load and fault tests -------------------------------------------------
+
+    def pids(self) -> list[int]:
+        """Every process in the lab's network namespace (the daemons, and any client run there)."""
+        return netns.pids_in(self.ns)
+
+    def dovecot_pid(self) -> int | None:
+        pidfile = Path(self.layout.dovecot_base_dir) / "master.pid"
+        try:
+            return int(pidfile.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def kill_dovecot(self, timeout: float = 10.0) -> None:
+        """SIGKILL dovecot's master, as a crash would: no clean shutdown. Returns once the
+        process is gone (reaped), so that a new master can start."""
+        pid = self.dovecot_pid()
+        if pid is None:
+            raise LabError("dovecot is not running")
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while Path(f"/proc/{pid}").exists():
+            if time.monotonic() > deadline:
+                raise LabError(f"dovecot's master {pid} still exists {timeout}s after SIGKILL")
+            time.sleep(0.05)
+
+    def start_dovecot(self) -> None:
+        self.run(["dovecot", "-c", self.layout.dovecot_conf])
+
+    def stop_postfix(self) -> None:
+        self.run(["postfix", "-c", self.layout.postfix_dir, "stop"])
+
+    def start_postfix(self) -> None:
+        self.run(["postfix", "-c", self.layout.postfix_dir, "start"])
+
+    def flush_queue(self) -> None:
+        """Retry every deferred message now (postqueue -f), instead of at the next queue run."""
+        self.run(["postqueue", "-c", self.layout.postfix_dir, "-f"])
+
     # -- the same steps the VM runs ------------------------------------------------------
 
     def apply(self, settings: Settings, secrets: Secrets) -> str:
@@ -128,6 +194,11 @@ class Lab:
         out = self.run(["bash", str(stage / "scripts/apply.sh")]).stdout
         out += self.run(["bash", str(stage / "scripts/set-passwords.sh")],
                         stdin=render.password_stdin(settings, secrets)).stdout
+        for d in settings.domains:
+            if d not in self.dkim_keys:
+                self.dkim_keys[d] = generate_rsa_key()
+        out += self.run(["bash", str(stage / "scripts/set-dkim-keys.sh")],
+                        stdin=render.dkim_stdin(settings, self.dkim_keys)).stdout
         self.settings, self.secrets, self.bundle = settings, secrets, bundle
         return out
 
@@ -169,6 +240,17 @@ class Lab:
     def log(self, which: str = "postfix") -> str:
         path = Path(self.layout.postfix_log if which == "postfix" else self.layout.dovecot_log)
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+def generate_rsa_key(bits: int = catalog.DKIM_KEY_BITS) -> str:
+    """A private key in PEM, as pulumi-tls makes for the VM."""
+    return subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", f"rsa_keygen_bits:{bits}"],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def public_key_pem(private_pem: str) -> str:
+    return subprocess.run(["openssl", "pkey", "-pubout"], input=private_pem, capture_output=True, text=True,
+                          check=True).stdout
 
 
 def load_stack(stack: str) -> dict[str, object]:

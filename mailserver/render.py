@@ -17,12 +17,12 @@ from pathlib import Path
 
 import jinja2
 
-from . import catalog
+from . import catalog, plan
 from .settings import ROOT, Secrets, Settings
 
 TEMPLATE_DIRS = (ROOT / "templates", ROOT / "cloud-init")
 # Where the bundle is unpacked on a host: files/ mirrors the target paths, scripts/ runs.
-SCRIPTS = ("apply.sh", "set-passwords.sh", "baseline.sh", "acme.sh")
+SCRIPTS = ("apply.sh", "set-passwords.sh", "set-dkim-keys.sh", "set-relay-credentials.sh", "baseline.sh", "acme.sh")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +98,26 @@ def maps(s: Settings) -> dict[str, str]:
     }
 
 
+def opendkim_tables(s: Settings, layout: catalog.Layout) -> dict[str, str]:
+    """One key per domain under the current selector; From domains without one stay unsigned."""
+    names = {d: f"{s.dkim_selector}._domainkey.{d}" for d in s.domains}
+    keys = f"{layout.opendkim_dir}/keys"
+    return {
+        "KeyTable": _lines((n, f"{d}:{s.dkim_selector}:{keys}/{d}.{s.dkim_selector}.private") for d, n in names.items()),
+        "SigningTable": _lines((f"*@{d}", n) for d, n in names.items()),
+        "TrustedHosts": "127.0.0.1\n::1\n",
+    }
+
+
+def relayhost(s: Settings, layout: catalog.Layout) -> str:
+    """postfix's relayhost: empty (deliver directly) with relay none, else the SES endpoint, or
+    the stand-in the layout names. main.cf and the credentials file both take it from here,
+    so the password map's key always matches the relayhost exactly."""
+    if s.relay == "none":
+        return ""
+    return layout.relayhost or plan.ses_relayhost(s)
+
+
 def render(s: Settings, layout: catalog.Layout = catalog.PRODUCTION) -> Bundle:
     env = _env()
     services = s.services
@@ -120,6 +140,11 @@ def render(s: Settings, layout: catalog.Layout = catalog.PRODUCTION) -> Bundle:
         "acme_url": catalog.ACME_SH_URL,
         "zone_id": s.zone_id(s.hostname_zone),
         "short_hostname": s.hostname.split(".", 1)[0],
+        "relayhost": relayhost(s, layout),
+        "sasl_client_package": catalog.SASL_CLIENT_PACKAGE,
+        "dkim_address": catalog.OPENDKIM_ADDRESS,
+        "dkim_port": catalog.OPENDKIM_PORT,
+        "repositories": catalog.EL_REPOSITORIES,
     }
     pf = layout.postfix_dir
     files = [
@@ -129,6 +154,8 @@ def render(s: Settings, layout: catalog.Layout = catalog.PRODUCTION) -> Bundle:
         # The dovecot config names the password file; root:dovecot 0640 like the file itself.
         File(layout.dovecot_conf, env.get_template("dovecot/dovecot.conf.j2").render(ctx),
              mode="0640", group="dovecot"),
+        File(layout.opendkim_conf, env.get_template("opendkim/opendkim.conf.j2").render(ctx)),
+        *(File(f"{layout.opendkim_dir}/{name}", text) for name, text in opendkim_tables(s, layout).items()),
     ]
     ctx["files"] = files
     ctx["postfix_maps"] = [f"{pf}/{name}" for name in ("vmailbox", "virtual", "senders")]
@@ -141,6 +168,16 @@ def render(s: Settings, layout: catalog.Layout = catalog.PRODUCTION) -> Bundle:
 def password_stdin(s: Settings, secrets: Secrets) -> str:
     """The stdin of set-passwords.sh: one "address<TAB>password" line per mailbox."""
     return "".join(f"{m}\t{secrets.passwords[m]}\n" for m in s.mailboxes)
+
+
+def dkim_stdin(s: Settings, private_keys: Mapping[str, str]) -> str:
+    """The stdin of set-dkim-keys.sh: for each domain, "domain selector" then its PEM key."""
+    return "".join(f"{d} {s.dkim_selector}\n{private_keys[d].strip()}\n" for d in s.domains)
+
+
+def relay_credentials_stdin(username: str, password: str) -> str:
+    """The stdin of set-relay-credentials.sh: one "username<TAB>password" line."""
+    return f"{username}\t{password}\n"
 
 
 def write_tree(bundle: Bundle, dest: Path) -> None:

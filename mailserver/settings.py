@@ -39,6 +39,15 @@ _GRAVITON = re.compile(r"^(a1|[a-z]+\d+g[a-z]*)$")
 _RELAY_ENDINGS = ("reject_unauth_destination", "defer_unauth_destination", "reject")
 _SSH_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( .*)?$")
 MIN_PASSWORD_FLOOR = 8
+# The one provider setting the program reads: where SES lives when sesRegion is empty. It keeps
+# its namespace in the raw values (see parse), since it is not a key of this program.
+AWS_REGION_KEY = "aws:region"
+_AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+DMARC_POLICIES = ("none", "quarantine", "reject")
+MTA_STS_MODES = ("testing", "enforce")
+_SELECTOR = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_SPF_MECHANISM = re.compile(r"^[+\-~?]?(all|include:\S+|a(:\S+)?|mx(:\S+)?|ip4:[0-9./]+|ip6:[0-9a-fA-F:./]+|exists:\S+"
+                            r"|redirect=\S+|exp=\S+)$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +107,17 @@ class Settings:
     message_size_limit: int
     mailbox_size_limit: int
     relay_restrictions: tuple[str, ...]
+    relay: str  # none | ses
+    ses_region: str  # sesRegion, or the stack's aws:region; empty only with relay none
+    spf_extra: tuple[str, ...]
+    dmarc_policy: str
+    dmarc_pct: int
+    dmarc_report_address: str
+    dkim_selector: str
+    dkim_retired_selectors: tuple[str, ...]
+    mta_sts_mode: str
+    tls_rpt_address: str
+    cloudflare_account_id: str
 
     @property
     def primary_domain(self) -> str:
@@ -153,14 +173,16 @@ def schema(project_file: Path = PROJECT_FILE) -> dict[str, Key]:
 
 
 def read_stack_file(path: Path) -> dict[str, Any]:
-    """Raw `mailserver:*` values of a Pulumi.<stack>.yaml. Encrypted values are left out:
-    only the Pulumi CLI can decrypt them."""
+    """Raw `mailserver:*` values of a Pulumi.<stack>.yaml, plus its aws:region. Encrypted
+    values are left out: only the Pulumi CLI can decrypt them."""
     doc = yaml.safe_load(path.read_text()) or {}
     raw = {}
     for full, value in (doc.get("config") or {}).items():
         ns, _, key = full.partition(":")
         if ns == PROJECT and not (isinstance(value, dict) and "secure" in value):
             raw[key] = value
+        elif full == AWS_REGION_KEY:
+            raw[full] = value
     return raw
 
 
@@ -214,7 +236,8 @@ def split_address(address: str) -> tuple[str, str] | None:
 
 
 def parse(raw: Mapping[str, Any], project_file: Path = PROJECT_FILE) -> tuple[Settings, Secrets]:
-    """Validate raw config values (key without namespace -> value) against the schema."""
+    """Validate raw config values (key without namespace -> value) against the schema. The
+    stack's aws:region may ride along under its full name (AWS_REGION_KEY)."""
     keys = schema(project_file)
     problems: list[Problem] = []
     v: dict[str, Any] = {}
@@ -227,7 +250,7 @@ def parse(raw: Mapping[str, Any], project_file: Path = PROJECT_FILE) -> tuple[Se
             how = "pulumi config set --secret" if key.secret else "pulumi config set"
             problems.append(Problem(name, "is required and not set", f"{how} {name} ... ({key.description})"))
             v[name] = [] if key.type == "array" else ""
-    for name in sorted(set(raw) - set(keys)):
+    for name in sorted(set(raw) - set(keys) - {AWS_REGION_KEY}):
         problems.append(Problem(name, "is not a setting of this program",
                                 f"remove it, or check the spelling against Pulumi.yaml ({', '.join(keys)})"))
 
@@ -359,6 +382,66 @@ def parse(raw: Mapping[str, Any], project_file: Path = PROJECT_FILE) -> tuple[Se
         bad("relayRestrictions", "contains a bare permit, which lets anyone relay (open relay)",
             "remove permit; permit_sasl_authenticated lets your users send")
 
+    # Outbound relay. Amazon SES needs a region: its identities, its SMTP endpoint and the
+    # SMTP password (derived per region from the IAM secret key) all depend on it.
+    relay_kind = v["relay"]
+    if relay_kind not in catalog.RELAYS:
+        bad("relay", f"unknown relay {relay_kind!r}",
+            "use none (deliver directly, needs AWS to lift the port-25 block) or ses (Amazon SES on port 587)")
+    ses_region = v["sesRegion"] or str(raw.get(AWS_REGION_KEY) or "").strip()
+    if v["sesRegion"] and not _AWS_REGION.match(v["sesRegion"]):
+        bad("sesRegion", f"{v['sesRegion']!r} is not an AWS region", "use a region name such as eu-central-1")
+    elif relay_kind == "ses" and not ses_region:
+        bad("sesRegion", "relay is ses, but sesRegion is empty and the stack has no aws:region",
+            "pulumi config set aws:region eu-central-1, or pulumi config set sesRegion <a region with SES>")
+    elif relay_kind == "ses" and not _AWS_REGION.match(ses_region):
+        bad("sesRegion", f"the stack's aws:region {ses_region!r} is not an AWS region",
+            "fix aws:region, or pulumi config set sesRegion eu-central-1")
+    elif relay_kind != "ses":
+        ses_region = ""
+
+    # Deliverability records.
+    for mech in v["spfExtra"]:
+        if not _SPF_MECHANISM.match(mech):
+            bad("spfExtra", f"{mech!r} is not an SPF mechanism", "use e.g. include:_spf.example.net or ip4:198.51.100.7")
+        elif mech.lstrip("+-~?").lower() == "all":
+            bad("spfExtra", "all is added by the program as the final -all", f"remove {mech}")
+    if v["dmarcPolicy"] not in DMARC_POLICIES:
+        bad("dmarcPolicy", f"unknown DMARC policy {v['dmarcPolicy']!r}", f"use one of {', '.join(DMARC_POLICIES)}")
+    if not 1 <= v["dmarcPct"] <= 100:
+        bad("dmarcPct", f"{v['dmarcPct']} is not a percentage from 1 to 100", "use 100")
+    def report_address(key: str, local: str) -> str:
+        """A report mailbox (DMARC, TLS-RPT). Left empty, it is an alias to the first mailbox,
+        created here so reports never bounce."""
+        nonlocal aliases
+        address = (v[key] or f"{local}@{primary}").lower()
+        parts = split_address(address)
+        if parts is None:
+            bad(key, f"{address!r} is not an e-mail address", f"use e.g. {local}@{primary}")
+        elif parts[1] in domains and mailboxes and address not in mailboxes \
+                and all(a.source != address for a in aliases):
+            if v[key]:
+                bad(key, f"{address} is neither a mailbox nor an alias, so reports would bounce",
+                    f"add it to mailboxes or aliases, or leave {key} empty")
+            else:
+                aliases = (*aliases, Alias(address, (mailboxes[0],)))
+        return address
+
+    dmarc_report = report_address("dmarcReportAddress", "dmarc-reports")
+    tls_rpt = report_address("tlsRptAddress", "tls-reports")
+    if v["mtaStsMode"] not in MTA_STS_MODES:
+        bad("mtaStsMode", f"unknown MTA-STS mode {v['mtaStsMode']!r}", f"use one of {', '.join(MTA_STS_MODES)}")
+    if not _ZONE_ID.match(v["cloudflareAccountId"].lower()):
+        bad("cloudflareAccountId", f"{v['cloudflareAccountId']!r} is not a 32-hex Cloudflare account id",
+            "copy the Account ID from the Overview page of any of your zones in Cloudflare")
+    selectors = [v["dkimSelector"], *v["dkimRetiredSelectors"]]
+    for sel in selectors:
+        if not _SELECTOR.match(sel):
+            bad("dkimSelector" if sel == v["dkimSelector"] else "dkimRetiredSelectors",
+                f"{sel!r} is not a DKIM selector", "use lower-case letters, digits and hyphens, e.g. mail2026")
+    if v["dkimSelector"] in v["dkimRetiredSelectors"]:
+        bad("dkimRetiredSelectors", f"{v['dkimSelector']} is the current selector", "list only old selectors")
+
     if problems:
         raise SettingsError(problems)
 
@@ -374,7 +457,12 @@ def parse(raw: Mapping[str, Any], project_file: Path = PROJECT_FILE) -> tuple[Se
         inet_protocols=v["inetProtocols"], mydestination=v["mydestination"],
         mynetworks=tuple(v["mynetworks"]), smtpd_banner=v["smtpdBanner"],
         message_size_limit=v["messageSizeLimit"], mailbox_size_limit=v["mailboxSizeLimit"],
-        relay_restrictions=tuple(relay),
+        relay_restrictions=tuple(relay), relay=relay_kind, ses_region=ses_region,
+        spf_extra=tuple(v["spfExtra"]), dmarc_policy=v["dmarcPolicy"], dmarc_pct=v["dmarcPct"],
+        dmarc_report_address=dmarc_report, dkim_selector=v["dkimSelector"],
+        dkim_retired_selectors=tuple(v["dkimRetiredSelectors"]),
+        mta_sts_mode=v["mtaStsMode"], tls_rpt_address=tls_rpt,
+        cloudflare_account_id=v["cloudflareAccountId"].lower(),
     )
     return settings, Secrets(passwords)
 
@@ -484,4 +572,6 @@ def from_pulumi_config() -> tuple[Settings, Secrets]:
         ns, _, name = full.partition(":")
         if ns == PROJECT:
             raw[name] = cfg.get_object(name) if schema().get(name, Key(name, "", "")).type == "array" else cfg.get(name)
+    # The provider's region (aws:region), for sesRegion's default.
+    raw[AWS_REGION_KEY] = pulumi.Config("aws").get("region")
     return parse(raw)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+import email.message
+from typing import TYPE_CHECKING, Any
 
+from mailserver import clients
 from mailserver.settings import ROOT, Secrets, Settings, parse, read_stack_file
+
+if TYPE_CHECKING:
+    from mailserver.lab import Lab
 
 DEV_STACK = ROOT / "Pulumi.dev.yaml"
 PASSWORDS = {
@@ -22,3 +27,19 @@ def dev_raw(**overrides: Any) -> dict[str, Any]:
 
 def dev_settings(**overrides: Any) -> tuple[Settings, Secrets]:
     return parse(dev_raw(**overrides))
+
+
+def submit(lab: Lab, port: int, user: str, msg: email.message.EmailMessage) -> None:
+    """Send as a logged-in user: 465 with implicit TLS, otherwise STARTTLS first."""
+    implicit = port == 465
+    with clients.smtp(port, implicit_tls=implicit, ctx=lab.tls()) as conn:
+        if not implicit:
+            conn.starttls(context=lab.tls())
+        conn.login(user, PASSWORDS[user])
+        conn.send_message(msg, from_addr=user)
+
+
+def stored(lab: Lab, address: str, msg_id: str) -> list[bytes]:
+    """The copies of a message in a mailbox, once the queue is empty."""
+    lab.wait_queue_empty()
+    return [p.read_bytes() for p in lab.maildir_files(address) if msg_id.encode() in p.read_bytes()]

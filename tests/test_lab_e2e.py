@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from mailserver import clients, netns
+from mailserver import catalog, clients, netns
 from mailserver.catalog import SERVICES
 from mailserver.lab import Lab
-from tests.support import PASSWORDS, dev_settings
+from tests.support import PASSWORDS, dev_settings, stored, submit
 
 ALICE, BOB = "alice@example.com", "bob@example.net"
 TLS_PORTS = [(s.port, s.protocol if s.tls == "starttls" else None) for s in SERVICES if s.tls != "none"]
@@ -33,20 +33,6 @@ def lab() -> Iterator[Lab]:
     settings, secrets = dev_settings()
     with Lab(settings, secrets) as running, netns.entered(running.ns):
         yield running
-
-
-def stored(lab: Lab, address: str, msg_id: str) -> list[bytes]:
-    lab.wait_queue_empty()
-    return [p.read_bytes() for p in lab.maildir_files(address) if msg_id.encode() in p.read_bytes()]
-
-
-def submit(lab: Lab, port: int, user: str, msg: email.message.EmailMessage) -> None:
-    implicit = port == 465
-    with clients.smtp(port, implicit_tls=implicit, ctx=lab.tls()) as conn:
-        if not implicit:
-            conn.starttls(context=lab.tls())
-        conn.login(user, PASSWORDS[user])
-        conn.send_message(msg)
 
 
 def inbound(msg: email.message.EmailMessage, sender: str = "someone@outside.example") -> None:
@@ -252,11 +238,16 @@ def test_auth_socket_is_not_world_accessible(lab: Lab) -> None:
         assert mode & 0o007 == 0, f"{name} is {oct(mode)}"
 
 
-def test_only_the_catalog_ports_listen(lab: Lab) -> None:
+def test_only_the_catalog_ports_listen_publicly(lab: Lab) -> None:
     listening = lab.run(["ss", "-Hltn"]).stdout
-    ports = {int(line.split()[3].rsplit(":", 1)[1]) for line in listening.splitlines()}
-    expected = {s.port for s in lab.settings.services if not s.admin_only}
-    assert ports == expected
+    public: set[int] = set()
+    private: set[int] = set()
+    for line in listening.splitlines():
+        address, port = line.split()[3].rsplit(":", 1)
+        (private if address in ("127.0.0.1", "[::1]") else public).add(int(port))
+    assert public == {s.port for s in lab.settings.services if not s.admin_only}
+    # The DKIM milter is reachable from the host itself only.
+    assert private == {catalog.OPENDKIM_PORT}
 
 
 def test_certificate_names_the_host(lab: Lab) -> None:

@@ -26,6 +26,8 @@ from pulumi.runtime import rpc
 from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.sync_await import _sync_await
 
+from mailserver.lab import generate_rsa_key, public_key_pem
+
 ROOT = Path(__file__).resolve().parent.parent
 
 EIP = "198.51.100.77"
@@ -35,6 +37,9 @@ PASSWORDS = {
     "alice@example.com": "Tr0ub4dor&3-alice-UNIQUE-91f2",
     "bob@example.net": "c0rrect-h0rse-bob-UNIQUE-4e7b",
 }
+# A real RSA key pair, so the DKIM record code sees valid base64 (made once per test run).
+DKIM_PRIVATE_PEM = generate_rsa_key()
+DKIM_PUBLIC_PEM = public_key_pem(DKIM_PRIVATE_PEM)
 BYO_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB7mOcKkEyQ3x5cV0g1Yk8tZr2sLhP4nWqU9aXbDeFjH operator@laptop"
 
 INSTANCE = "aws:ec2/instance:Instance"
@@ -45,6 +50,20 @@ DNS = "cloudflare:index/dnsRecord:DnsRecord"
 COMMAND = "command:remote:Command"
 TOKEN = "cloudflare:index/apiToken:ApiToken"
 GET_AMI = "aws:ec2/getAmi:getAmi"
+# relay: ses (tests/test_ses.py)
+SES_IDENTITY = "aws:sesv2/emailIdentity:EmailIdentity"
+SES_MAIL_FROM = "aws:sesv2/emailIdentityMailFromAttributes:EmailIdentityMailFromAttributes"
+IAM_USER = "aws:iam/user:User"
+IAM_USER_POLICY = "aws:iam/userPolicy:UserPolicy"
+ACCESS_KEY = "aws:iam/accessKey:AccessKey"
+ACCOUNT = "123456789012"
+SES_SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCY-SES-SECRET-5d1e"
+SES_PROVIDER_PASSWORD = "BProviderRegionSmtpPassword-NOT-USED-7c2a"
+
+
+def dkim_tokens(domain: str) -> list[str]:
+    """What SES would return as Easy DKIM tokens (32 lower-case letters and digits)."""
+    return [f"{domain.replace('.', '')}{i}".ljust(32, "x") for i in range(3)]
 
 
 # --- recording mocks --------------------------------------------------------------------
@@ -74,12 +93,25 @@ class Mocks(pulumi.runtime.Mocks):
         out = dict(args.inputs)
         if args.typ == "aws:ec2/eip:Eip":
             out.update(publicIp=EIP, allocationId="eipalloc-0123456789")
+        elif args.typ == "tls:index/privateKey:PrivateKey" and args.inputs.get("algorithm") == "RSA":
+            out.update(publicKeyPem=DKIM_PUBLIC_PEM, privateKeyPem=DKIM_PRIVATE_PEM)
         elif args.typ == "tls:index/privateKey:PrivateKey":
             out.update(publicKeyOpenssh="ssh-ed25519 AAAAmock generated", privateKeyOpenssh=PRIVATE_KEY)
         elif args.typ == "aws:ec2/keyPair:KeyPair":
             out.update(keyName=f"{args.name}-kp")
         elif args.typ == TOKEN:
             out.update(value=CF_TOKEN)
+        elif args.typ == SES_IDENTITY:
+            domain = args.inputs["emailIdentity"]
+            region = args.inputs.get("region", "eu-central-1")
+            out.update(arn=f"arn:aws:ses:{region}:{ACCOUNT}:identity/{domain}", identityType="DOMAIN",
+                       dkimSigningAttributes={**args.inputs.get("dkimSigningAttributes", {}),
+                                              "tokens": dkim_tokens(domain)})
+        elif args.typ == IAM_USER:
+            out.update(name=f"{args.name}-7f3e2a1", arn=f"arn:aws:iam::{ACCOUNT}:user/mailserver/{args.name}")
+        elif args.typ == ACCESS_KEY:
+            out.update(secret=SES_SECRET_KEY, sesSmtpPasswordV4=SES_PROVIDER_PASSWORD)
+            return "AKIAMOCKSMTPUSER0001", out
         return f"{args.name}-id", out
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
@@ -196,13 +228,16 @@ def stack_config(overrides: dict[str, Any] | None = None, passwords: dict[str, s
     raw.update(overrides or {})
     config = {}
     for key, value in raw.items():
+        if value is None:  # an override that removes a key (e.g. aws:region)
+            continue
         if isinstance(value, bool):
             text = "true" if value else "false"
         elif isinstance(value, list):
             text = json.dumps(value)
         else:
             text = str(value)
-        config[f"mailserver:{key}"] = text
+        # Provider keys (aws:region) keep their namespace; the program's own get "mailserver:".
+        config[key if ":" in key else f"mailserver:{key}"] = text
     return config
 
 
@@ -286,6 +321,8 @@ def test_a_record_points_hostname_at_the_eip(graph: Graph) -> None:
 
 def test_one_mx_per_domain_in_its_own_zone(graph: Graph) -> None:
     mx = {r.inputs["name"]: r.inputs for r in graph.of(DNS) if r.inputs["type"] == "MX"}
+    # (bounce.<domain> is SES's MAIL FROM subdomain, see test_ses.py)
+    mx = {name: rec for name, rec in mx.items() if not name.startswith("bounce.")}
     assert set(mx) == {"example.com", "example.net"}
     assert mx["example.com"]["zoneId"] == "023e105f4ecef8ad9ca31a8372d0c353"
     assert mx["example.net"]["zoneId"] == "5b7d3f0c1e2a4b6c8d9e0f1a2b3c4d5e"
@@ -303,12 +340,13 @@ def test_records_are_dns_only_and_fully_qualified(graph: Graph) -> None:
 
 
 def test_dns_records_export(graph: Graph) -> None:
-    exported = {(r["name"], r["type"], r["content"]) for r in graph.exports["dnsRecords"].value}
-    assert exported == {
-        ("mail.example.com", "A", EIP),
-        ("example.com", "MX", "mail.example.com"),
-        ("example.net", "MX", "mail.example.com"),
-    }
+    exported = {(r["name"], r["type"]) for r in graph.exports["dnsRecords"].value}
+    contents = {(r["name"], r["type"]): r["content"] for r in graph.exports["dnsRecords"].value}
+    assert contents[("mail.example.com", "A")] == EIP
+    assert contents[("example.com", "MX")] == contents[("example.net", "MX")] == "mail.example.com"
+    # Every record the program creates is listed (deliverability and client records too).
+    assert exported == {(plain(r.inputs)["name"], plain(r.inputs)["type"]) for r in graph.of(DNS)
+                        if not r.name.startswith("mail-ses")}
 
 
 # --- secrets ----------------------------------------------------------------------------
@@ -361,16 +399,17 @@ def test_exports(graph: Graph) -> None:
 
     e = {k: v.value for k, v in graph.exports.items()}
     assert set(e) == {"publicIp", "hostname", "domains", "dnsRecords", "clientSettings", "sshCommand",
-                      "sshPrivateKey", "port25Warning", "acmeServer"}
+                      "sshPrivateKey", "port25Warning", "acmeServer", "sesRelay"}
     assert e["hostname"] == "mail.example.com" and e["domains"] == ["example.com", "example.net"]
-    assert e["acmeServer"] == "letsencrypt_test" and e["port25Warning"] == plan.PORT25_WARNING
+    assert e["acmeServer"] == "letsencrypt_test" and e["port25Warning"] == plan.PORT25_SES_NOTE
     assert e["clientSettings"]["imaps"]["port"] == 993
     assert not any(v.secret for k, v in graph.exports.items() if k != "sshPrivateKey")
 
 
 def test_own_public_key_generates_nothing_and_exports_no_private_key() -> None:
     g = build({"sshPublicKey": BYO_KEY})
-    assert not g.of("tls:index/privateKey:PrivateKey")
+    # Only DKIM keys (RSA) are generated; no SSH key.
+    assert all(plain(k.inputs)["algorithm"] == "RSA" for k in g.of("tls:index/privateKey:PrivateKey"))
     assert g.one("aws:ec2/keyPair:KeyPair").inputs["publicKey"] == BYO_KEY
     assert "sshPrivateKey" not in g.exports
     connection = plain(g.one(COMMAND, "-wait").inputs["connection"])
@@ -392,12 +431,14 @@ def test_acme_token_is_scoped_to_the_host_zone(graph: Graph) -> None:
 
 def test_every_command_depends_on_wait(graph: Graph) -> None:
     commands = {r.name.rsplit("-", 1)[1]: r for r in graph.of(COMMAND)}
-    assert set(commands) == {"wait", "config", "passwords", "acme"}
+    assert set(commands) == {"wait", "config", "passwords", "acme", "credentials", "dkim"}
     wait = commands.pop("wait")
     for cmd in commands.values():
         assert wait.urn in cmd.dependencies, f"{cmd.name} does not wait for cloud-init"
     assert commands["config"].urn in commands["passwords"].dependencies
     assert commands["config"].urn in commands["acme"].dependencies
+    assert commands["config"].urn in commands["dkim"].dependencies  # keys after opendkim's tables
+    assert commands["config"].urn in commands["credentials"].dependencies  # relay login after main.cf
     assert wait.inputs["create"] == "sudo cloud-init status --wait >/dev/null || [ $? -eq 2 ]"
 
 
@@ -483,7 +524,8 @@ def test_pinned_ami_skips_the_lookup() -> None:
 
 def test_components_are_mailserver_types(graph: Graph) -> None:
     components = {r.typ for r in graph.resources if not r.custom}
-    assert components == {f"mailserver:index:{n}" for n in ("MailServer", "MailHost", "MailDns", "MailProvision")}
+    assert components == {f"mailserver:index:{n}" for n in ("MailServer", "MailHost", "MailDns", "MailProvision",
+                                                                   "SesRelay", "DkimKeys", "MailWeb")}
     top = graph.one("mailserver:index:MailServer")
     by_urn = {r.urn: r for r in graph.resources}
     for r in graph.resources:

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -20,9 +21,11 @@ from mailserver.settings import Settings
 from tests.support import dev_settings
 
 USER_DATA_LIMIT = 16384  # EC2's limit on raw user-data
-STACK_VARIANTS = {
+STACK_VARIANTS: dict[str, dict[str, Any]] = {
     "dev": {},
     "stream10-x86-no587": {"os": "centos-stream-10", "instanceType": "t3.small", "submission": False},
+    # The dev stack relays through SES; this one delivers directly (relay: none).
+    "direct": {"relay": "none"},
 }
 
 
@@ -57,6 +60,21 @@ def test_main_cf_parses_without_warnings(bundle: Bundle, tree: Path) -> None:
     assert settings["smtpd_tls_protocols"] == catalog.POSTFIX_TLS_PROTOCOLS
     assert "reject_unauth_destination" in settings["smtpd_relay_restrictions"]
     assert not any(v.startswith(("hash:", "btree:")) for v in settings.values()), "Stream 10 has no Berkeley DB"
+
+
+def test_relay_settings_reach_postfix(settings: Settings, tree: Path) -> None:
+    """postconf reads the relay block as written: a typo would vanish silently in postfix."""
+    confdir = tree / "files" / catalog.PRODUCTION.postfix_dir.lstrip("/")
+    proc = run(["postconf", "-c", str(confdir), "-h", "relayhost", "smtp_sasl_auth_enable",
+                "smtp_sasl_password_maps", "smtp_tls_security_level", "virtual_transport"])
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    relayhost, sasl, maps, tls, virtual = proc.stdout.splitlines()
+    assert virtual == "lmtp:unix:private/dovecot-lmtp"  # local mail never goes to the relay
+    if settings.relay == "ses":
+        assert relayhost == f"[email-smtp.{settings.ses_region}.amazonaws.com]:587"
+        assert (sasl, maps, tls) == ("yes", f"lmdb:{catalog.PRODUCTION.postfix_dir}/sasl_passwd", "encrypt")
+    else:
+        assert (relayhost, sasl, tls) == ("", "no", "may")
 
 
 def test_master_cf_services_match_the_port_table(settings: Settings, tree: Path) -> None:
@@ -137,6 +155,11 @@ def test_doveconf_accepts_the_config(lab_layout_tree: catalog.Layout) -> None:
         assert f"mode = {mode}" in found.group(1) and "user = postfix" in found.group(1)
 
 
+def test_opendkim_accepts_the_config(lab_layout_tree: catalog.Layout) -> None:
+    proc = run(["opendkim", "-n", "-x", lab_layout_tree.opendkim_conf])
+    assert proc.returncode == 0 and proc.stdout + proc.stderr == "", proc.stdout + proc.stderr
+
+
 def test_user_data_is_valid_cloud_config(bundle: Bundle, tmp_path: Path) -> None:
     path = tmp_path / "user-data"
     path.write_text(bundle.user_data)
@@ -149,9 +172,10 @@ def test_user_data_is_valid_cloud_config(bundle: Bundle, tmp_path: Path) -> None
     assert doc["ssh_pwauth"] is False
 
 
-@pytest.mark.parametrize("target", ["production", "lab"])
+@pytest.mark.parametrize("target", ["production", "lab", "direct"])
 def test_every_script_passes_shellcheck(target: str, tmp_path: Path) -> None:
-    settings, _ = dev_settings()
+    # direct: relay none, whose scripts take other branches (no relay login to write)
+    settings, _ = dev_settings(**({"relay": "none"} if target == "direct" else {}))
     layout = catalog.PRODUCTION if target == "production" else lab_layout(tmp_path / "root")
     b = render.render(settings, layout)
     scripts = []

@@ -1,0 +1,39 @@
+"""What the mail domains serve over HTTPS: the MTA-STS policy (RFC 8461) and the Thunderbird
+autoconfig document, both served by one small Cloudflare Worker rendered here. Pure."""
+
+from __future__ import annotations
+
+from .render import _env
+from .settings import Settings
+
+# A week: long enough that a resolver outage does not drop the policy, short enough that a
+# changed MX is picked up soon. RFC 8461 allows up to a year.
+MTA_STS_MAX_AGE = 604800
+WORKER_MODULE = "worker.js"
+WORKER_COMPATIBILITY_DATE = "2025-01-01"
+
+
+def mta_sts_policy(s: Settings) -> str:
+    lines = ["version: STSv1", f"mode: {s.mta_sts_mode}", f"mx: {s.hostname}", f"max_age: {MTA_STS_MAX_AGE}"]
+    return "".join(f"{line}\r\n" for line in lines)
+
+
+def autoconfig_xml(s: Settings) -> str:
+    services = [svc for svc in s.services if svc.auth and not svc.admin_only]
+    # Implicit TLS first: RFC 8314 prefers it, and clients take the first that works.
+    order = sorted(services, key=lambda svc: svc.tls != "implicit")
+    return _env().get_template("web/autoconfig.xml.j2").render(
+        s=s,
+        incoming=[svc for svc in order if svc.protocol in ("imap", "pop3")],
+        outgoing=[svc for svc in order if svc.protocol == "smtp"],
+    )
+
+
+def worker_script(s: Settings) -> str:
+    return _env().get_template("web/worker.js.j2").render(
+        s=s, policy=mta_sts_policy(s), autoconfig=autoconfig_xml(s))
+
+
+def web_hostnames(s: Settings) -> list[tuple[str, str]]:
+    """(domain, hostname) pairs the Worker answers on."""
+    return [(d, f"{label}.{d}") for d in s.domains for label in ("mta-sts", "autoconfig")]

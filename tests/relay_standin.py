@@ -1,0 +1,259 @@
+"""A loopback stand-in for Amazon SES's SMTP endpoint, for the lab's relay tests.
+
+It speaks the part of ESMTP postfix's SMTP client uses with a relay: EHLO, STARTTLS (with a
+self-signed certificate), AUTH PLAIN and LOGIN for one expected username and password, MAIL,
+RCPT, DATA, RSET, NOOP, QUIT. Like SES it offers AUTH only inside TLS and refuses MAIL before
+AUTH. It records every message it accepts with how it came (TLS version, AUTH mechanism and
+user), and every MAIL attempt, and can be switched to answer 451 (tempfail) or to offer no
+STARTTLS (notls) to see what postfix does then.
+
+Standard library only. The listening socket is created by the calling thread, so a caller
+inside `netns.entered(...)` gets a server inside the lab's network namespace.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import socket
+import socketserver
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal, Self
+
+Mode = Literal["accept", "tempfail", "notls"]
+HOSTNAME = "email-smtp.standin.invalid"
+
+
+@dataclasses.dataclass(frozen=True)
+class Received:
+    mail_from: str
+    rcpt_to: tuple[str, ...]
+    data: bytes
+    tls: str | None  # negotiated TLS version, None for plaintext
+    auth_mechanism: str | None
+    auth_user: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Attempt:
+    """A MAIL command, accepted or not, and the mode that answered it."""
+
+    mail_from: str
+    authenticated: bool
+    tls: str | None
+    mode: Mode
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    cert, key = directory / "standin.crt", directory / "standin.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-days", "2", "-subj", f"/CN={HOSTNAME}", "-addext", f"subjectAltName=DNS:{HOSTNAME}",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True)
+    return cert, key
+
+
+class RelayStandIn:
+    def __init__(self, address: str, port: int, username: str, password: str, certdir: Path) -> None:
+        self.address, self.port = address, port
+        self.username, self.password = username, password
+        self.mode: Mode = "accept"
+        self.received: list[Received] = []
+        self.attempts: list[Attempt] = []
+        self.auth_failures = 0
+        self._changed = threading.Condition()
+        cert, key = self_signed(certdir)
+        self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.tls.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.tls.load_cert_chain(cert, key)
+        self._server: socketserver.ThreadingTCPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        standin = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                standin._session(self.request)
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        server = socketserver.ThreadingTCPServer((self.address, self.port), Handler)
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    # -- observation -------------------------------------------------------------------
+
+    def _note(self, attempt: Attempt | None = None, received: Received | None = None,
+              auth_failed: bool = False) -> None:
+        with self._changed:
+            if attempt is not None:
+                self.attempts.append(attempt)
+            if received is not None:
+                self.received.append(received)
+            self.auth_failures += auth_failed
+            self._changed.notify_all()
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+            return True
+
+    def messages_with(self, marker: str) -> list[Received]:
+        with self._changed:
+            return [r for r in self.received if marker.encode() in r.data]
+
+    def attempts_from(self, sender: str) -> list[Attempt]:
+        with self._changed:
+            return [a for a in self.attempts if a.mail_from == sender]
+
+    # -- the SMTP session --------------------------------------------------------------
+
+    def _session(self, sock: socket.socket) -> None:
+        sock.settimeout(30)
+        conn: socket.socket = sock
+        reader = conn.makefile("rb")
+        tls: str | None = None
+        mechanism: str | None = None
+        user: str | None = None
+        mail_from: str | None = None
+        rcpts: list[str] = []
+
+        def send(line: str) -> None:
+            conn.sendall(line.encode() + b"\r\n")
+
+        def readline() -> str | None:
+            raw = reader.readline(4096)
+            return raw.decode("utf-8", "replace").rstrip("\r\n") if raw else None
+
+        try:
+            send(f"220 {HOSTNAME} ESMTP stand-in for Amazon SES")
+            while (line := readline()) is not None:
+                verb, _, arg = line.partition(" ")
+                verb = verb.upper()
+                if verb in ("EHLO", "HELO"):
+                    ext = ["8BITMIME", "SIZE 10485760"]
+                    if tls is None and self.mode != "notls":
+                        ext.append("STARTTLS")
+                    if tls is not None:
+                        ext.append("AUTH PLAIN LOGIN")
+                    lines = [HOSTNAME, *ext]
+                    for i, text in enumerate(lines):
+                        send(f"250{' ' if i == len(lines) - 1 else '-'}{text}")
+                    mail_from, rcpts = None, []
+                elif verb == "STARTTLS" and tls is None and self.mode != "notls":
+                    send("220 Ready to start TLS")
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+                    reader = conn.makefile("rb")
+                    tls = conn.version() if isinstance(conn, ssl.SSLSocket) else None
+                    mechanism = user = mail_from = None
+                    rcpts = []
+                elif verb == "AUTH":
+                    if tls is None:
+                        send("530 Must issue a STARTTLS command first")
+                        continue
+                    mech, _, initial = arg.partition(" ")
+                    got = self._auth(mech.upper(), initial, send, readline)
+                    if got is None:
+                        self._note(auth_failed=True)
+                        send("535 Authentication Credentials Invalid")
+                    else:
+                        mechanism, user = mech.upper(), got
+                        send("235 Authentication successful.")
+                elif verb == "MAIL":
+                    sender = arg.split(":", 1)[1].strip().split(" ")[0].strip("<>") if ":" in arg else ""
+                    attempt = Attempt(sender, user is not None, tls, self.mode)
+                    self._note(attempt=attempt)
+                    if user is None:
+                        send("530 Authentication required")
+                    elif self.mode == "tempfail":
+                        send("451 4.3.0 Temporary service failure (stand-in tempfail mode)")
+                    else:
+                        mail_from, rcpts = sender, []
+                        send("250 Ok")
+                elif verb == "RCPT":
+                    if mail_from is None:
+                        send("503 Error: need MAIL command")
+                    else:
+                        rcpts.append(arg.split(":", 1)[1].strip().strip("<>"))
+                        send("250 Ok")
+                elif verb == "DATA":
+                    if mail_from is None or not rcpts:
+                        send("503 Error: need RCPT command")
+                        continue
+                    send("354 End data with <CR><LF>.<CR><LF>")
+                    body = bytearray()
+                    while True:
+                        raw = reader.readline(1 << 20)
+                        if not raw or raw == b".\r\n":
+                            break
+                        body += raw[1:] if raw.startswith(b"..") else raw
+                    got_msg = Received(mail_from, tuple(rcpts), bytes(body), tls, mechanism, user)
+                    self._note(received=got_msg)
+                    mail_from, rcpts = None, []
+                    send("250 Ok 0100standin-000000")
+                elif verb == "RSET":
+                    mail_from, rcpts = None, []
+                    send("250 Ok")
+                elif verb == "NOOP":
+                    send("250 Ok")
+                elif verb == "QUIT":
+                    send("221 Bye")
+                    return
+                else:
+                    send("502 5.5.2 Command not recognized")
+        except (OSError, ssl.SSLError):
+            return
+        finally:
+            conn.close()
+
+    def _auth(self, mech: str, initial: str, send: Callable[[str], None],
+              readline: Callable[[], str | None]) -> str | None:
+        """The authenticated user name, or None."""
+        def b64(text: str) -> str:
+            try:
+                return base64.b64decode(text, validate=True).decode()
+            except ValueError:
+                return ""
+
+        if mech == "PLAIN":
+            if not initial:
+                send("334 ")
+                initial = readline() or ""
+            parts = b64(initial).split("\0")
+            if len(parts) != 3:
+                return None
+            _, name, secret = parts
+        elif mech == "LOGIN":
+            if initial:
+                name = b64(initial)
+            else:
+                send("334 " + base64.b64encode(b"Username:").decode())
+                name = b64(readline() or "")
+            send("334 " + base64.b64encode(b"Password:").decode())
+            secret = b64(readline() or "")
+        else:
+            return None
+        return name if (name, secret) == (self.username, self.password) else None
