@@ -1,0 +1,311 @@
+"""python -m bench [--quick]: run every benchmark once and write bench/results/latest.json and
+bench/results/latest.md (the table, also printed). Needs root, like the lab.
+
+Every figure comes from this one run, and every ratio is computed from figures of this run:
+the seed baseline and the disk ceiling are measured on the same machine, in the same
+invocation, right after (or before) our own figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mailserver.lab import Lab
+from mailserver.settings import ROOT, parse, read_stack_file
+
+from . import delivery, program, sessions
+from .common import MIB, BenchError, MemorySampler, Results, machine, memory
+from .seed import Seed
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+ALICE, BOB = "alice@example.com", "bob@example.net"
+IMAP_USER = "imapbench@example.com"
+PASSWORDS = {
+    ALICE: "bench alice long password",
+    BOB: "bench bob long password",
+    IMAP_USER: "bench imap long password",
+}
+
+# EC2 on-demand prices, Linux, us-east-1, USD per hour: AWS's published list prices for the
+# t4g family (unchanged since its launch in 2020), assumed still current on ASSUMED_ON; not
+# fetched (this machine has no network). A month is 730 hours.
+ASSUMED_ON = "2026-11-27"
+INSTANCES: tuple[tuple[str, float, float], ...] = (
+    ("t4g.nano", 0.5, 0.0042),
+    ("t4g.micro", 1.0, 0.0084),
+    ("t4g.small", 2.0, 0.0168),
+)
+HOURS_PER_MONTH = 730
+# Memory the OS itself needs on the instance (kernel, systemd, journald, sshd, chronyd,
+# cloud-init's leftovers), not measured here: an assumption, as is the headroom rule that
+# the server may use at most HEADROOM of the instance's memory including that baseline.
+OS_BASELINE_MIB = 350
+HEADROOM = 0.75
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How much each benchmark does: --quick for a smoke run, the default for the README."""
+
+    small: int = 1000  # messages per delivery run, 1 KiB
+    large: int = 300  # messages per delivery run, 100 KiB
+    sessions: tuple[int, ...] = (1, 5, 20)
+    strace_messages: int = 200
+    fsync_seconds: float = 5.0
+    submission_sessions: int = 200
+    submission_messages: int = 400
+    threads: int = 4
+    imap_messages: int = 10_000
+    imap_logins: int = 200
+    mailbox_counts: tuple[int, ...] = (10, 100, 1000, 10_000)
+
+
+QUICK = Plan(small=200, large=50, strace_messages=50, fsync_seconds=1.0, submission_sessions=40,
+             submission_messages=40, imap_messages=2_000, imap_logins=40)
+SIZES = ((1024, "1 KiB"), (100 * 1024, "100 KiB"))
+
+
+def bench_settings() -> tuple[Any, Any]:
+    """The dev stack, plus a mailbox for the IMAP benchmark, with known passwords."""
+    raw = read_stack_file(ROOT / "Pulumi.dev.yaml")
+    raw["mailboxes"] = [*raw["mailboxes"], IMAP_USER]
+    raw["mailboxPasswords"] = [f"{m}:{p}" for m, p in PASSWORDS.items()]
+    return parse(raw)
+
+
+def section(results: Results, name: str, fn: Callable[[], None]) -> None:
+    """Run one benchmark; a failure is recorded and the others still run."""
+    print(f"bench: -- {name}", flush=True)
+    start = time.monotonic()
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - reported in the results and the exit code
+        traceback.print_exc()
+        results.errors.append(f"{name}: {type(e).__name__}: {e}")
+    print(f"bench: -- {name} done in {time.monotonic() - start:.1f}s", flush=True)
+
+
+def mib(n: int) -> str:
+    return f"{n / MIB:.0f} MiB"
+
+
+def program_cost(plan: Plan, results: Results) -> None:
+    f = results.figures
+    program.evaluate(plan.mailbox_counts[0])  # warm-up, not reported: imports, gRPC, first render
+    counts = {}
+    for n in plan.mailbox_counts:
+        seconds, types = program.evaluate(n)
+        counts[n] = sum(types.values())
+        f[f"program_{n}_mailboxes"] = {"seconds": round(seconds, 3), "resources": counts[n],
+                                       "by_type": dict(sorted(types.items()))}
+        results.add("program", f"Pulumi program under mocks, {n:,} mailboxes", f"{seconds:.2f} s",
+                    f"{counts[n]} resources registered")
+    constant = len(set(counts.values())) == 1
+    f["program_resources_constant"] = constant
+    results.add("program", "Resources as mailboxes grow", "constant" if constant else "GROW",
+                " / ".join(f"{n:,}: {c}" for n, c in counts.items()))
+    if not constant:
+        raise BenchError(f"the resource count grows with the mailboxes: {counts}")
+
+
+def deliveries(run: Callable[[list[str]], object], stored: Callable[[], int], rcpt: str, plan: Plan,
+               who: str) -> dict[tuple[int, int], delivery.Run]:
+    out = {}
+    for size, _ in SIZES:
+        for n in plan.sessions:
+            count = plan.small if size <= 1024 else plan.large
+            out[(size, n)] = r = delivery.deliver_to(run, stored, rcpt, n, size, count)
+            print(f"bench: {who}: {count} x {size} B, {n} sessions: {r.rate:.1f} msg/s", flush=True)
+    return out
+
+
+def lab_delivery(lab: Lab, plan: Plan, results: Results, ours: dict[tuple[int, int], delivery.Run]) -> None:
+    with MemorySampler(lab.ns) as sampler:
+        ours.update(deliveries(lab.run, delivery.lab_stored(lab), delivery.RECIPIENT, plan, "ours"))
+        lab.wait_queue_empty(60)
+    results.figures["memory_delivery_peak"] = dataclasses.asdict(sampler.peak)
+    results.figures["delivery_ours"] = [dataclasses.asdict(r) | {"rate": round(r.rate, 2)} for r in ours.values()]
+
+
+def seed_delivery(plan: Plan, results: Results, seed: dict[tuple[int, int], delivery.Run]) -> None:
+    with Seed() as s:
+        seed.update(deliveries(s.run, s.delivered, s.address, plan, "seed"))
+    results.figures["delivery_seed"] = [dataclasses.asdict(r) | {"rate": round(r.rate, 2)} for r in seed.values()]
+
+
+def disk_ceiling(lab: Lab, plan: Plan, results: Results) -> None:
+    f = results.figures
+    rate, n = delivery.fsync_rate(Path(lab.layout.vmail_dir).parent, plan.fsync_seconds)
+    f["fsync_per_second"] = round(rate, 1)
+    f["fsync_loop_count"] = n
+    per_msg, calls = delivery.fsyncs_per_message(lab, plan.strace_messages)
+    f["fsyncs_per_message"] = round(per_msg, 2)
+    f["fsync_calls"] = calls
+    f["fsync_strace_messages"] = plan.strace_messages
+
+
+def submission(lab: Lab, plan: Plan, results: Results) -> None:
+    bob_stored = delivery.lab_stored(lab, BOB)
+    for port, how in ((587, "STARTTLS"), (465, "implicit TLS")):
+        s = sessions.submission_sessions(lab, port, ALICE, PASSWORDS[ALICE], plan.threads, plan.submission_sessions)
+        m = sessions.submission_messages(lab, port, ALICE, PASSWORDS[ALICE], BOB, plan.threads,
+                                         plan.submission_messages, bob_stored)
+        results.figures[f"submission_{port}"] = {
+            "sessions": s.count, "sessions_per_s": round(s.per_second, 1),
+            "messages": m.count, "messages_per_s": round(m.per_second, 1)}
+        results.add("submission", f"Submission {port} ({how} + AUTH PLAIN)",
+                    f"{s.per_second:.0f} sessions/s; {m.per_second:.0f} msg/s",
+                    f"{plan.threads} client threads; {s.count} sessions (connect, TLS, AUTH, QUIT); "
+                    f"{m.count} messages of 2 KiB, one session per thread, each then found stored")
+
+
+def imap(lab: Lab, plan: Plan, results: Results) -> None:
+    n = plan.imap_messages
+    fill = sessions.fill_maildir(lab, IMAP_USER, n)
+    logins = sessions.imap_logins(lab, IMAP_USER, PASSWORDS[IMAP_USER], plan.threads, plan.imap_logins)
+    first_open, fetch, reopen = sessions.imap_open_and_fetch(lab, IMAP_USER, PASSWORDS[IMAP_USER], n)
+    results.figures["imap"] = {
+        "messages": n, "fill_seconds": round(fill, 2), "logins": logins.count,
+        "logins_per_s": round(logins.per_second, 1), "first_select_seconds": round(first_open, 2),
+        "fetch_per_s": round(fetch.per_second, 1), "fetch_seconds": round(fetch.seconds, 2),
+        "reselect_per_s": round(reopen.per_second, 1)}
+    results.add("imap", "IMAPS logins (993)", f"{logins.per_second:.0f} logins/s",
+                f"{plan.threads} client threads, {logins.count} logins (connect, TLS, LOGIN, LOGOUT)")
+    results.add("imap", f"IMAP first SELECT of {n:,} new messages", f"{first_open:.2f} s",
+                "dovecot moves them from new/ to cur/ and indexes them; the mailbox was filled by writing "
+                f"Maildir files directly as vmail ({fill:.1f} s)")
+    results.add("imap", f"IMAP fetch of {n:,} messages", f"{fetch.per_second:.0f} msg/s",
+                "full text (BODY.PEEK[]) of ~2 KiB messages over one IMAPS connection, in batches of 1,000; "
+                f"SELECT of the indexed mailbox: {reopen.per_second:.0f}/s")
+
+
+def run_all(plan: Plan, results: Results) -> None:
+    ours: dict[tuple[int, int], delivery.Run] = {}
+    seed: dict[tuple[int, int], delivery.Run] = {}
+    section(results, "program", lambda: program_cost(plan, results))
+
+    def lab_benchmarks() -> None:
+        settings, secrets = bench_settings()
+        with Lab(settings, secrets) as lab:
+            time.sleep(3)  # let start-up settle
+            results.figures["memory_idle"] = dataclasses.asdict(memory(lab.ns))
+            section(results, "delivery (ours)", lambda: lab_delivery(lab, plan, results, ours))
+            section(results, "disk ceiling", lambda: disk_ceiling(lab, plan, results))
+            section(results, "submission", lambda: submission(lab, plan, results))
+            section(results, "imap", lambda: imap(lab, plan, results))
+
+    section(results, "lab", lab_benchmarks)
+    section(results, "delivery (seed baseline)", lambda: seed_delivery(plan, results, seed))
+    summarize(plan, results, ours, seed)
+
+
+def summarize(plan: Plan, results: Results, ours: dict[tuple[int, int], delivery.Run],
+              seed: dict[tuple[int, int], delivery.Run]) -> None:
+    f = results.figures
+    ceiling = None
+    if "fsync_per_second" in f and "fsyncs_per_message" in f:
+        per_s, per_msg = float(str(f["fsync_per_second"])), float(str(f["fsyncs_per_message"]))
+        ceiling = per_s / per_msg if per_msg else None
+        f["ceiling_messages_per_s"] = round(ceiling, 1) if ceiling else None
+    labels = dict(SIZES)
+    for (size, n), run in ours.items():
+        notes = [f"{run.count} messages of {labels[size]}, one per connection, all counted in the Maildir"]
+        if (size, n) in seed:
+            s = seed[(size, n)]
+            notes.append(f"seed {s.rate:.0f} msg/s, ours/seed {run.rate / s.rate:.2f}")
+            f[f"ratio_seed_{size}_{n}"] = round(run.rate / s.rate, 3)
+        if ceiling:
+            notes.append(f"ours/ceiling {run.rate / ceiling:.2f}")
+            f[f"ratio_ceiling_{size}_{n}"] = round(run.rate / ceiling, 3)
+        results.add("delivery", f"Delivery 25 → LMTP → Maildir, {labels[size]}, {n} session{'s' if n > 1 else ''}",
+                    f"{run.rate:.0f} msg/s", "; ".join(notes))
+    if ceiling:
+        calls = f.get("fsync_calls") or {}
+        assert isinstance(calls, dict)
+        results.add("delivery", "Disk sync ceiling, same filesystem", f"{ceiling:.0f} msg/s",
+                    f"{f['fsync_per_second']:.0f} fsync/s (4 KiB write + fsync, one thread, "
+                    f"{plan.fsync_seconds:.0f} s) ÷ {f['fsyncs_per_message']} sync calls per delivered message "
+                    f"(strace -f -c of every lab process over {f['fsync_strace_messages']} messages: "
+                    + ", ".join(f"{k} {v}" for k, v in sorted(calls.items())) + ")")
+    for key, label in (("memory_idle", "Memory, idle (fresh start)"),
+                       ("memory_delivery_peak", "Memory, peak under delivery load")):
+        m = f.get(key)
+        if isinstance(m, dict):
+            results.add("memory", label, f"{mib(m['pss'])} PSS", f"{mib(m['rss'])} RSS summed; {m['processes']} processes in "
+                        "the lab namespace (postfix, dovecot, opendkim)")
+    peak = f.get("memory_delivery_peak")
+    if isinstance(peak, dict):
+        need = OS_BASELINE_MIB + peak["pss"] / MIB
+        fits = [(name, gib, price) for name, gib, price in INSTANCES if need <= gib * 1024 * HEADROOM]
+        prices = ", ".join(f"{name} ${price}/h" for name, _, price in INSTANCES)
+        basis = (f"needs {need:.0f} MiB = peak PSS + {OS_BASELINE_MIB} MiB assumed for the OS, within "
+                 f"{HEADROOM:.0%} of the instance's memory; on-demand Linux us-east-1 prices assumed as of "
+                 f"{ASSUMED_ON}: {prices}; {HOURS_PER_MONTH} h/month")
+        if fits:
+            name, gib, price = fits[0]
+            f["instance"] = {"type": name, "memory_gib": gib, "usd_per_hour": price,
+                             "usd_per_month": round(price * HOURS_PER_MONTH, 2), "need_mib": round(need)}
+            results.add("memory", "Smallest instance with headroom", f"{name} ({gib:g} GiB), ${price * HOURS_PER_MONTH:.2f}/month",
+                        basis)
+        else:
+            results.add("memory", "Smallest instance with headroom", "none of t4g.nano/micro/small", basis)
+
+
+def markdown(quick: bool, info: dict[str, object], results: Results, when: str) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        (f"`python -m bench{' --quick' if quick else ''}` on {when}: {info['nproc']} cores, "
+         f"{info['memory_gib']} GiB, Linux {info['kernel']} ({info['cpu']}); postfix {info['postfix']}, "
+         f"dovecot {info['dovecot']}. One run; every ratio is between figures of that run."),
+        "",
+        "| Measure | Result | How |",
+        "| --- | --- | --- |",
+    ]
+    lines += [f"| {r.measure} | {r.result} | {r.notes} |" for r in results.table()]
+    if results.errors:
+        lines += ["", "Not measured in this run:", ""] + [f"- {e}" for e in results.errors]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller counts: a smoke run of every benchmark")
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench: run as root (the lab and the seed baseline need network namespaces)", file=sys.stderr)
+        return 2
+    plan = QUICK if args.quick else Plan()
+    info = machine()
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    results = Results()
+    start = time.monotonic()
+    run_all(plan, results)
+    total = time.monotonic() - start
+    RESULTS.mkdir(exist_ok=True)
+    doc = {"date": when, "mode": "quick" if args.quick else "full", "seconds": round(total, 1), "machine": info,
+           "plan": dataclasses.asdict(plan), "figures": results.figures,
+           "table": [dataclasses.asdict(r) for r in results.table()], "errors": results.errors}
+    (RESULTS / "latest.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    md = markdown(args.quick, info, results, when)
+    (RESULTS / "latest.md").write_text(md)
+    print()
+    print(md)
+    print(f"bench: {total:.0f}s; wrote {RESULTS / 'latest.json'} and {RESULTS / 'latest.md'}")
+    return 1 if results.errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,160 @@
+"""What the benchmarks share: the table they fill, process memory, the machine, waiting."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Self
+
+from mailserver import netns
+
+MIB = 1024 * 1024
+# Clients and tools the benchmarks run inside a namespace: not part of the server's footprint.
+CLIENT_COMMANDS = frozenset({"smtp-source", "strace", "ip", "python", "python3"})
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+@dataclasses.dataclass
+class Row:
+    """One line of the results table: what was measured, the figure, how it was obtained."""
+
+    group: str  # where it goes in the table: one of GROUPS
+    measure: str
+    result: str
+    notes: str = ""
+
+
+GROUPS = ("delivery", "submission", "imap", "memory", "program")
+
+
+@dataclasses.dataclass
+class Results:
+    rows: list[Row] = dataclasses.field(default_factory=list)
+    figures: dict[str, object] = dataclasses.field(default_factory=dict)  # raw numbers, for latest.json
+    errors: list[str] = dataclasses.field(default_factory=list)
+
+    def add(self, group: str, measure: str, result: str, notes: str = "") -> None:
+        assert group in GROUPS, group
+        self.rows.append(Row(group, measure, result, notes))
+        print(f"bench: {measure}: {result}" + (f" ({notes})" if notes else ""), flush=True)
+
+    def table(self) -> list[Row]:
+        """The rows grouped in GROUPS order, in the order they were added within a group."""
+        return sorted(self.rows, key=lambda r: GROUPS.index(r.group))
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout: float, interval: float = 0.02) -> float:
+    """Poll `check` until true; returns the time.monotonic() at which it was first seen true."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise BenchError(f"{what}: not after {timeout}s")
+        time.sleep(interval)
+    return time.monotonic()
+
+
+def count_files(directory: Path) -> int:
+    try:
+        return sum(1 for e in os.scandir(directory) if e.is_file())
+    except FileNotFoundError:
+        return 0
+
+
+# -- memory --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Memory:
+    rss: int  # bytes, summed over processes (shared pages counted in each)
+    pss: int  # bytes, summed (shared pages divided among their users): the fair total
+    processes: int
+
+
+def server_pids(ns: str) -> list[int]:
+    """The server's processes in a namespace: everything there but our own process and the
+    clients the benchmarks start."""
+    own = os.getpid()
+    out = []
+    for pid in netns.pids_in(ns):
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+        if pid != own and comm not in CLIENT_COMMANDS:
+            out.append(pid)
+    return out
+
+
+def memory(ns: str) -> Memory:
+    rss = pss = n = 0
+    for pid in server_pids(ns):
+        try:
+            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in text.splitlines()[1:] if ":" in line}
+        rss += fields.get("Rss", 0)
+        pss += fields.get("Pss", 0)
+        n += 1
+    return Memory(rss, pss, n)
+
+
+class MemorySampler:
+    """Samples a namespace's memory in the background; keeps the peak (by PSS)."""
+
+    def __init__(self, ns: str, interval: float = 0.25) -> None:
+        self.ns, self.interval = ns, interval
+        self.peak = Memory(0, 0, 0)
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            m = memory(self.ns)
+            self.samples += 1
+            if m.pss > self.peak.pss:
+                self.peak = m
+            self._stop.wait(self.interval)
+
+
+# -- the machine ---------------------------------------------------------------------------
+
+
+def machine() -> dict[str, object]:
+    mem_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal:"))
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.machine())
+
+    def version(argv: list[str]) -> str:
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, check=False).stdout.strip().splitlines()[0]
+        except (OSError, IndexError):
+            return "?"
+
+    return {
+        "nproc": os.cpu_count(),
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "cpu": cpu,
+        "postfix": version(["postconf", "-dh", "mail_version"]),
+        "dovecot": version(["dovecot", "--version"]),
+    }
