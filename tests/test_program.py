@@ -535,13 +535,15 @@ def test_components_are_mailserver_types(graph: Graph) -> None:
         assert r.name.startswith(by_urn[r.parent].name + "-")
 
 
-def test_invalid_settings_fail_before_any_resource() -> None:
+def build_refused(overrides: dict[str, Any]) -> tuple[Any, Mocks, RecordingMonitor]:
+    """Run the program with settings it must refuse; returns the SettingsError it raised and
+    the mocks, which must have seen no resource and no invoke."""
     from mailserver.settings import SettingsError
 
     mocks = Mocks()
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project="mailserver", stack="test", preview=False, monitor=monitor)
-    pulumi.runtime.set_all_config(stack_config({"hostname": "mail.example.org"}))
+    pulumi.runtime.set_all_config(stack_config(overrides))
     raised: list[SettingsError] = []
 
     @pulumi.runtime.test
@@ -551,5 +553,11 @@ def test_invalid_settings_fail_before_any_resource() -> None:
         raised.append(err.value)
 
     run()
-    assert raised and "hostname" in raised[0].keys
+    assert raised
+    return raised[0], mocks, monitor
+
+
+def test_invalid_settings_fail_before_any_resource() -> None:
+    error, mocks, monitor = build_refused({"hostname": "mail.example.org"})
+    assert "hostname" in error.keys
     assert mocks.new_resource_calls == 0 and not monitor.records and not mocks.calls

@@ -16,7 +16,6 @@ import re
 import tarfile
 from typing import Any
 
-import pulumi
 import pytest
 from pulumi.runtime import rpc
 
@@ -37,13 +36,10 @@ from tests.test_program import (
     SES_PROVIDER_PASSWORD,
     SES_SECRET_KEY,
     Graph,
-    Mocks,
-    RecordingMonitor,
     build,
+    build_refused,
     dkim_tokens,
     plain,
-    program,
-    stack_config,
     visible_strings,
 )
 
@@ -277,18 +273,6 @@ def test_ses_region_moves_identities_endpoint_feedback_mx_and_password() -> None
 
 
 def test_relay_ses_without_any_region_fails_before_any_resource() -> None:
-    mocks = Mocks()
-    monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project="mailserver", stack="test", preview=False, monitor=monitor)
-    pulumi.runtime.set_all_config(stack_config({"relay": "ses", "aws:region": None}))
-    raised: list[SettingsError] = []
-
-    @pulumi.runtime.test
-    def run() -> None:
-        with pytest.raises(SettingsError) as err:
-            program.main()
-        raised.append(err.value)
-
-    run()
-    assert raised and "sesRegion" in raised[0].keys
+    error, mocks, monitor = build_refused({"relay": "ses", "aws:region": None})
+    assert "sesRegion" in error.keys
     assert mocks.new_resource_calls == 0 and not monitor.records
