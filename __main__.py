@@ -27,6 +27,9 @@ def main() -> dict[str, Any]:
         "sshCommand": server.public_ip.apply(lambda ip: plan.ssh_command(settings, ip)),
         "port25Warning": plan.port25_warning(settings),
         "acmeServer": settings.acme_server,
+        # Cloudflare creates these names' DNS records and certificates for the Worker that serves
+        # the MTA-STS policy and the autoconfig document.
+        "webHostnames": server.web.hostnames,
     }
     if server.ses is not None:
         exports["sesRelay"] = {

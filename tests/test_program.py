@@ -399,7 +399,7 @@ def test_exports(graph: Graph) -> None:
 
     e = {k: v.value for k, v in graph.exports.items()}
     assert set(e) == {"publicIp", "hostname", "domains", "dnsRecords", "clientSettings", "sshCommand",
-                      "sshPrivateKey", "port25Warning", "acmeServer", "sesRelay"}
+                      "sshPrivateKey", "port25Warning", "acmeServer", "sesRelay", "webHostnames"}
     assert e["hostname"] == "mail.example.com" and e["domains"] == ["example.com", "example.net"]
     assert e["acmeServer"] == "letsencrypt_test" and e["port25Warning"] == plan.PORT25_SES_NOTE
     assert e["clientSettings"]["imaps"]["port"] == 993

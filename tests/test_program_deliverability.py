@@ -104,3 +104,10 @@ def test_ptr_names_the_host_and_waits_for_the_a_record(graph: Graph) -> None:
     assert plain(ptr.inputs)["allocationId"] == "eipalloc-0123456789"
     [a] = [r for r in graph.of(DNS) if plain(r.inputs)["type"] == "A"]
     assert a.urn in ptr.dependencies
+
+
+def test_worker_hostnames_are_exported_and_attached(graph: Graph) -> None:
+    names = {f"{label}.{d}" for d in ("example.com", "example.net") for label in ("mta-sts", "autoconfig")}
+    assert set(graph.exports["webHostnames"].value) == names
+    attached = {plain(r.inputs)["hostname"] for r in graph.of("cloudflare:index/workersCustomDomain:WorkersCustomDomain")}
+    assert attached == names
