@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
-.venv/bin/mypy components mailserver tests __main__.py
+.venv/bin/mypy components mailserver tests bench __main__.py
 exec .venv/bin/python -m pytest -q "$@"
