@@ -542,10 +542,12 @@ def _aliases(entries: list[str], domains: list[str], mailboxes: list[str], bad: 
             bad("aliases", f"{source} is defined twice", "merge the targets into one entry")
             continue
         aliases[source] = targets
-    # RFC 5321 and 2142 ask every mail domain to accept postmaster@ and abuse@.
+    # RFC 5321 and 2142 ask every mail domain to accept postmaster@ and abuse@. root@ too:
+    # with myorigin = $mydomain, the host's own mail to root (cron, bounces) is addressed to
+    # root@<domain>, a virtual domain, where it would otherwise bounce unread.
     if mailboxes:
         for d in domains:
-            for role in ("postmaster", "abuse"):
+            for role in ("postmaster", "abuse", "root"):
                 addr = f"{role}@{d}"
                 if addr not in aliases and addr not in mailboxes:
                     aliases[addr] = (mailboxes[0],)

@@ -76,6 +76,13 @@ def test_default_postmaster_alias_reaches_first_mailbox(lab: Lab) -> None:
     assert len(stored(lab, ALICE, msg["Message-ID"])) == 1
 
 
+def test_the_hosts_own_mail_to_root_reaches_the_first_mailbox(lab: Lab) -> None:
+    msg = clients.message("cron@mail.example.com", ["root"], "cron output")
+    # Local submission, as cron does it: postfix's sendmail, then pickup, not SMTP.
+    lab.run(["sendmail", "-C", lab.layout.postfix_dir, "-i", "root"], stdin=msg.as_string())
+    assert len(stored(lab, ALICE, msg["Message-ID"])) == 1
+
+
 def test_plus_address_reaches_the_mailbox(lab: Lab) -> None:
     msg = clients.message("someone@outside.example", ["alice+news@example.com"], "tagged")
     inbound(msg)
