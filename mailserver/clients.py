@@ -58,6 +58,17 @@ def smtp(port: int, source: str = OUTSIDE, implicit_tls: bool = False, ctx: ssl.
     return smtplib.SMTP(host, port, source_address=(source, 0), timeout=TIMEOUT)
 
 
+def rcpt_reply(rcpt: str, sender: str = "someone@outside.example", tls: ssl.SSLContext | None = None) -> tuple[int, bytes]:
+    """What port 25 answers an outside client at RCPT TO (optionally after STARTTLS): the
+    moment a relay attempt or an unknown recipient must be refused."""
+    with smtp(25) as conn:
+        if tls is not None:
+            conn.starttls(context=tls)
+        conn.ehlo("mx.outside.example")
+        conn.mail(sender)
+        return conn.rcpt(rcpt)
+
+
 class _SourceBound:
     """Mixin: open the connection from a chosen source address (imaplib/poplib cannot)."""
 

@@ -46,14 +46,10 @@ def cmd(name: str, argv: list[str]) -> list[str]:
     return ["ip", "netns", "exec", name, *argv]
 
 
-def _setns(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if _libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns({path}): {os.strerror(err)}")
-    finally:
-        os.close(fd)
+def _setns_fd(fd: int, what: str) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns({what}): {os.strerror(err)}")
 
 
 @contextlib.contextmanager
@@ -62,12 +58,14 @@ def entered(name: str) -> Iterator[None]:
     Sockets opened inside stay in the namespace after the block."""
     original = os.open(f"/proc/self/task/{threading.get_native_id()}/ns/net", os.O_RDONLY)
     try:
-        _setns(f"/run/netns/{name}")
+        target = os.open(f"/run/netns/{name}", os.O_RDONLY)
+        try:
+            _setns_fd(target, name)
+        finally:
+            os.close(target)
         yield
     finally:
         try:
-            if _libc.setns(original, CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f"could not return to the original network namespace: {os.strerror(err)}")
+            _setns_fd(original, "the original network namespace")
         finally:
             os.close(original)
