@@ -49,14 +49,13 @@ class MailDns(pulumi.ComponentResource):
         ip = pulumi.Output.from_input(args.public_ip)
 
         planned: list[tuple[plan.Record, pulumi.Input[str]]] = []
-        for rec in (*plan.dns_records(s, IP_PLACEHOLDER), *records.deliverability_records(s), *records.srv_records(s)):
+        for rec in records.planned_records(s, IP_PLACEHOLDER):
             content: pulumi.Input[str] = rec.content
             if IP_PLACEHOLDER in rec.content:
                 content = ip.apply(functools.partial(_fill, rec.content))
             planned.append((rec, content))
         for (domain, selector), pem in args.dkim_public_keys.items():
-            rec = plan.Record(f"dkim-{selector}-{domain}", s.zone_id(domain), records.dkim_name(selector, domain),
-                              "TXT", "")
+            rec = records.dkim_record(s, domain, selector, "")
             planned.append((rec, pulumi.Output.from_input(pem).apply(_dkim_txt)))
 
         created = []

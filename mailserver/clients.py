@@ -51,17 +51,25 @@ def message(sender: str, to: list[str], subject: str, body: str = "lab message\n
     return msg
 
 
-def smtp(port: int, source: str = OUTSIDE, implicit_tls: bool = False, ctx: ssl.SSLContext | None = None,
-         host: str = SERVER) -> smtplib.SMTP:
+def _bind(source: str | None) -> tuple[str, int] | None:
+    """A source address for socket.create_connection; None lets the kernel choose (the
+    doctor, run against a deployed server, has no reason to pick one)."""
+    return (source, 0) if source else None
+
+
+def smtp(port: int, source: str | None = OUTSIDE, implicit_tls: bool = False, ctx: ssl.SSLContext | None = None,
+         host: str = SERVER, timeout: float = TIMEOUT) -> smtplib.SMTP:
     if implicit_tls:
-        return smtplib.SMTP_SSL(host, port, source_address=(source, 0), context=ctx or tls_context(), timeout=TIMEOUT)
-    return smtplib.SMTP(host, port, source_address=(source, 0), timeout=TIMEOUT)
+        return smtplib.SMTP_SSL(host, port, source_address=_bind(source), context=ctx or tls_context(),
+                                timeout=timeout)
+    return smtplib.SMTP(host, port, source_address=_bind(source), timeout=timeout)
 
 
-def rcpt_reply(rcpt: str, sender: str = "someone@outside.example", tls: ssl.SSLContext | None = None) -> tuple[int, bytes]:
+def rcpt_reply(rcpt: str, sender: str = "someone@outside.example", tls: ssl.SSLContext | None = None,
+               host: str = SERVER, source: str | None = OUTSIDE, timeout: float = TIMEOUT) -> tuple[int, bytes]:
     """What port 25 answers an outside client at RCPT TO (optionally after STARTTLS): the
     moment a relay attempt or an unknown recipient must be refused."""
-    with smtp(25) as conn:
+    with smtp(25, source=source, host=host, timeout=timeout) as conn:
         if tls is not None:
             conn.starttls(context=tls)
         conn.ehlo("mx.outside.example")
@@ -72,12 +80,12 @@ def rcpt_reply(rcpt: str, sender: str = "someone@outside.example", tls: ssl.SSLC
 class _SourceBound:
     """Mixin: open the connection from a chosen source address (imaplib/poplib cannot)."""
 
-    source = OUTSIDE
+    source: str | None = OUTSIDE
     host: str
     port: int
 
     def _create_socket(self, timeout: Any = None) -> socket.socket:
-        return socket.create_connection((self.host, self.port), timeout or TIMEOUT, source_address=(self.source, 0))
+        return socket.create_connection((self.host, self.port), timeout or TIMEOUT, source_address=_bind(self.source))
 
 
 class IMAP(_SourceBound, imaplib.IMAP4):
@@ -174,18 +182,26 @@ def _starttls(sock: socket.socket, protocol: str) -> None:
             raise ConnectionError("STLS refused")
 
 
-def tls_handshake(port: int, starttls: str | None, version: ssl.TLSVersion, source: str = OUTSIDE) -> str | None:
-    """Try a handshake offering only `version`. Returns the negotiated version, or None
-    when the server refused it."""
-    sock = socket.create_connection((SERVER, port), TIMEOUT, source_address=(source, 0))
+def tls_peer(port: int, starttls: str | None, ctx: ssl.SSLContext, source: str | None = OUTSIDE,
+             host: str = SERVER, timeout: float = TIMEOUT, server_name: str = "mail.invalid") -> tuple[bytes, str]:
+    """One TLS handshake (after the protocol's STARTTLS when `starttls` names it) with `ctx`.
+    Returns the server's certificate (DER) and the negotiated version; raises the ssl error
+    when `ctx` refuses the server (or the server refuses `ctx`)."""
+    sock = socket.create_connection((host, port), timeout, source_address=_bind(source))
     try:
         if starttls:
             _starttls(sock, starttls)
-        ctx = tls_context(version=version)
-        try:
-            with ctx.wrap_socket(sock, server_hostname="mail.invalid") as tls:
-                return tls.version()
-        except (ssl.SSLError, ConnectionResetError):
-            return None
+        with ctx.wrap_socket(sock, server_hostname=server_name) as tls:
+            return tls.getpeercert(binary_form=True) or b"", tls.version() or ""
     finally:
         sock.close()
+
+
+def tls_handshake(port: int, starttls: str | None, version: ssl.TLSVersion, source: str | None = OUTSIDE,
+                  host: str = SERVER, timeout: float = TIMEOUT) -> str | None:
+    """Try a handshake offering only `version`. Returns the negotiated version, or None
+    when the server refused it."""
+    try:
+        return tls_peer(port, starttls, tls_context(version=version), source, host, timeout)[1]
+    except (ssl.SSLError, ConnectionResetError):
+        return None

@@ -15,7 +15,7 @@ import re
 
 from . import web
 from .catalog import SERVICES
-from .plan import Record
+from .plan import Record, dns_records
 from .settings import Settings
 
 TXT_CHUNK = 255
@@ -110,6 +110,17 @@ def srv_records(s: Settings) -> tuple[Record, ...]:
                               priority=prio,
                               data=(("priority", prio), ("weight", weight), ("port", port), ("target", target))))
     return tuple(out)
+
+
+def planned_records(s: Settings, public_ip: str) -> tuple[Record, ...]:
+    """Every record the stack creates whose content the settings decide (DKIM needs the keys:
+    see dkim_record). MailDns creates exactly these; the doctor compares DNS against them."""
+    return (*dns_records(s, public_ip), *deliverability_records(s), *srv_records(s))
+
+
+def dkim_record(s: Settings, domain: str, selector: str, public_key_pem: str) -> Record:
+    return Record(f"dkim-{selector}-{domain}", s.zone_id(domain), dkim_name(selector, domain), "TXT",
+                  txt(dkim(public_key_pem)))
 
 
 def policy_id(text: str) -> str:
