@@ -118,6 +118,7 @@ class Settings:
     mta_sts_mode: str
     tls_rpt_address: str
     cloudflare_account_id: str
+    blocklists: tuple[str, ...] = ()  # DNSBL zones the doctor queries
 
     @property
     def primary_domain(self) -> str:
@@ -442,6 +443,13 @@ def parse(raw: Mapping[str, Any], project_file: Path = PROJECT_FILE) -> tuple[Se
     if v["dkimSelector"] in v["dkimRetiredSelectors"]:
         bad("dkimRetiredSelectors", f"{v['dkimSelector']} is the current selector", "list only old selectors")
 
+    blocklists = [b.lower().rstrip(".") for b in v["blocklists"]]
+    for zone in blocklists:
+        if not is_dns_name(zone):
+            bad("blocklists", f"{zone!r} is not a DNS zone", "use a DNSBL zone such as zen.spamhaus.org")
+    for zone in sorted({b for b in blocklists if blocklists.count(b) > 1}):
+        bad("blocklists", f"{zone} is listed twice", "list each blocklist once")
+
     if problems:
         raise SettingsError(problems)
 
@@ -463,6 +471,7 @@ def parse(raw: Mapping[str, Any], project_file: Path = PROJECT_FILE) -> tuple[Se
         dkim_retired_selectors=tuple(v["dkimRetiredSelectors"]),
         mta_sts_mode=v["mtaStsMode"], tls_rpt_address=tls_rpt,
         cloudflare_account_id=v["cloudflareAccountId"].lower(),
+        blocklists=tuple(blocklists),
     )
     return settings, Secrets(passwords)
 

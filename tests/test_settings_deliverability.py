@@ -23,6 +23,8 @@ from tests.support import dev_settings
     ({"dkimRetiredSelectors": ["mail"]}, "dkimRetiredSelectors"),
     ({"spfExtra": ["+all"]}, "spfExtra"),
     ({"spfExtra": ["include"]}, "spfExtra"),
+    ({"blocklists": ["zen.spamhaus.org", "not a zone"]}, "blocklists"),
+    ({"blocklists": ["zen.spamhaus.org", "ZEN.spamhaus.org."]}, "blocklists"),
 ])
 def test_invalid_deliverability_settings_name_the_key(overrides: dict[str, Any], key: str) -> None:
     with pytest.raises(SettingsError) as err:
