@@ -127,6 +127,9 @@ DEBIAN_PACKAGES: tuple[str, ...] = (
     # Debian's postfix SASL client mechanisms (the lab relays to a stand-in that wants AUTH).
     # Only a Recommends of libsasl2-2, and setup.sh installs without recommends.
     "libsasl2-modules",
+    # The doctor's lab tests: a real DNS server serving the planned records (and a fake
+    # blocklist) inside the lab's namespace, and a firewall there to block a port.
+    "unbound", "nftables",
 )
 
 # Outbound traffic the host needs: SMTP to other MXes, DNS, HTTP(S) for packages and ACME, NTP.

@@ -62,7 +62,7 @@ class Lab:
     """A running lab. Use as a context manager: everything started is stopped on exit."""
 
     def __init__(self, settings: Settings, secrets: Secrets, root: Path | None = None, keep: bool = False,
-                 mail_fs_size: str | None = None):
+                 mail_fs_size: str | None = None, certificate: tuple[str, str] | None = None):
         self.settings = settings
         self.secrets = secrets
         self._own_root = root is None
@@ -78,6 +78,9 @@ class Lab:
         # tests can fill up; it is mounted at start and unmounted (its mail gone) at stop.
         self.mail_fs_size = mail_fs_size
         self._mail_fs_mounted = False
+        # (certificate PEM, key PEM) to serve instead of baseline.sh's self-signed one, e.g.
+        # signed by a test CA, so clients can verify the chain as they would Let's Encrypt's.
+        self.certificate = certificate
         # DKIM keys per domain (the VM's come from pulumi-tls; the lab makes its own).
         self.dkim_keys: dict[str, str] = {}
 
@@ -107,6 +110,9 @@ class Lab:
                 subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.mail_fs_size},mode=0750",
                                 "lab-mail", str(vmail)], check=True)
                 self._mail_fs_mounted = True
+            if self.certificate:
+                # baseline.sh never replaces an existing certificate, as on the VM after acme.sh.
+                self.install_certificate(*self.certificate, reload=False)
             self.apply(self.settings, self.secrets)
             self.wait_ready()
         except BaseException:
@@ -175,6 +181,21 @@ class Lab:
 
     def start_postfix(self) -> None:
         self.run(["postfix", "-c", self.layout.postfix_dir, "start"])
+
+    def install_certificate(self, cert_pem: str, key_pem: str, reload: bool = True) -> None:
+        """Put a certificate where both daemons read it (what acme.sh's --install-cert does),
+        then reload them so new connections get it."""
+        cert, key = Path(self.layout.cert_file), Path(self.layout.key_file)
+        cert.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        key.touch(mode=0o600, exist_ok=True)
+        key.chmod(0o600)
+        key.write_text(key_pem)
+        cert.write_text(cert_pem)
+        cert.chmod(0o644)
+        if reload:
+            self.run(["postfix", "-c", self.layout.postfix_dir, "reload"])
+            self.run(["doveadm", "-c", self.layout.dovecot_conf, "reload"])
 
     def flush_queue(self) -> None:
         """Retry every deferred message now (postqueue -f), instead of at the next queue run."""
