@@ -1,8 +1,8 @@
-"""Command line: `python -m mailserver lab [...]` and `python -m mailserver docs [--check]`."""
+"""Command line: `python -m mailserver lab [...]`, `doctor [...]` and `docs [--check]`."""
 
 import sys
 
-USAGE = "usage: python -m mailserver lab [--stack NAME] [--check] [--keep] | docs [--check]"
+USAGE = "usage: python -m mailserver lab [--stack NAME] [--check] [--keep] | doctor [--help] | docs [--check]"
 
 
 def main() -> int:
@@ -11,6 +11,10 @@ def main() -> int:
         from .lab import main as lab_main
 
         return lab_main(sys.argv[2:])
+    if command == "doctor":
+        from .doctor import main as doctor_main
+
+        return doctor_main(sys.argv[2:])
     if command == "docs":
         from .docs import main as docs_main
 

@@ -1,5 +1,5 @@
-"""README sections generated from the sources of truth: Pulumi.yaml's config schema and the
-port table. `python -m mailserver docs` rewrites them; a test fails when they drift."""
+"""README sections generated from the sources of truth: Pulumi.yaml's config schema, the
+port table and the doctor's checks. `python -m mailserver docs` rewrites them; a test fails when they drift."""
 
 from __future__ import annotations
 
@@ -42,7 +42,13 @@ def port_table() -> str:
     return "\n".join(rows)
 
 
-SECTIONS = {"config": config_table, "ports": port_table}
+def doctor_table() -> str:
+    from .doctor import check_table
+
+    return check_table()
+
+
+SECTIONS = {"config": config_table, "ports": port_table, "doctor": doctor_table}
 
 
 def render_readme(text: str) -> str:

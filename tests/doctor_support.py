@@ -1,0 +1,167 @@
+"""For the doctor's lab tests: a real DNS server (unbound) serving the records the program
+plans, inside the lab's namespace, and a test CA whose certificates the lab serves."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import dns.exception
+import dns.resolver
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from mailserver import netns
+
+DNS_ADDRESS = "127.0.0.53"  # on the namespace's loopback, beside the mail server's 127.0.0.1
+
+
+class LabDns:
+    """unbound answering from local data only (no recursion is ever needed: every name the
+    doctor asks about lies in a zone declared here). Records change at run time through
+    unbound-control on a unix socket, so a fault costs milliseconds, not a restart."""
+
+    def __init__(self, ns: str, root: Path, zones: Iterable[str], records: dict[str, list[tuple[str, str]]]):
+        self.ns, self.root = ns, root
+        self.zones = sorted({z.rstrip(".") for z in zones})
+        self.records = {name: list(rrs) for name, rrs in records.items()}  # name -> [(type, data)]
+        self.conf = root / "unbound.conf"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        lines = [
+            "server:",
+            f"  interface: {DNS_ADDRESS}",
+            "  port: 53",
+            "  do-ip6: no",
+            "  chroot: \"\"",
+            "  username: \"\"",
+            f"  directory: \"{self.root}\"",
+            f"  pidfile: \"{self.root}/unbound.pid\"",
+            "  use-syslog: no",
+            f"  logfile: \"{self.root}/unbound.log\"",
+            "  access-control: 127.0.0.0/8 allow",
+            "  module-config: \"iterator\"",
+            # unbound's built-in 127.in-addr.arpa zone answers "localhost"; ours replaces it.
+            *[f"  local-zone: \"{z}.\" static" for z in self.zones],
+            *[f"  local-data: '{self._rr(name, t, d)}'" for name, rrs in self.records.items() for t, d in rrs],
+            "remote-control:",
+            "  control-enable: yes",
+            f"  control-interface: \"{self.root}/unbound.ctl\"",
+        ]
+        self.conf.write_text("\n".join(lines) + "\n")
+        log = (self.root / "unbound.out").open("wb")
+        self.proc = subprocess.Popen(netns.cmd(self.ns, ["unbound", "-d", "-c", str(self.conf)]),
+                                     stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        res = dns.resolver.Resolver(configure=False)
+        res.nameservers, res.lifetime = [DNS_ADDRESS], 0.5
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with netns.entered(self.ns):
+                    res.resolve(self.zones[0], "SOA", raise_on_no_answer=False)
+                return
+            except dns.exception.DNSException:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"unbound did not answer: {(self.root / 'unbound.log').read_text()}") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    @staticmethod
+    def _rr(name: str, rtype: str, data: str) -> str:
+        return f"{name}. 300 IN {rtype} {data}"
+
+    def _control(self, *args: str) -> None:
+        subprocess.run(["unbound-control", "-c", str(self.conf), *args], check=True, capture_output=True)
+
+    def set(self, name: str, rrs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Replace every record at `name` (all types); returns what was there, for undo."""
+        before = self.records.get(name, [])
+        self._control("local_data_remove", name)
+        self.records[name] = list(rrs)
+        for rtype, data in rrs:
+            self._control("local_data", self._rr(name, rtype, data))
+        return before
+
+    def replace(self, name: str, rtype: str, data: list[str]) -> list[tuple[str, str]]:
+        """Replace the records of one type at `name`, keeping the other types."""
+        before = self.records.get(name, [])
+        self.set(name, [rr for rr in before if rr[0] != rtype] + [(rtype, d) for d in data])
+        return before
+
+
+# --- a test CA ---------------------------------------------------------------------------------
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+class TestCa:
+    """A root CA, and leaf certificates it signs with any name and validity window."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, common_name: str = "Doctor Test Root CA") -> None:
+        self.key = _key()
+        name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, common_name)])
+        now = dt.datetime.now(dt.UTC)
+        self.cert = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                         key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        self.pem = self.cert.public_bytes(serialization.Encoding.PEM).decode()
+
+    def issue(self, hostname: str, not_before: dt.datetime | None = None,
+              not_after: dt.datetime | None = None) -> tuple[str, str]:
+        """(full chain PEM, key PEM) for `hostname`, by default valid for 90 days from yesterday."""
+        now = dt.datetime.now(dt.UTC)
+        key = _key()
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, hostname)]))
+            .issuer_name(self.cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before or now - dt.timedelta(days=1))
+            .not_valid_after(not_after or now + dt.timedelta(days=90))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        chain = cert.public_bytes(serialization.Encoding.PEM).decode() + self.pem
+        return chain, _pem_key(key)
+
+
+def self_signed(hostname: str) -> tuple[str, str]:
+    """What baseline.sh installs before acme.sh has run: a certificate that signs itself."""
+    key = _key()
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, hostname)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=825))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), _pem_key(key)

@@ -1,0 +1,296 @@
+"""The doctor against the lab: real postfix, dovecot and opendkim, a real DNS server (unbound)
+serving the records the program plans, and a certificate from a test CA.
+
+One lab and one DNS server for the module. The healthy lab must come out all ok (inside checks
+the lab cannot answer are "skipped in lab", never ok); then each deliberate fault must turn
+exactly its own check red, with a message that says what is wrong, and be undone after.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from mailserver import clients, doctor, netns, plan, records
+from mailserver.lab import Lab, public_key_pem
+from mailserver.settings import ROOT, Settings
+from tests.doctor_support import DNS_ADDRESS, LabDns, TestCa, self_signed
+from tests.support import dev_settings
+
+LAB_IP = clients.SERVER
+PTR_NAME = "1.0.0.127.in-addr.arpa"
+WEB_ADDRESS = "192.0.2.10"  # stands for the Cloudflare address the Worker's names resolve to
+INSIDE_SKIPPED_IN_LAB = {"outbound-25", "fail2ban", "cert-renewal", "snapshots"}
+
+
+def served_records(s: Settings, dkim_keys: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
+    """What the lab's DNS serves: the program's own plan (not the doctor's reading of it),
+    DKIM keys of the lab, the SES MAIL FROM records, a PTR for the lab's address and the
+    Worker's names. Zone-file data, names absolute."""
+    planned = list(records.planned_records(s, LAB_IP))
+    planned += [records.dkim_record(s, d, s.dkim_selector, public_key_pem(k)) for d, k in dkim_keys.items()]
+    planned += [r for r in plan.ses_records(s) if r.type != "CNAME"]
+    out: dict[str, list[tuple[str, str]]] = {}
+
+    def absolute(name: str) -> str:
+        return name if name == "." else name + "."
+
+    for r in planned:
+        if r.type == "MX":
+            data = f"{r.priority} {absolute(r.content)}"
+        elif r.type == "SRV":
+            *nums, target = r.content.split()
+            data = " ".join([*nums, absolute(target)])
+        else:
+            data = r.content
+        out.setdefault(r.fqdn, []).append((r.type, data))
+    out[PTR_NAME] = [("PTR", s.hostname + ".")]
+    for _, name in doctor.web.web_hostnames(s):
+        out[name] = [("A", WEB_ADDRESS)]
+    return out
+
+
+@dataclasses.dataclass
+class Env:
+    lab: Lab
+    dns: LabDns
+    ca: TestCa
+    target: doctor.Target
+    baseline: dict[str, doctor.Status]
+    good_cert: tuple[str, str]
+    outputs: Path
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[Env]:
+    settings, secrets = dev_settings()
+    ca = TestCa()
+    good = ca.issue(settings.hostname)
+    with Lab(settings, secrets, certificate=good) as lab, netns.entered(lab.ns):
+        zones = [*settings.domains, "127.in-addr.arpa", *settings.blocklists]
+        dkim = {d: lab.dkim_keys[d] for d in settings.domains}
+        lab_dns = LabDns(lab.ns, lab.root / "dns", zones, served_records(settings, dkim))
+        lab_dns.start()
+        try:
+            cafile = lab.root / "test-ca.pem"
+            cafile.write_text(ca.pem)
+            dkim_txt = {records.dkim_name(settings.dkim_selector, d):
+                        records.txt(records.dkim(public_key_pem(k))) for d, k in dkim.items()}
+            # What `pulumi stack output --json` would hold, for the command-line run.
+            outputs = lab.root / "outputs.json"
+            outputs.write_text(json.dumps({"publicIp": LAB_IP, "hostname": settings.hostname,
+                                           "dnsRecords": [{"name": n, "type": "TXT", "content": c}
+                                                          for n, c in dkim_txt.items()]}))
+            target = doctor.Target(settings=settings, ip=LAB_IP, dkim=dkim_txt, resolver=DNS_ADDRESS,
+                                   cafile=str(cafile), source=clients.OUTSIDE, timeout=3.0,
+                                   runner=doctor.LocalRunner(lab.layout, where="lab"))
+            yield Env(lab, lab_dns, ca, target, {}, good, outputs)
+        finally:
+            lab_dns.stop()
+
+
+def run(env: Env) -> tuple[list[doctor.Result], dict[str, doctor.Status]]:
+    results = doctor.run(env.target)
+    return results, doctor.summary(results)
+
+
+def test_healthy_lab_is_all_ok(env: Env) -> None:
+    started = time.monotonic()
+    results, summary = run(env)
+    elapsed = time.monotonic() - started
+    print(f"doctor run against the lab: {elapsed:.2f}s, {len(results)} results")
+    bad = [r for r in results if r.status not in ("ok", "skipped")]
+    assert not bad, "\n".join(map(str, bad))
+    for check in doctor.CHECKS:
+        if check.id in INSIDE_SKIPPED_IN_LAB:
+            assert summary[check.id] == "skipped", check.id
+            assert all(r.found.startswith("skipped in lab") for r in results if r.check == check.id)
+        elif check.id == "dns-ses":
+            assert summary[check.id] == "ok"  # the dev stack relays through SES
+        else:
+            assert summary[check.id] == "ok", check.id
+    # Every port, every planned record and both daemons were looked at, not skipped.
+    assert {r.subject for r in results if r.check == "ports"} >= {f"port {p} " + f"({n})" for p, n in
+                                                                   [(25, "smtp"), (993, "imaps"), (110, "pop3")]}
+    assert len([r for r in results if r.check == "ports"]) == 7
+    assert {r.subject for r in results if r.check == "services"} == {"postfix", "dovecot", "opendkim"}
+    assert doctor.exit_code(results) == 0
+    env.baseline.update(summary)
+
+
+def expect_only(env: Env, changed: dict[str, doctor.Status], message: dict[str, str],
+                dependents_skipped: bool = False) -> list[doctor.Result]:
+    """Run the doctor: exactly the checks in `changed` move (to that status), each failing
+    result says `message[check]`, every other check is as in the healthy run (or skipped
+    because a port it needs does not answer, when `dependents_skipped`)."""
+    assert env.baseline, "test_healthy_lab_is_all_ok must run first"
+    results, summary = run(env)
+    for check, status in summary.items():
+        if check in changed:
+            assert status == changed[check], (check, [r for r in results if r.check == check])
+        elif dependents_skipped and status == "skipped":
+            continue
+        else:
+            assert status == env.baseline[check], (check, [r for r in results if r.check == check])
+    for check, text in message.items():
+        failing = [r for r in results if r.check == check and r.status == changed[check]]
+        assert failing and all(r.fix for r in failing)
+        assert any(text in r.found for r in failing), (text, failing)
+    assert doctor.exit_code(results) == (1 if "error" in changed.values() else 0)
+    return results
+
+
+def with_fault(do: Callable[[], object], undo: Callable[[], object], check: Callable[[], object]) -> None:
+    do()
+    try:
+        check()
+    finally:
+        undo()
+
+
+def test_wrong_mx(env: Env) -> None:
+    before = env.dns.replace("example.net", "MX", ["10 mx.elsewhere.example."])
+    with_fault(lambda: None, lambda: env.dns.set("example.net", before),
+               lambda: expect_only(env, {"dns-mx": "error"}, {"dns-mx": "unexpected 10 mx.elsewhere.example"}))
+
+
+def test_missing_dkim_record(env: Env) -> None:
+    name = records.dkim_name(env.target.settings.dkim_selector, "example.com")
+    before = env.dns.set(name, [])
+    with_fault(lambda: None, lambda: env.dns.set(name, before),
+               lambda: expect_only(env, {"dns-dkim": "error"}, {"dns-dkim": "missing v=DKIM1"}))
+
+
+def test_expired_certificate(env: Env) -> None:
+    now = dt.datetime.now(dt.UTC)
+    expired = env.ca.issue(env.target.settings.hostname, not_before=now - dt.timedelta(days=92),
+                           not_after=now - dt.timedelta(days=2))
+    with_fault(lambda: env.lab.install_certificate(*expired), lambda: env.lab.install_certificate(*env.good_cert),
+               lambda: expect_only(env, {"tls-expiry": "error"}, {"tls-expiry": "expired 2 days ago"}))
+
+
+def test_certificate_expiring_soon_is_a_warning(env: Env) -> None:
+    now = dt.datetime.now(dt.UTC)
+    soon = env.ca.issue(env.target.settings.hostname, not_after=now + dt.timedelta(days=10, hours=1))
+    with_fault(lambda: env.lab.install_certificate(*soon), lambda: env.lab.install_certificate(*env.good_cert),
+               lambda: expect_only(env, {"tls-expiry": "warning"}, {"tls-expiry": "10 days left"}))
+
+
+def test_wrong_name_certificate(env: Env) -> None:
+    wrong = env.ca.issue("wrong.example.org")
+    with_fault(lambda: env.lab.install_certificate(*wrong), lambda: env.lab.install_certificate(*env.good_cert),
+               lambda: expect_only(env, {"tls-name": "error"}, {"tls-name": "wrong.example.org"}))
+
+
+def test_untrusted_certificate(env: Env) -> None:
+    # Right name, valid dates, but from a CA the client does not trust.
+    own = TestCa("Some Other Root CA").issue(env.target.settings.hostname)
+    with_fault(lambda: env.lab.install_certificate(*own), lambda: env.lab.install_certificate(*env.good_cert),
+               lambda: expect_only(env, {"tls-chain": "error"}, {"tls-chain": "issuer CN=Some Other Root CA"}))
+
+
+def test_self_signed_certificate(env: Env) -> None:
+    # baseline.sh's certificate, still there when acme.sh failed: flagged as such.
+    own = self_signed(env.target.settings.hostname)
+    with_fault(lambda: env.lab.install_certificate(*own), lambda: env.lab.install_certificate(*env.good_cert),
+               lambda: expect_only(env, {"tls-chain": "error"}, {"tls-chain": "self-signed (CN=mail.example.com)"}))
+
+
+def test_open_relay_setting(env: Env) -> None:
+    # The seed guide's mynetworks (127.0.0.0/8) seen from 127.0.0.2: exactly the open relay
+    # a proxy or a second address on the host turns it into. Settings accept it (not /0).
+    settings, secrets = env.lab.settings, env.lab.secrets
+    wide, _ = dev_settings(mynetworks=["127.0.0.0/8"])
+    with_fault(lambda: env.lab.apply(wide, secrets), lambda: env.lab.apply(settings, secrets),
+               lambda: expect_only(env, {"open-relay": "error"}, {"open-relay": "ACCEPTED"}))
+
+
+def test_plaintext_auth_allowed(env: Env) -> None:
+    conf = Path(env.lab.layout.dovecot_conf)
+    original = conf.read_text()
+    assert "disable_plaintext_auth = yes" in original
+
+    def set_conf(text: str) -> None:
+        conf.write_text(text)
+        env.lab.run(["doveadm", "-c", str(conf), "reload"])
+        time.sleep(0.5)
+
+    # ssl = required alone already refuses plaintext logins: the fault needs both undone.
+    allowed = original.replace("disable_plaintext_auth = yes", "disable_plaintext_auth = no")
+    allowed = allowed.replace("ssl = required", "ssl = yes")
+    with_fault(lambda: set_conf(allowed),
+               lambda: set_conf(original),
+               lambda: expect_only(env, {"plaintext-login": "error"}, {"plaintext-login": "accepted in clear"}))
+
+
+def test_dovecot_stopped(env: Env) -> None:
+    def restart() -> None:
+        env.lab.start_dovecot()
+        env.lab.wait_ready()
+
+    # Both the outside view (its four ports) and the inside view (the service) see it.
+    with_fault(env.lab.kill_dovecot, restart,
+               lambda: expect_only(env, {"ports": "error", "services": "error"},
+                                   {"ports": "Connection refused", "services": "inactive"}, dependents_skipped=True))
+
+
+def test_ptr_mismatch(env: Env) -> None:
+    before = env.dns.set(PTR_NAME, [("PTR", "ec2-127-0-0-1.compute.example.")])
+    with_fault(lambda: None, lambda: env.dns.set(PTR_NAME, before),
+               lambda: expect_only(env, {"ptr": "error"}, {"ptr": "ec2-127-0-0-1.compute.example"}))
+
+
+def test_blocked_port(env: Env) -> None:
+    # A firewall that drops (as a security group does), so the probe times out.
+    table = "doctor_fault"
+    nft = ["nft", "-f", "-"]
+    rules = (f"table inet {table} {{\n chain input {{\n type filter hook input priority 0;\n"
+             f" ip saddr {clients.OUTSIDE} tcp dport 993 drop\n }}\n}}\n")
+    with_fault(lambda: env.lab.run(nft, stdin=rules), lambda: env.lab.run(["nft", "delete", "table", "inet", table]),
+               lambda: expect_only(env, {"ports": "error"}, {"ports": "timed out"}, dependents_skipped=True))
+
+
+def test_ip_on_a_blocklist(env: Env) -> None:
+    name = f"1.0.0.127.{env.target.settings.blocklists[0]}"
+    with_fault(lambda: env.dns.set(name, [("A", "127.0.0.2"), ("TXT", '"listed for the test"')]),
+               lambda: env.dns.set(name, []),
+               lambda: expect_only(env, {"blocklists": "error"}, {"blocklists": "listed (127.0.0.2)"}))
+
+
+def test_blocklist_refusal_is_unknown_not_ok(env: Env) -> None:
+    # Spamhaus's answer to queries through public resolvers: not a listing, not a clean bill.
+    name = f"1.0.0.127.{env.target.settings.blocklists[0]}"
+    with_fault(lambda: env.dns.set(name, [("A", "127.255.255.254")]), lambda: env.dns.set(name, []),
+               lambda: expect_only(env, {"blocklists": "unknown"}, {"blocklists": "query refused"}))
+
+
+def _cli(env: Env, *extra: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "mailserver", "doctor", "--stack", "dev", "--outputs", str(env.outputs),
+            "--resolver", DNS_ADDRESS, "--source", clients.OUTSIDE, "--cafile", str(env.target.cafile),
+            "--timeout", "3", "--inside", "lab", "--lab-root", str(env.lab.root), *extra]
+    return subprocess.run(netns.cmd(env.lab.ns, argv), capture_output=True, text=True, check=False, cwd=ROOT,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_command_line_json_and_exit_codes(env: Env) -> None:
+    proc = _cli(env, "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["ok"] is True
+    assert report["summary"] == env.baseline
+    before = env.dns.replace("example.com", "MX", ["10 mx.elsewhere.example."])
+    try:
+        proc = _cli(env)
+    finally:
+        env.dns.set("example.com", before)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "dns-mx" in proc.stdout and "mx.elsewhere.example" in proc.stdout
