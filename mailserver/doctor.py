@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import concurrent.futures
 import dataclasses
 import datetime as dt
 import imaplib
@@ -443,6 +444,15 @@ def lookup(res: dns.resolver.Resolver, name: str, rtype: str) -> tuple[list[str]
     return out, None
 
 
+def lookup_all(res: dns.resolver.Resolver, queries: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[list[str], str | None]]:
+    """Many lookups at once: with a resolver that does not answer, the run then waits one
+    timeout, not one per record."""
+    unique = list(dict.fromkeys(queries))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        found = pool.map(lambda q: lookup(res, *q), unique)
+        return dict(zip(unique, found, strict=True))
+
+
 # --- outside checks -------------------------------------------------------------------------
 
 
@@ -452,8 +462,9 @@ def check_dns(t: Target, res: dns.resolver.Resolver) -> list[Result]:
     for rec, content in expected_records(t.settings, t.ip, t.dkim, t.ses_dkim):
         value = None if content is None else (f"{rec.priority} {content}" if rec.type == "MX" else content)
         groups.setdefault((record_check(rec), rec.fqdn, rec.type), []).append(value)
+    answers = lookup_all(res, [(fqdn, rtype) for _, fqdn, rtype in groups])
     for (check, fqdn, rtype), wanted in groups.items():
-        found, error = lookup(res, fqdn, rtype)
+        found, error = answers[(fqdn, rtype)]
         subject = f"{rtype} {fqdn}"
         if error:
             out.append(result(check, "unknown", subject, "a DNS answer", error,
@@ -476,8 +487,15 @@ def check_dns(t: Target, res: dns.resolver.Resolver) -> list[Result]:
             if extra:
                 detail.append("unexpected " + _show(extra))
             out.append(result(check, "error", subject, expected, "; ".join(detail)))
-    for _, name in web.web_hostnames(t.settings):
-        addrs = lookup(res, name, "A")[0] + lookup(res, name, "AAAA")[0]
+    names = [name for _, name in web.web_hostnames(t.settings)]
+    web_answers = lookup_all(res, [(n, rtype) for n in names for rtype in ("A", "AAAA")])
+    for name in names:
+        addrs = web_answers[(name, "A")][0] + web_answers[(name, "AAAA")][0]
+        error = web_answers[(name, "A")][1] or web_answers[(name, "AAAA")][1]
+        if error and not addrs:
+            out.append(result("dns-web", "unknown", f"A/AAAA {name}", "an address (Worker)", error,
+                              "check that the resolver answers (--resolver)"))
+            continue
         out.append(result("dns-web", "ok" if addrs else "error", f"A/AAAA {name}", "an address (Worker)",
                           _show(addrs) if addrs else "does not resolve"))
     return out
@@ -807,9 +825,9 @@ def check_blocklists(t: Target) -> list[Result]:
         return [result("blocklists", "skipped", t.ip, "not listed", "only IPv4 is looked up", "")]
     res = _resolver(t.blocklist_resolver or t.resolver, t.timeout)
     reversed_ip = ".".join(reversed(t.ip.split(".")))
+    answers = lookup_all(res, [(f"{reversed_ip}.{zone}", "A") for zone in t.settings.blocklists])
     for zone in t.settings.blocklists:
-        answers, error = lookup(res, f"{reversed_ip}.{zone}", "A")
-        status, found = blocklist_status(answers, error)
+        status, found = blocklist_status(*answers[(f"{reversed_ip}.{zone}", "A")])
         out.append(result("blocklists", status, zone, "not listed", found))
     return out
 
@@ -926,7 +944,7 @@ def check_snapshots(t: Target) -> list[Result]:
     if not t.volume_id:
         return [result("snapshots", "unknown", "data volume", "recent snapshot",
                        "no data volume id (the outputs name none; give --volume-id)")]
-    argv = [aws, "ec2", "describe-snapshots", "--filters", f"Name=volume-id,Values={t.volume_id}",
+    argv = [aws, "ec2", "describe-snapshots", "--owner-ids", "self", "--filters", f"Name=volume-id,Values={t.volume_id}",
             "--query", "Snapshots[].StartTime", "--output", "json"]
     if t.aws_region:
         argv += ["--region", t.aws_region]

@@ -218,7 +218,10 @@ def test_outputs_give_the_ip_and_the_dkim_keys(tmp_path: Path) -> None:
     outputs = tmp_path / "outputs.json"
     outputs.write_text(json.dumps({"publicIp": "198.51.100.20", "dnsRecords": [
         {"name": name, "type": "TXT", "content": '"v=DKIM1; k=rsa; p=QUJD"'},
-        {"name": "example.com", "type": "MX", "content": "mail.example.com"}]}))
+        {"name": "example.com", "type": "MX", "content": "mail.example.com"}],
+        "sesRelay": {"dnsRecords": [
+            {"name": "tok1._domainkey.example.com", "type": "CNAME", "content": "tok1.dkim.amazonses.com"},
+            {"name": "bounce.example.com", "type": "MX", "content": "feedback-smtp.eu-central-1.amazonses.com"}]}}))
     ns = argparse.Namespace(domain=None, stack="dev", host=None, outputs=str(outputs), resolver="192.0.2.53",
                             ip=None, timeout=1.0, ssh=None, ssh_option=None, inside=None, lab_root=None,
                             blocklist_resolver=None, cafile=None, source=None, volume_id=None, aws_region=None)
@@ -227,3 +230,7 @@ def test_outputs_give_the_ip_and_the_dkim_keys(tmp_path: Path) -> None:
     assert t.dkim[name] == '"v=DKIM1; k=rsa; p=QUJD"'
     assert t.dkim[records.dkim_name(s.dkim_selector, "example.net")] is None  # not in the outputs: presence only
     assert t.runner is None
+    # SES's Easy DKIM names exist only once SES made the tokens: taken from the outputs.
+    assert t.ses_dkim == [("tok1._domainkey.example.com", "tok1.dkim.amazonses.com")]
+    expected = doctor.expected_records(s, t.ip, t.dkim, t.ses_dkim)
+    assert ("dns-ses", "tok1.dkim.amazonses.com") in {(doctor.record_check(r), c) for r, c in expected}

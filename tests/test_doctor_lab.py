@@ -198,6 +198,15 @@ def test_untrusted_certificate(env: Env) -> None:
                lambda: expect_only(env, {"tls-chain": "error"}, {"tls-chain": "issuer CN=Some Other Root CA"}))
 
 
+def test_staging_certificate_is_flagged_as_the_dev_stack_asks(env: Env) -> None:
+    # The dev stack uses Let's Encrypt's staging CA (acmeServer letsencrypt_test): its
+    # certificates are untrusted by design, so a warning that says so, not an error.
+    assert env.target.settings.acme_server == "letsencrypt_test"
+    staging = TestCa("(STAGING) Pretend Pear X1").issue(env.target.settings.hostname)
+    with_fault(lambda: env.lab.install_certificate(*staging), lambda: env.lab.install_certificate(*env.good_cert),
+               lambda: expect_only(env, {"tls-chain": "warning"}, {"tls-chain": "Let's Encrypt staging"}))
+
+
 def test_self_signed_certificate(env: Env) -> None:
     # baseline.sh's certificate, still there when acme.sh failed: flagged as such.
     own = self_signed(env.target.settings.hostname)
