@@ -41,7 +41,7 @@ import dns.reversename
 from cryptography import x509
 
 from . import catalog, clients, plan, records, web
-from .settings import Settings, parse
+from .settings import AWS_REGION_KEY, Settings, parse
 
 Status = Literal["ok", "warning", "error", "unknown", "skipped"]
 Category = Literal["outside", "inside"]
@@ -1095,7 +1095,7 @@ def build_target(args: argparse.Namespace) -> Target:
                   blocklist_resolver=args.blocklist_resolver, cafile=args.cafile, source=args.source,
                   timeout=args.timeout, runner=runner, ses_dkim=ses_dkim,
                   volume_id=args.volume_id or outputs.get("dataVolumeId"),
-                  aws_region=args.aws_region or settings.ses_region or None)
+                  aws_region=args.aws_region or str(raw.get(AWS_REGION_KEY) or "") or None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1120,7 +1120,7 @@ def main(argv: list[str] | None = None) -> int:
                     "itself (local), or inside the lab's namespace (lab, with --lab-root)")
     ap.add_argument("--lab-root", help="the lab's directory (printed by python -m mailserver lab)")
     ap.add_argument("--volume-id", help="EBS volume whose snapshots to check (default: the outputs' dataVolumeId)")
-    ap.add_argument("--aws-region", help="region for the snapshot lookup (default: sesRegion/aws:region)")
+    ap.add_argument("--aws-region", help="region for the snapshot lookup (default: the stack's aws:region)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     ap.add_argument("--verbose", action="store_true", help="one table row per result, even for checks all ok")
     args = ap.parse_args(argv)
