@@ -49,7 +49,9 @@ def dlm_policy_details(s: Settings, target_tags: dict[str, str]) -> dict[str, An
         "resource_types": ["VOLUME"],
         "target_tags": dict(target_tags),
         "schedules": [{
-            "name": f"daily-{s.snapshot_retention}",
+            # Fixed: DLM stops managing (and so never expires) the snapshots of a schedule
+            # whose name changes.
+            "name": "daily",
             "create_rule": {"interval": 24, "interval_unit": "HOURS", "times": catalog.SNAPSHOT_TIME_UTC},
             "retain_rule": {"count": s.snapshot_retention},
             "copy_tags": True,

@@ -90,12 +90,13 @@ def test_dlm_description_uses_only_what_dlm_accepts() -> None:
     assert "mail-example-com" in text
 
 
-def test_dlm_schedule_name_is_valid_and_names_the_retention() -> None:
-    details = storage.dlm_policy_details(dev_settings(snapshotRetention=14)[0], {"k": "v"})
-    (schedule,) = details["schedules"]
-    assert re.fullmatch(r"[0-9A-Za-z _-]{1,120}", schedule["name"])
-    assert schedule["retain_rule"] == {"count": 14}
-    assert details["target_tags"] == {"k": "v"}
+def test_dlm_schedule_keeps_its_name_when_retention_changes() -> None:
+    """DLM stops expiring the snapshots of a renamed schedule: they would pile up forever."""
+    week, month = (storage.dlm_policy_details(dev_settings(snapshotRetention=n)[0], {"k": "v"}) for n in (7, 30))
+    assert week["schedules"][0]["name"] == month["schedules"][0]["name"]
+    assert re.fullmatch(r"[0-9A-Za-z _-]{1,120}", week["schedules"][0]["name"])
+    assert month["schedules"][0]["retain_rule"] == {"count": 30}
+    assert month["target_tags"] == {"k": "v"}
 
 
 def test_restore_instructions_are_complete() -> None:
