@@ -108,14 +108,14 @@ class MailProvision(pulumi.ComponentResource):
         )
         # The mail volume is mounted (formatted only if blank) before anything else touches
         # /var/vmail. The attachment is a trigger: a volume re-attached (a rebuilt instance,
-        # a restore) is mounted again.
+        # a restore) is mounted again. So is the size: a grown volume gets its filesystem grown.
         self.volume = remote.Command(
             f"{name}-volume",
             connection=connection,
             create=pulumi.Output.from_input(args.data_volume_id).apply(
                 lambda vid: volume_command(bundle.scripts["prepare-volume.sh"], vid)),
             stdin=bundle.scripts["prepare-volume.sh"],
-            triggers=[args.instance_id, args.volume_attachment_id],
+            triggers=[args.instance_id, args.volume_attachment_id, s.data_volume_size],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.wait]),
         )
 

@@ -131,8 +131,8 @@ def test_volume_is_mounted_before_the_configuration(graph: Graph) -> None:
     assert create.startswith("sudo bash -s -- /dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0 # ")
     script = render.render(dev_settings()[0]).scripts["prepare-volume.sh"]
     assert cmd.inputs["stdin"] == script
-    # re-run on a new instance and on a re-attached volume
-    assert cmd.inputs["triggers"] == [graph.one(INSTANCE).name + "-id", graph.one(ATTACHMENT).name + "-id"]
+    # re-run on a new instance, on a re-attached volume, and on a grown one (to grow the filesystem)
+    assert cmd.inputs["triggers"] == [graph.one(INSTANCE).name + "-id", graph.one(ATTACHMENT).name + "-id", 10]
     assert graph.one(COMMAND, "-wait").urn in cmd.dependencies
     for later in ("-config", "-passwords", "-dkim", "-acme"):
         assert cmd.urn in graph.one(COMMAND, later).dependencies, later
@@ -183,6 +183,14 @@ def test_mail_setting_changes_touch_only_commands_and_their_records(graph: Graph
         assert plain(g.one(typ).inputs) == plain(graph.one(typ).inputs), typ
     # the mount step does not run again for a mail change
     assert plain(g.one(COMMAND, "-volume").inputs) == plain(graph.one(COMMAND, "-volume").inputs)
+
+
+def test_volume_growth_resizes_in_place_and_grows_the_filesystem(graph: Graph) -> None:
+    g = build({"dataVolumeSize": 50})
+    # the volume's size (an in-place modification of EBS) and the mount step, nothing else
+    assert changed(graph, g) == {graph.one(VOLUME).name, graph.one(COMMAND, "-volume").name}
+    assert g.one(VOLUME).urn == graph.one(VOLUME).urn
+    assert g.one(COMMAND, "-volume").inputs["triggers"][-1] == 50
 
 
 def test_retention_change_touches_only_the_snapshot_policy(graph: Graph) -> None:
