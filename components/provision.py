@@ -40,10 +40,15 @@ def script_command(script: str, text: str) -> str:
 
 
 def volume_command(text: str, volume_id: str) -> str:
-    """Run prepare-volume.sh, read from stdin (on a new host the bundle is not unpacked yet),
-    with the volume's device path. Its hash makes an edited script run again."""
+    """Install prepare-volume.sh from stdin (on a new host the bundle is not unpacked yet) and
+    run it with the volume's device path. A file, not `bash -s`: a command in the script that
+    reads stdin would otherwise eat the rest of the script. Its hash makes an edited script
+    run again."""
+    d = f"{catalog.PRODUCTION.state_dir}/scripts"
+    path = shlex.quote(f"{d}/prepare-volume.sh")
     device = shlex.quote(storage.device_path(volume_id))
-    return f"sudo bash -s -- {device} # {_fingerprint(text)}"
+    return (f"sudo install -d -m 0700 {shlex.quote(catalog.PRODUCTION.state_dir)} {shlex.quote(d)} && "
+            f"sudo install -m 0700 /dev/stdin {path} && sudo bash {path} {device} # {_fingerprint(text)}")
 
 
 def config_command() -> str:

@@ -7,6 +7,7 @@ retainOnDelete, ignoreChanges, deleteBeforeReplace) the engine would act on.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -128,8 +129,13 @@ def test_invalid_volume_settings_stop_before_any_resource() -> None:
 def test_volume_is_mounted_before_the_configuration(graph: Graph) -> None:
     cmd = graph.one(COMMAND, "-volume")
     create = cmd.inputs["create"]
-    assert create.startswith("sudo bash -s -- /dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0 # ")
     script = render.render(dev_settings()[0]).scripts["prepare-volume.sh"]
+    path = "/var/lib/mailserver/scripts/prepare-volume.sh"
+    assert create == (
+        "sudo install -d -m 0700 /var/lib/mailserver /var/lib/mailserver/scripts && "
+        f"sudo install -m 0700 /dev/stdin {path} && "
+        f"sudo bash {path} /dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0 "
+        f"# {hashlib.sha256(script.encode()).hexdigest()}")
     assert cmd.inputs["stdin"] == script
     # re-run on a new instance, on a re-attached volume, and on a grown one (to grow the filesystem)
     assert cmd.inputs["triggers"] == [graph.one(INSTANCE).name + "-id", graph.one(ATTACHMENT).name + "-id", 10]
