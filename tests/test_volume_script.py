@@ -223,6 +223,14 @@ def test_daemons_require_the_mount(disk: Disk) -> None:
     for svc in catalog.VMAIL_SERVICES:
         text = (disk.units / f"{svc}.service.d" / "vmail-volume.conf").read_text()
         assert re.search(rf"^\[Unit\]\nRequiresMountsFor={re.escape(str(disk.mountpoint))}$", text, re.MULTILINE), text
+        if shutil.which("systemd-analyze"):
+            # systemd's own parser reads the drop-in with a stand-in unit (it warns on a
+            # misspelt key, which systemd would otherwise ignore without a word)
+            (disk.units / f"{svc}.service").write_text("[Service]\nExecStart=/bin/true\n")
+            proc = subprocess.run(["systemd-analyze", "verify", str(disk.units / f"{svc}.service")],
+                                  env={**os.environ, "SYSTEMD_UNIT_PATH": f"{disk.units}:"},
+                                  capture_output=True, text=True, timeout=60, check=False)
+            assert proc.returncode == 0 and proc.stderr == "", proc.stderr
 
 
 def test_larger_volume_gets_a_larger_filesystem(disk: Disk) -> None:
