@@ -30,6 +30,9 @@ def main() -> dict[str, Any]:
         # Cloudflare creates these names' DNS records and certificates for the Worker that serves
         # the MTA-STS policy and the autoconfig document.
         "webHostnames": server.web.hostnames,
+        # The mail volume (it outlives instances) and how to bring mail back from a snapshot.
+        "dataVolumeId": server.storage.volume_id,
+        "restoreInstructions": server.storage.restore_instructions,
     }
     if server.ses is not None:
         exports["sesRelay"] = {

@@ -17,6 +17,9 @@ from mailserver.settings import Settings
 class MailHostArgs:
     settings: Settings
     bundle: Bundle
+    # The mail volume (components/storage.py): the instance is placed in its zone and attached to it.
+    availability_zone: pulumi.Input[str]
+    data_volume_id: pulumi.Input[str]
 
 
 class MailHost(pulumi.ComponentResource):
@@ -25,6 +28,7 @@ class MailHost(pulumi.ComponentResource):
     private_key: pulumi.Output[str] | None
     ami_id: pulumi.Output[str]
     allocation_id: pulumi.Output[str]
+    volume_attachment_id: pulumi.Output[str]
 
     def __init__(self, name: str, args: MailHostArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mailserver:index:MailHost", name, None, opts)
@@ -87,12 +91,16 @@ class MailHost(pulumi.ComponentResource):
             user_data=args.bundle.user_data,
             metadata_options={"http_tokens": "required", "http_put_response_hop_limit": 1, "http_endpoint": "enabled"},
             root_block_device={"volume_size": s.root_volume_size, "volume_type": "gp3", "encrypted": True},
+            # In the mail volume's zone, so a rebuilt instance can always attach it.
+            availability_zone=args.availability_zone,
             tags={"Name": s.hostname},
             opts=pulumi.ResourceOptions(
                 parent=self,
-                # A newer image or an edited first-boot script must never replace or stop a
-                # running mail server; the apply script re-converges it over SSH instead.
-                ignore_changes=["ami", "userData"],
+                # A newly published image or an edited first-boot script must never replace or
+                # stop a running mail server; the apply script re-converges it over SSH instead.
+                # A pinned amiId is the one way to upgrade: changing it replaces the instance,
+                # and the mail, on its own volume, moves to the new one.
+                ignore_changes=["userData"] if s.ami_id else ["ami", "userData"],
                 # The provider strips the group's default allow-all egress, and cloud-init
                 # installs packages on first boot: the rules must exist before the VM starts.
                 depends_on=rules,
@@ -107,8 +115,26 @@ class MailHost(pulumi.ComponentResource):
             tags={"Name": s.hostname},
             opts=pulumi.ResourceOptions(parent=self, protect=True),
         )
+        # Delete before replace: EC2 refuses to associate an address that is still associated
+        # (allow_reassociation is off), so a rebuilt instance gets it once the old one let go.
         association = aws.ec2.EipAssociation(
-            f"{name}-eip-assoc", allocation_id=eip.allocation_id, instance_id=instance.id, opts=child
+            f"{name}-eip-assoc", allocation_id=eip.allocation_id, instance_id=instance.id,
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
+
+        # The mail volume, attached after the instance exists (it cannot be part of the
+        # launch: the volume outlives instances). Replacing the instance or the volume
+        # replaces this attachment; delete before replace, because a volume is attached to
+        # one instance at a time. The instance is stopped before the volume is detached: a
+        # filesystem pulled from under a running kernel can hang in "busy" or lose what was
+        # still in the page cache. The instance stopped is the one being replaced.
+        attachment = aws.ec2.VolumeAttachment(
+            f"{name}-data-attachment",
+            device_name=catalog.DATA_VOLUME_DEVICE_NAME,
+            instance_id=instance.id,
+            volume_id=args.data_volume_id,
+            stop_instance_before_detaching=True,
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
 
         # Carries the association as a dependency, so whoever connects to this address (the
@@ -116,6 +142,7 @@ class MailHost(pulumi.ComponentResource):
         self.public_ip = pulumi.Output.all(eip.public_ip, association.id).apply(lambda v: str(v[0]))
         self.instance_id = instance.id
         self.allocation_id = eip.allocation_id
+        self.volume_attachment_id = attachment.id
 
         self.register_outputs({
             "public_ip": self.public_ip,

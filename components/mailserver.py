@@ -16,6 +16,7 @@ from .dns import MailDns, MailDnsArgs
 from .host import MailHost, MailHostArgs
 from .provision import MailProvision, MailProvisionArgs
 from .ses import SesRelay, SesRelayArgs
+from .storage import MailStorage, MailStorageArgs
 from .web import MailWeb, MailWebArgs
 
 
@@ -27,6 +28,7 @@ class MailServerArgs:
 
 
 class MailServer(pulumi.ComponentResource):
+    storage: MailStorage
     host: MailHost
     dns: MailDns
     provision: MailProvision
@@ -42,7 +44,11 @@ class MailServer(pulumi.ComponentResource):
         super().__init__("mailserver:index:MailServer", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        self.host = MailHost(f"{name}-host", MailHostArgs(settings=args.settings, bundle=args.bundle), opts=child)
+        # The mail volume first: the instance goes where the volume is.
+        self.storage = MailStorage(f"{name}-storage", MailStorageArgs(settings=args.settings), opts=child)
+        self.host = MailHost(f"{name}-host", MailHostArgs(
+            settings=args.settings, bundle=args.bundle, availability_zone=self.storage.availability_zone,
+            data_volume_id=self.storage.volume_id), opts=child)
         self.dkim = DkimKeys(f"{name}-dkim", DkimKeysArgs(settings=args.settings), opts=child)
         self.dns = MailDns(f"{name}-dns", MailDnsArgs(settings=args.settings, public_ip=self.host.public_ip,
                                                       dkim_public_keys=self.dkim.public_keys), opts=child)
@@ -67,6 +73,8 @@ class MailServer(pulumi.ComponentResource):
                 bundle=args.bundle,
                 host=self.host.public_ip,
                 instance_id=self.host.instance_id,
+                data_volume_id=self.storage.volume_id,
+                volume_attachment_id=self.host.volume_attachment_id,
                 private_key=self.host.private_key,
                 relay_credentials=self.ses.credentials if self.ses else None,
                 dkim_private_keys=self.dkim.private_keys,
@@ -80,6 +88,7 @@ class MailServer(pulumi.ComponentResource):
         self.register_outputs({
             "public_ip": self.public_ip,
             "instance_id": self.host.instance_id,
+            "data_volume_id": self.storage.volume_id,
             "ami_id": self.host.ami_id,
             "private_key": self.private_key,
             "dns_records": self.dns_records,

@@ -13,7 +13,7 @@ import pulumi
 import pulumi_cloudflare as cloudflare
 from pulumi_command import remote
 
-from mailserver import catalog, render
+from mailserver import catalog, render, storage
 from mailserver.render import Bundle
 from mailserver.settings import Secrets, Settings
 
@@ -39,6 +39,18 @@ def script_command(script: str, text: str) -> str:
     return f"sudo bash {path} # {_fingerprint(text)}"
 
 
+def volume_command(text: str, volume_id: str) -> str:
+    """Install prepare-volume.sh from stdin (on a new host the bundle is not unpacked yet) and
+    run it with the volume's device path. A file, not `bash -s`: a command in the script that
+    reads stdin would otherwise eat the rest of the script. Its hash makes an edited script
+    run again."""
+    d = f"{catalog.PRODUCTION.state_dir}/scripts"
+    path = shlex.quote(f"{d}/prepare-volume.sh")
+    device = shlex.quote(storage.device_path(volume_id))
+    return (f"sudo install -d -m 0700 {shlex.quote(catalog.PRODUCTION.state_dir)} {shlex.quote(d)} && "
+            f"sudo install -m 0700 /dev/stdin {path} && sudo bash {path} {device} # {_fingerprint(text)}")
+
+
 def config_command() -> str:
     # files/ and scripts/ are removed first so the unpacked bundle is the whole truth: a file
     # dropped from the bundle must not linger and be installed again.
@@ -56,6 +68,9 @@ class MailProvisionArgs:
     bundle: Bundle
     host: pulumi.Input[str]
     instance_id: pulumi.Input[str]
+    # The mail volume and its attachment to this instance (components/host.py).
+    data_volume_id: pulumi.Input[str]
+    volume_attachment_id: pulumi.Input[str]
     # None when the operator brought their own key: pulumi-command then uses the SSH agent.
     private_key: pulumi.Input[str] | None = None
     # relay: ses only: the stdin of set-relay-credentials.sh (components/ses.py), secret.
@@ -66,6 +81,7 @@ class MailProvisionArgs:
 
 class MailProvision(pulumi.ComponentResource):
     wait: remote.Command
+    volume: remote.Command
     config: remote.Command
     passwords: remote.Command
     acme_token: cloudflare.ApiToken
@@ -95,7 +111,18 @@ class MailProvision(pulumi.ComponentResource):
             triggers=triggers,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        after_wait = pulumi.ResourceOptions(parent=self, depends_on=[self.wait])
+        # The mail volume is mounted (formatted only if blank) before anything else touches
+        # /var/vmail. The attachment is a trigger: a volume re-attached (a rebuilt instance,
+        # a restore) is mounted again. So is the size: a grown volume gets its filesystem grown.
+        self.volume = remote.Command(
+            f"{name}-volume",
+            connection=connection,
+            create=pulumi.Output.from_input(args.data_volume_id).apply(
+                lambda vid: volume_command(bundle.scripts["prepare-volume.sh"], vid)),
+            stdin=bundle.scripts["prepare-volume.sh"],
+            triggers=[args.instance_id, args.volume_attachment_id, s.data_volume_size],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.wait]),
+        )
 
         self.config = remote.Command(
             f"{name}-config",
@@ -103,9 +130,9 @@ class MailProvision(pulumi.ComponentResource):
             create=config_command(),
             stdin=base64.b64encode(bundle.tarball()).decode(),
             triggers=triggers,
-            opts=after_wait,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.wait, self.volume]),
         )
-        after_config = pulumi.ResourceOptions(parent=self, depends_on=[self.wait, self.config])
+        after_config = pulumi.ResourceOptions(parent=self, depends_on=[self.wait, self.volume, self.config])
         # Their stdin carries secrets and their scripts could echo them: keep the output out
         # of the logs and encrypted in the state.
         quiet = pulumi.ResourceOptions(additional_secret_outputs=["stdout", "stderr"])

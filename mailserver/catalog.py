@@ -71,6 +71,25 @@ DOVECOT_TLS_MIN = "TLSv1.2"
 VMAIL_USER = "vmail"
 VMAIL_UID = 5000
 VMAIL_HOME = "/var/vmail"
+# The mail data volume (EBS) that holds VMAIL_HOME. The filesystem carries this label and is
+# mounted by UUID; xfs is EL's default filesystem. Device name as EC2's API wants it; on Nitro
+# instances the kernel shows it as /dev/nvmeXn1 in no stable order, so the host finds it by
+# the volume id under EBS_BY_ID_PREFIX instead.
+VMAIL_FS_LABEL = "vmail"
+VMAIL_FS_TYPE = "xfs"
+DATA_VOLUME_DEVICE_NAME = "/dev/sdf"
+EBS_BY_ID_PREFIX = "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_"
+# gp3 holds 1 GiB to 16 TiB.
+DATA_VOLUME_MAX_GIB = 16384
+# Daily snapshots (Data Lifecycle Manager) select volumes by this tag key; its value names
+# the stack (storage.snapshot_tags), so two stacks in one account never snapshot, or expire,
+# each other's volumes.
+SNAPSHOT_TAG_KEY = "mailserver-snapshots"
+SNAPSHOT_TIME_UTC = "03:00"
+SNAPSHOT_RETENTION_MAX = 1000  # DLM's limit for a count-based retain rule
+# Daemons that read or write VMAIL_HOME: they must not start while the volume is missing,
+# or they would write mail onto the root disk, under the mount point.
+VMAIL_SERVICES: tuple[str, ...] = ("postfix", "dovecot")
 PASSWORD_SCHEME = "SHA512-CRYPT"
 # OpenDKIM signs outgoing mail as a milter on loopback (SELinux knows 8891 as milter_port_t).
 OPENDKIM_ADDRESS = "127.0.0.1"
@@ -112,6 +131,9 @@ EL_PACKAGES: tuple[str, ...] = (
     # log in to the SES relay ("no mechanism available"). Installed even with relay none,
     # because user-data runs once: turning the relay on later must not need a new instance.
     SASL_CLIENT_PACKAGE,
+    # mkfs.xfs and xfs_growfs for the mail volume (prepare-volume.sh); on the cloud images
+    # already, named so a slimmer image cannot leave the volume unformatted.
+    "xfsprogs",
 )
 # opendkim lives in EPEL, which needs CRB (for libmilter) on Stream 9; cloud-init enables
 # both before it installs EL_PACKAGES.
@@ -130,6 +152,8 @@ DEBIAN_PACKAGES: tuple[str, ...] = (
     # The doctor's lab tests: a real DNS server serving the planned records (and a fake
     # blocklist) inside the lab's namespace, and a firewall there to block a port.
     "unbound", "nftables",
+    # mkfs.xfs and xfs_growfs: the test of prepare-volume.sh formats and grows loop devices.
+    "xfsprogs",
 )
 
 # Outbound traffic the host needs: SMTP to other MXes, DNS, HTTP(S) for packages and ACME, NTP.

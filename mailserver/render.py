@@ -22,7 +22,8 @@ from .settings import ROOT, Secrets, Settings
 
 TEMPLATE_DIRS = (ROOT / "templates", ROOT / "cloud-init")
 # Where the bundle is unpacked on a host: files/ mirrors the target paths, scripts/ runs.
-SCRIPTS = ("apply.sh", "set-passwords.sh", "set-dkim-keys.sh", "set-relay-credentials.sh", "baseline.sh", "acme.sh")
+SCRIPTS = ("apply.sh", "set-passwords.sh", "set-dkim-keys.sh", "set-relay-credentials.sh", "baseline.sh", "acme.sh",
+           "prepare-volume.sh")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +146,9 @@ def render(s: Settings, layout: catalog.Layout = catalog.PRODUCTION) -> Bundle:
         "dkim_address": catalog.OPENDKIM_ADDRESS,
         "dkim_port": catalog.OPENDKIM_PORT,
         "repositories": catalog.EL_REPOSITORIES,
+        "vmail_fs_label": catalog.VMAIL_FS_LABEL,
+        "vmail_fs_type": catalog.VMAIL_FS_TYPE,
+        "vmail_services": catalog.VMAIL_SERVICES,
     }
     pf = layout.postfix_dir
     files = [

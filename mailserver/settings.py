@@ -32,6 +32,7 @@ _DNS_NAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.[a-z][a-z0-9-]*
 _LOCAL_PART = re.compile(r"^[a-z0-9](?:[a-z0-9._+-]{0,62}[a-z0-9])?$")
 _ZONE_ID = re.compile(r"^[0-9a-f]{32}$")
 _AMI_ID = re.compile(r"^ami-[0-9a-f]{8,17}$")
+_SNAPSHOT_ID = re.compile(r"^snap-[0-9a-f]{8,17}$")
 _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _RESTRICTION = re.compile(r"^[a-z_]+(?::[\w./-]+)?$")
 # Graviton families carry a "g" right after the generation digit: t4g, m7gd, c6gn, im4gn.
@@ -88,6 +89,9 @@ class Settings:
     ami_id: str
     instance_type: str
     root_volume_size: int
+    data_volume_size: int
+    data_volume_snapshot_id: str
+    snapshot_retention: int
     ssh_user: str
     ssh_public_key: str
     admin_cidrs: tuple[str, ...]
@@ -305,6 +309,16 @@ def parse(raw: Mapping[str, Any], project_file: Path = PROJECT_FILE) -> tuple[Se
         bad("instanceType", f"{v['instanceType']!r} is not an EC2 instance type", "use a type such as t4g.small")
     if v["rootVolumeSize"] < 10:
         bad("rootVolumeSize", f"{v['rootVolumeSize']} GiB is too small for the image", "use 10 or more")
+    if not 1 <= v["dataVolumeSize"] <= catalog.DATA_VOLUME_MAX_GIB:
+        bad("dataVolumeSize", f"{v['dataVolumeSize']} GiB is outside what gp3 offers (1 to {catalog.DATA_VOLUME_MAX_GIB})",
+            "use e.g. 10; it can grow later, never shrink")
+    snapshot_id = v["dataVolumeSnapshotId"].strip().lower()
+    if snapshot_id and not _SNAPSHOT_ID.match(snapshot_id):
+        bad("dataVolumeSnapshotId", f"{v['dataVolumeSnapshotId']!r} is not an EBS snapshot id",
+            "use the id of a snapshot of the mail volume, e.g. snap-0123456789abcdef0, or leave empty")
+    if not 1 <= v["snapshotRetention"] <= catalog.SNAPSHOT_RETENTION_MAX:
+        bad("snapshotRetention", f"{v['snapshotRetention']} is not a number of snapshots from 1 to "
+            f"{catalog.SNAPSHOT_RETENTION_MAX}", "use e.g. 7 (a week of daily snapshots)")
     if not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", v["sshUser"]):
         bad("sshUser", f"{v['sshUser']!r} is not a user name", "use ec2-user for the official CentOS Stream images")
     if v["sshPublicKey"] and not _SSH_KEY.match(v["sshPublicKey"]):
@@ -457,7 +471,8 @@ def parse(raw: Mapping[str, Any], project_file: Path = PROJECT_FILE) -> tuple[Se
         domains=tuple(domains), hostname=hostname,
         zone_ids=tuple((d, zone_ids[d]) for d in domains),
         os=v["os"], ami_id=v["amiId"], instance_type=v["instanceType"],
-        root_volume_size=v["rootVolumeSize"], ssh_user=v["sshUser"], ssh_public_key=v["sshPublicKey"],
+        root_volume_size=v["rootVolumeSize"], data_volume_size=v["dataVolumeSize"],
+        data_volume_snapshot_id=snapshot_id, snapshot_retention=v["snapshotRetention"], ssh_user=v["sshUser"], ssh_public_key=v["sshPublicKey"],
         admin_cidrs=tuple(str(n) for n in admin_cidrs), submission=v["submission"],
         acme_server=v["acmeServer"], acme_email=acme_email,
         mailboxes=tuple(mailboxes), aliases=aliases, password_min_length=min_len,

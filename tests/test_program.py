@@ -50,6 +50,11 @@ DNS = "cloudflare:index/dnsRecord:DnsRecord"
 COMMAND = "command:remote:Command"
 TOKEN = "cloudflare:index/apiToken:ApiToken"
 GET_AMI = "aws:ec2/getAmi:getAmi"
+VOLUME = "aws:ebs/volume:Volume"
+VOLUME_ID = "vol-0123456789abcdef0"
+GET_OFFERINGS = "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings"
+# Zones that offer the instance type, in the unsorted order EC2 may answer in.
+OFFERED_ZONES = ["eu-central-1b", "eu-central-1a", "eu-central-1c"]
 # relay: ses (tests/test_ses.py)
 SES_IDENTITY = "aws:sesv2/emailIdentity:EmailIdentity"
 SES_MAIL_FROM = "aws:sesv2/emailIdentityMailFromAttributes:EmailIdentityMailFromAttributes"
@@ -81,6 +86,8 @@ class Registered:
     ignore_changes: list[str]
     protect: bool
     additional_secret_outputs: list[str]
+    retain_on_delete: bool = False
+    delete_before_replace: bool = False
 
 
 class Mocks(pulumi.runtime.Mocks):
@@ -109,6 +116,10 @@ class Mocks(pulumi.runtime.Mocks):
                                               "tokens": dkim_tokens(domain)})
         elif args.typ == IAM_USER:
             out.update(name=f"{args.name}-7f3e2a1", arn=f"arn:aws:iam::{ACCOUNT}:user/mailserver/{args.name}")
+        elif args.typ == VOLUME:
+            return VOLUME_ID, out
+        elif args.typ == "aws:iam/role:Role":
+            out.update(name=f"{args.name}-1a2b3c", arn=f"arn:aws:iam::{ACCOUNT}:role/{args.name}-1a2b3c")
         elif args.typ == ACCESS_KEY:
             out.update(secret=SES_SECRET_KEY, sesSmtpPasswordV4=SES_PROVIDER_PASSWORD)
             return "AKIAMOCKSMTPUSER0001", out
@@ -120,6 +131,9 @@ class Mocks(pulumi.runtime.Mocks):
             # Never raise here: an exception inside a mocked invoke hangs the run instead of failing it.
             arch = next((f["values"][0] for f in args.args.get("filters", []) if f["name"] == "architecture"), "any")
             return {"id": f"ami-{arch}", "imageId": f"ami-{arch}", "architecture": arch}, []
+        if args.token == GET_OFFERINGS:
+            return {"id": "eu-central-1", "locations": OFFERED_ZONES, "locationTypes": ["availability-zone"] * 3,
+                    "instanceTypes": ["t4g.micro"] * 3}, []
         return {}, []
 
 
@@ -146,6 +160,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             ignore_changes=list(request.ignoreChanges),
             protect=bool(request.protect),
             additional_secret_outputs=list(request.additionalSecretOutputs),
+            retain_on_delete=bool(request.retainOnDelete),
+            delete_before_replace=bool(request.deleteBeforeReplace),
         ))
         if request.additionalSecretOutputs:
             state = rpc.deserialize_properties(response.object)
@@ -399,7 +415,8 @@ def test_exports(graph: Graph) -> None:
 
     e = {k: v.value for k, v in graph.exports.items()}
     assert set(e) == {"publicIp", "hostname", "domains", "dnsRecords", "clientSettings", "sshCommand",
-                      "sshPrivateKey", "port25Warning", "acmeServer", "sesRelay", "webHostnames"}
+                      "sshPrivateKey", "port25Warning", "acmeServer", "sesRelay", "webHostnames",
+                      "dataVolumeId", "restoreInstructions"}
     assert e["hostname"] == "mail.example.com" and e["domains"] == ["example.com", "example.net"]
     assert e["acmeServer"] == "letsencrypt_test" and e["port25Warning"] == plan.PORT25_SES_NOTE
     assert e["clientSettings"]["imaps"]["port"] == 993
@@ -431,7 +448,7 @@ def test_acme_token_is_scoped_to_the_host_zone(graph: Graph) -> None:
 
 def test_every_command_depends_on_wait(graph: Graph) -> None:
     commands = {r.name.rsplit("-", 1)[1]: r for r in graph.of(COMMAND)}
-    assert set(commands) == {"wait", "config", "passwords", "acme", "credentials", "dkim"}
+    assert set(commands) == {"wait", "volume", "config", "passwords", "acme", "credentials", "dkim"}
     wait = commands.pop("wait")
     for cmd in commands.values():
         assert wait.urn in cmd.dependencies, f"{cmd.name} does not wait for cloud-init"
@@ -449,7 +466,7 @@ def test_commands_connect_to_the_eip_as_the_ssh_user(graph: Graph) -> None:
         assert conn["privateKey"] == PRIVATE_KEY
         assert conn["dialErrorLimit"] == 60 and conn["perDialTimeout"] == 30
         # a rebuilt instance behind the same EIP must be provisioned again
-        assert cmd.inputs["triggers"] == ["mail-host-instance-id"]
+        assert cmd.inputs["triggers"][0] == "mail-host-instance-id"
 
 
 def test_script_commands_name_the_script_hash(graph: Graph) -> None:
@@ -525,7 +542,7 @@ def test_pinned_ami_skips_the_lookup() -> None:
 def test_components_are_mailserver_types(graph: Graph) -> None:
     components = {r.typ for r in graph.resources if not r.custom}
     assert components == {f"mailserver:index:{n}" for n in ("MailServer", "MailHost", "MailDns", "MailProvision",
-                                                                   "SesRelay", "DkimKeys", "MailWeb")}
+                                                                   "SesRelay", "DkimKeys", "MailWeb", "MailStorage")}
     top = graph.one("mailserver:index:MailServer")
     by_urn = {r.urn: r for r in graph.resources}
     for r in graph.resources:
