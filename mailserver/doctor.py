@@ -152,6 +152,11 @@ CHECKS: tuple[Check, ...] = (
           f"mail, queue and root filesystems below {DISK_WARNING_PERCENT}% (warning) / "
           f"{DISK_ERROR_PERCENT}% (error) use",
           "grow the volume (rootVolumeSize) or remove old mail; postfix defers mail when full"),
+    Check("mail-volume", "Mail on its own volume", "inside",
+          f"{catalog.VMAIL_HOME} is the mount point of the mail volume ({catalog.VMAIL_FS_TYPE}, label "
+          f"{catalog.VMAIL_FS_LABEL}), so snapshots cover the mail and a rebuilt instance keeps it",
+          "see the README's restore drill; until it is mounted, mail lands on the root disk, which "
+          "snapshots do not cover and a replaced instance loses"),
     Check("memory", "Memory headroom", "inside",
           f"more than {MEMORY_WARNING_PERCENT}% (warning) / {MEMORY_ERROR_PERCENT}% (error) of "
           "memory available", "use a larger instanceType"),
@@ -904,6 +909,19 @@ def check_inside(t: Target) -> list[Result]:
         out.append(result("disk", disk_status(pct), cols[5], f"< {DISK_WARNING_PERCENT}% used", f"{pct}% used"))
     if not seen:
         out.append(result("disk", "unknown", "filesystems", "df output", text.strip()[:80] or f"exit {code}"))
+    # mail volume
+    if not r.layout.systemd:
+        out.append(result("mail-volume", "skipped", r.layout.vmail_dir, "a mount point",
+                          lab + "the lab's mail is a directory", ""))
+    else:
+        code, text = r.run(f"findmnt -n -o FSTYPE,LABEL --mountpoint {q(r.layout.vmail_dir)} || true")
+        fs = text.split()
+        want = f"{catalog.VMAIL_FS_TYPE} {catalog.VMAIL_FS_LABEL}"
+        if not fs:
+            out.append(result("mail-volume", "error", r.layout.vmail_dir, want, "not a mount point: on the root disk"))
+        else:
+            out.append(result("mail-volume", "ok" if " ".join(fs[:2]) == want else "warning", r.layout.vmail_dir,
+                              want, " ".join(fs)))
     # memory
     code, text = r.run("grep -E '^(MemTotal|MemAvailable):' /proc/meminfo")
     mem = {k.rstrip(":"): int(v) for k, v, *_ in (line.split() for line in text.splitlines() if line.strip())}

@@ -174,6 +174,8 @@ class FakeHost:
             return 0, "".join(f"{{\"queue_id\": \"{i}\"}}\n" for i in range(25))
         if "crontab" in script:
             return 0, "job\nactive\n"
+        if script.startswith("findmnt"):
+            return 0, ""  # a host from before the mail volume
         if "/dev/tcp/" in script:
             return 1, ""
         raise AssertionError(script)
@@ -189,12 +191,24 @@ def test_inside_checks_judge_what_the_host_reports(monkeypatch: pytest.MonkeyPat
     assert by[("fail2ban", "fail2ban")].status == "warning"  # a host from before fail2ban: not a crash
     assert by[("disk", "/")].status == "warning" and by[("disk", "/var/vmail")].status == "ok"
     assert by[("memory", "memory")].status == "warning"  # 10% available
+    assert by[("mail-volume", "/var/vmail")].status == "error"
+    assert "root disk" in by[("mail-volume", "/var/vmail")].found
     assert by[("queue", "queue")].status == "warning" and by[("queue", "queue")].found == "25 messages"
     assert by[("cert-renewal", "acme.sh cron")].status == "ok"
     # The dev stack relays through SES: a blocked port 25 only warns.
     assert doctor.summary(out)["outbound-25"] == "warning"
     snap = next(r for r in out if r.check == "snapshots")
     assert snap.status == "unknown" and "AWS CLI" in snap.found
+
+
+def test_mail_volume_mounted_with_its_label_is_ok() -> None:
+    class Mounted(FakeHost):
+        def run(self, script: str) -> tuple[int, str]:
+            return (0, "xfs    vmail\n") if script.startswith("findmnt") else super().run(script)
+
+    out = doctor.check_inside(_target(runner=Mounted(), timeout=1.0))
+    vol = next(r for r in out if r.check == "mail-volume")
+    assert (vol.status, vol.found) == ("ok", "xfs vmail")
 
 
 def test_ssh_runner_sends_the_script_on_stdin_not_in_argv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
