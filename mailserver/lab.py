@@ -58,6 +58,7 @@ def lab_layout(root: Path) -> catalog.Layout:
         fail2ban_db=f"{r}/lib/fail2ban/fail2ban.sqlite3",
         fail2ban_log=f"{r}/log/fail2ban.log",
         dns=False,  # the namespace has no resolver: no DNSBL, no DANE
+        postscreen_greet_wait="1s",
         # Relayed mail (relay: ses) goes to a loopback stand-in, never to SES itself.
         relayhost=f"[{clients.RELAY_STANDIN}]:{clients.RELAY_STANDIN_PORT}",
     )
