@@ -339,3 +339,23 @@ def test_the_host_keeps_the_local_resolver_only_if_it_answers(unbound_answers: b
     else:
         assert resolv.read_text() == original
         assert "keeping the previous resolver" in proc.stderr
+
+
+def test_vm_apply_installs_missing_packages_first_and_checks_host_files_before_reloading() -> None:
+    """An existing host gets the packages a newer bundle needs before the files that need
+    them, and sshd, unbound and fail2ban each check their file inside check(), whose
+    failure rolls every file back."""
+    b = render.render(dev_settings()[0])
+    apply = b.scripts["apply.sh"]
+    install_packages = apply.index('dnf -y -q install "${missing[@]}"')
+    assert all(p in apply[:install_packages] for p in catalog.el_packages("centos-stream-9"))
+    assert install_packages < apply.index("install_file 0644 root root /etc/postfix/main.cf")
+    check = apply[apply.index("check() {"):apply.index("if ! check; then")]
+    for validation in ("sshd -t", f"unbound-checkconf {catalog.UNBOUND_CONF}", "fail2ban-client -c /etc/fail2ban --test"):
+        assert validation in check
+    reloads = apply[apply.index("if ! check; then"):]
+    for step in ("systemctl reload sshd", "systemctl reload-or-restart unbound", "use-local-resolver.sh",
+                 "systemctl reload-or-restart fail2ban"):
+        assert step in reloads
+    # The resolver switch only once unbound runs.
+    assert reloads.index("reload-or-restart unbound") < reloads.index("use-local-resolver.sh")
