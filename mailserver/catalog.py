@@ -134,12 +134,58 @@ EL_PACKAGES: tuple[str, ...] = (
     # mkfs.xfs and xfs_growfs for the mail volume (prepare-volume.sh); on the cloud images
     # already, named so a slimmer image cannot leave the volume unformatted.
     "xfsprogs",
+    # Brute force: fail2ban (EPEL) bans through its own nftables table. fail2ban-server, not
+    # the fail2ban metapackage, whose fail2ban-firewalld part pulls in firewalld and makes
+    # firewalld-rich-rules the ban action; the cloud image has no firewalld, and the security
+    # group is the firewall. python3-systemd lets fail2ban read the journal.
+    "fail2ban-server", "nftables", "python3-systemd",
+    # A local validating, caching resolver: Spamhaus refuses DNSBL queries that arrive through
+    # public or AWS resolvers, and DANE needs DNSSEC answers the host can trust.
+    "unbound",
 )
 # opendkim lives in EPEL, which needs CRB (for libmilter) on Stream 9; cloud-init enables
 # both before it installs EL_PACKAGES.
 EL_REPOSITORIES: tuple[str, ...] = ("epel-release",)
 # sendmail is removed, as the seed guide does: two MTAs fight over port 25 and /usr/sbin/sendmail.
 EL_REMOVED_PACKAGES: tuple[str, ...] = ("sendmail",)
+
+
+
+@dataclasses.dataclass(frozen=True)
+class AutoUpdates:
+    """How one OS installs updates unattended (setting autoUpdates)."""
+
+    package: str
+    conf: str
+    timer: str
+
+
+# Both Stream 9 and 10 run dnf 4 (RHEL 10 documents the dnf-automatic package and its
+# /etc/dnf/automatic.conf); a dnf5 system would need dnf5-plugin-automatic,
+# /etc/dnf/dnf5-plugins/automatic.conf and dnf5-automatic.timer: one more row here.
+AUTO_UPDATES: dict[str, AutoUpdates] = {
+    "centos-stream-9": AutoUpdates("dnf-automatic", "/etc/dnf/automatic.conf", "dnf-automatic.timer"),
+    "centos-stream-10": AutoUpdates("dnf-automatic", "/etc/dnf/automatic.conf", "dnf-automatic.timer"),
+}
+
+
+def el_packages(os_name: str) -> tuple[str, ...]:
+    """Every package the host of `os_name` needs: the common list plus its update tool."""
+    return (*EL_PACKAGES, AUTO_UPDATES[os_name].package)
+
+
+# Host files outside the mail daemons' directories (the VM only; the lab never touches the
+# machine's own sshd, resolver or package manager). The sshd drop-in sorts before the
+# image's 50-redhat.conf and cloud-init's 50-cloud-init.conf: sshd keeps the first value it
+# reads, so ours win.
+SSHD_DROPIN = "/etc/ssh/sshd_config.d/01-mailserver.conf"
+UNBOUND_CONF = "/etc/unbound/unbound.conf"
+UNBOUND_ROOT_KEY = "/var/lib/unbound/root.key"
+NM_DNS_CONF = "/etc/NetworkManager/conf.d/90-mailserver-dns.conf"
+RESOLV_CONF = "/etc/resolv.conf"
+RESOLVER = "127.0.0.1"
+# A name apply.sh resolves through the new resolver before it keeps it (acme.sh needs it).
+RESOLVER_PROBE = "acme-v02.api.letsencrypt.org"
 
 # Debian packages the lab and the test suite need (real daemons and real validators).
 DEBIAN_PACKAGES: tuple[str, ...] = (
@@ -149,9 +195,12 @@ DEBIAN_PACKAGES: tuple[str, ...] = (
     # Debian's postfix SASL client mechanisms (the lab relays to a stand-in that wants AUTH).
     # Only a Recommends of libsasl2-2, and setup.sh installs without recommends.
     "libsasl2-modules",
-    # The doctor's lab tests: a real DNS server serving the planned records (and a fake
-    # blocklist) inside the lab's namespace, and a firewall there to block a port.
-    "unbound", "nftables",
+    # unbound: the doctor's lab tests serve the planned records (and a fake blocklist) with it
+    # inside the lab's namespace, and unbound-checkconf checks the host's rendered resolver.
+    # nftables: fail2ban bans inside the lab's namespace, and the doctor's tests block a port.
+    "unbound", "nftables", "fail2ban",
+    # sshd -t checks the rendered sshd drop-in (sshd is never started).
+    "openssh-server",
     # mkfs.xfs and xfs_growfs: the test of prepare-volume.sh formats and grows loop devices.
     "xfsprogs",
 )
@@ -186,6 +235,21 @@ class Layout:
     postfix_log: str = ""
     dovecot_log: str = ""
     systemd: bool = True
+    # fail2ban: its configuration directory (the package's filter.d/ and action.d/ beside our
+    # jail file). Empty run/state/log fields keep the package's defaults (the VM); the lab
+    # puts socket, pid, database and log under its root.
+    fail2ban_dir: str = "/etc/fail2ban"
+    fail2ban_run_dir: str = ""
+    fail2ban_db: str = ""
+    fail2ban_log: str = ""
+    # postscreen's wait for a pregreeting client, which every new client address pays once
+    # (a day, postscreen_greet_ttl) before smtpd. Empty: postfix's own (6 s, 2 s under
+    # stress), as on the VM. The lab shortens it: each lab test starts a fresh postscreen
+    # cache, and a bot that talks at once is caught all the same.
+    postscreen_greet_wait: str = ""
+    # A working DNS resolver. The lab's namespace has none, so DNSBL lookups and DANE, which
+    # need one, are left out there.
+    dns: bool = True
     # Where relayed mail goes, as postfix's relayhost ("[host]:port"). Empty: the relay the
     # settings name (SES's endpoint in sesRegion). The lab sets a loopback stand-in, so no
     # test ever talks to SES; main.cf and the credentials file take the same value.
@@ -198,6 +262,11 @@ class Layout:
     @property
     def users_file(self) -> str:
         return f"{self.dovecot_dir}/users"
+
+    @property
+    def fail2ban_jail(self) -> str:
+        # .local, read after the package's jail.d/*.conf (EPEL's 00-firewalld.conf among them).
+        return f"{self.fail2ban_dir}/jail.d/mailserver.local"
 
 
 PRODUCTION = Layout()

@@ -26,6 +26,10 @@ from . import catalog, clients, netns, render
 from .settings import ROOT, Secrets, Settings, parse, read_stack_file
 
 LAB_BASE = Path("/var/lib/mailserver-lab")
+# What the fail2ban package installs and our jail file builds on (on EL the package puts
+# the same under /etc/fail2ban); copied into the lab's configuration directory.
+FAIL2BAN_PACKAGE_DIR = Path("/etc/fail2ban")
+FAIL2BAN_PACKAGE_FILES = ("fail2ban.conf", "jail.conf", "paths-common.conf", "paths-debian.conf", "filter.d", "action.d")
 
 
 def lab_layout(root: Path) -> catalog.Layout:
@@ -49,6 +53,12 @@ def lab_layout(root: Path) -> catalog.Layout:
         postfix_log=f"{r}/log/postfix.log",
         dovecot_log=f"{r}/log/dovecot.log",
         systemd=False,
+        fail2ban_dir=f"{r}/etc/fail2ban",
+        fail2ban_run_dir=f"{r}/run/fail2ban",
+        fail2ban_db=f"{r}/lib/fail2ban/fail2ban.sqlite3",
+        fail2ban_log=f"{r}/log/fail2ban.log",
+        dns=False,  # the namespace has no resolver: no DNSBL, no DANE
+        postscreen_greet_wait="1s",
         # Relayed mail (relay: ses) goes to a loopback stand-in, never to SES itself.
         relayhost=f"[{clients.RELAY_STANDIN}]:{clients.RELAY_STANDIN_PORT}",
     )
@@ -81,6 +91,7 @@ class Lab:
         # (certificate PEM, key PEM) to serve instead of baseline.sh's self-signed one, e.g.
         # signed by a test CA, so clients can verify the chain as they would Let's Encrypt's.
         self.certificate = certificate
+        self.fail2ban = False
         # DKIM keys per domain (the VM's come from pulumi-tls; the lab makes its own).
         self.dkim_keys: dict[str, str] = {}
 
@@ -97,6 +108,10 @@ class Lab:
         if os.geteuid() != 0:
             raise LabError("the lab needs root (network namespace, postfix and dovecot run as root)")
         (self.root / "log").mkdir(parents=True, exist_ok=True)
+        # fail2ban refuses a jail whose log file does not exist yet (the daemons create
+        # theirs at their first message, after apply.sh's check).
+        for log in (self.layout.postfix_log, self.layout.dovecot_log):
+            Path(log).touch()
         if netns.exists(self.ns):
             netns.delete(self.ns)
         netns.create(self.ns)
@@ -113,6 +128,7 @@ class Lab:
             if self.certificate:
                 # baseline.sh never replaces an existing certificate, as on the VM after acme.sh.
                 self.install_certificate(*self.certificate, reload=False)
+            self._install_fail2ban_package_files()
             self.apply(self.settings, self.secrets)
             self.wait_ready()
         except BaseException:
@@ -123,6 +139,8 @@ class Lab:
         if not self.started:
             return
         conf = self.layout.dovecot_conf
+        if self.fail2ban:
+            self.stop_fail2ban()
         self.run(["postfix", "-c", self.layout.postfix_dir, "stop"], check=False)
         if Path(conf).exists():
             self.run(["doveadm", "-c", conf, "stop"], check=False)
@@ -197,6 +215,36 @@ class Lab:
             self.run(["postfix", "-c", self.layout.postfix_dir, "reload"])
             self.run(["doveadm", "-c", self.layout.dovecot_conf, "reload"])
 
+    # -- fail2ban, when a test asks for it ------------------------------------------------
+
+    def _install_fail2ban_package_files(self) -> None:
+        install_fail2ban_package_files(Path(self.layout.fail2ban_dir))
+        for d in (self.layout.fail2ban_run_dir, str(Path(self.layout.fail2ban_db).parent)):
+            Path(d).mkdir(parents=True, exist_ok=True)
+
+    def fail2ban_client(self, *args: str, check: bool = True) -> str:
+        return self.run(["fail2ban-client", "-c", self.layout.fail2ban_dir, *args], check=check).stdout
+
+    def start_fail2ban(self, timeout: float = 30.0) -> None:
+        """fail2ban inside the lab's namespace: its nftables rules exist only there."""
+        self.fail2ban_client("-x", "start")
+        self.fail2ban = True
+        deadline = time.monotonic() + timeout
+        while "pong" not in self.fail2ban_client("ping", check=False):
+            if time.monotonic() > deadline:
+                raise LabError(f"fail2ban did not answer after {timeout}s; see {self.layout.fail2ban_log}")
+            time.sleep(0.2)
+
+    def stop_fail2ban(self) -> None:
+        """Unban everything (fail2ban removes its nftables table on stop) and stop it."""
+        self.fail2ban_client("unban", "--all", check=False)
+        self.fail2ban_client("stop", check=False)
+        self.fail2ban = False
+
+    def banned(self, jail: str) -> list[str]:
+        return self.fail2ban_client("get", jail, "banned").replace("[", " ").replace("]", " ") \
+            .replace("'", " ").replace(",", " ").split()
+
     def flush_queue(self) -> None:
         """Retry every deferred message now (postqueue -f), instead of at the next queue run."""
         self.run(["postqueue", "-c", self.layout.postfix_dir, "-f"])
@@ -261,6 +309,18 @@ class Lab:
     def log(self, which: str = "postfix") -> str:
         path = Path(self.layout.postfix_log if which == "postfix" else self.layout.dovecot_log)
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+def install_fail2ban_package_files(dest: Path) -> None:
+    """The package's filters and actions under `dest`, as the EL package puts them under
+    /etc/fail2ban; apply.sh adds the rendered jail file."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in FAIL2BAN_PACKAGE_FILES:
+        src = FAIL2BAN_PACKAGE_DIR / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, dest / name)
 
 
 def generate_rsa_key(bits: int = catalog.DKIM_KEY_BITS) -> str:

@@ -23,7 +23,7 @@ from .settings import ROOT, Secrets, Settings
 TEMPLATE_DIRS = (ROOT / "templates", ROOT / "cloud-init")
 # Where the bundle is unpacked on a host: files/ mirrors the target paths, scripts/ runs.
 SCRIPTS = ("apply.sh", "set-passwords.sh", "set-dkim-keys.sh", "set-relay-credentials.sh", "baseline.sh", "acme.sh",
-           "prepare-volume.sh")
+           "prepare-volume.sh", "use-local-resolver.sh")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +110,13 @@ def opendkim_tables(s: Settings, layout: catalog.Layout) -> dict[str, str]:
     }
 
 
+def fail2ban_ignoreip(s: Settings) -> list[str]:
+    """Addresses fail2ban never bans: the host's trusted clients and the operator's networks.
+    postfix writes IPv6 networks in brackets ([::1]/128), fail2ban without."""
+    nets = [n.replace("[", "").replace("]", "") for n in (*s.mynetworks, *s.admin_cidrs)]
+    return list(dict.fromkeys(nets))
+
+
 def relayhost(s: Settings, layout: catalog.Layout) -> str:
     """postfix's relayhost: empty (deliver directly) with relay none, else the SES endpoint, or
     the stand-in the layout names. main.cf and the credentials file both take it from here,
@@ -136,19 +143,30 @@ def render(s: Settings, layout: catalog.Layout = catalog.PRODUCTION) -> Bundle:
         "password_scheme": catalog.PASSWORD_SCHEME,
         "vmail_user": catalog.VMAIL_USER,
         "removed_packages": catalog.EL_REMOVED_PACKAGES,
-        "packages": catalog.EL_PACKAGES,
         "acme_version": catalog.ACME_SH_VERSION,
         "acme_url": catalog.ACME_SH_URL,
         "zone_id": s.zone_id(s.hostname_zone),
         "short_hostname": s.hostname.split(".", 1)[0],
         "relayhost": relayhost(s, layout),
-        "sasl_client_package": catalog.SASL_CLIENT_PACKAGE,
         "dkim_address": catalog.OPENDKIM_ADDRESS,
         "dkim_port": catalog.OPENDKIM_PORT,
         "repositories": catalog.EL_REPOSITORIES,
         "vmail_fs_label": catalog.VMAIL_FS_LABEL,
         "vmail_fs_type": catalog.VMAIL_FS_TYPE,
         "vmail_services": catalog.VMAIL_SERVICES,
+        "packages": catalog.el_packages(s.os),
+        # DNSBL lookups and DANE need DNS, which the lab's namespace does not have.
+        "dnsbl_sites": s.postscreen_dnsbl_sites if layout.dns else (),
+        "dane": s.smtp_tls_security_level == "dane" and layout.dns,
+        "mail_ports": [svc.port for svc in catalog.public_mail_services({"submission": s.submission})],
+        "ssh_port": next(svc.port for svc in catalog.SERVICES if svc.daemon == "sshd"),
+        "ignoreip": fail2ban_ignoreip(s),
+        "auto": catalog.AUTO_UPDATES[s.os],
+        "resolver": catalog.RESOLVER,
+        "root_key": catalog.UNBOUND_ROOT_KEY,
+        "unbound_conf": catalog.UNBOUND_CONF,
+        "resolv_conf": catalog.RESOLV_CONF,
+        "resolver_probe": catalog.RESOLVER_PROBE,
     }
     pf = layout.postfix_dir
     files = [
@@ -160,7 +178,19 @@ def render(s: Settings, layout: catalog.Layout = catalog.PRODUCTION) -> Bundle:
              mode="0640", group="dovecot"),
         File(layout.opendkim_conf, env.get_template("opendkim/opendkim.conf.j2").render(ctx)),
         *(File(f"{layout.opendkim_dir}/{name}", text) for name, text in opendkim_tables(s, layout).items()),
+        File(layout.fail2ban_jail, env.get_template("fail2ban/jail.local.j2").render(ctx)),
     ]
+    if layout.fail2ban_run_dir:
+        files.append(File(f"{layout.fail2ban_dir}/fail2ban.d/mailserver.local",
+                          env.get_template("fail2ban/fail2ban.local.j2").render(ctx)))
+    if layout.systemd:
+        # The host's own sshd, resolver and updates: the VM only, never the lab's machine.
+        files += [
+            File(catalog.SSHD_DROPIN, env.get_template("host/sshd.conf.j2").render(ctx), mode="0600"),
+            File(catalog.UNBOUND_CONF, env.get_template("host/unbound.conf.j2").render(ctx)),
+            File(catalog.NM_DNS_CONF, env.get_template("host/networkmanager-dns.conf.j2").render(ctx)),
+            File(catalog.AUTO_UPDATES[s.os].conf, env.get_template("host/dnf-automatic.conf.j2").render(ctx)),
+        ]
     ctx["files"] = files
     ctx["postfix_maps"] = [f"{pf}/{name}" for name in ("vmailbox", "virtual", "senders")]
     scripts = {name: env.get_template(f"scripts/{name}.j2").render(ctx) for name in SCRIPTS}

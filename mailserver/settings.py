@@ -46,6 +46,13 @@ AWS_REGION_KEY = "aws:region"
 _AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 DMARC_POLICIES = ("none", "quarantine", "reject")
 MTA_STS_MODES = ("testing", "enforce")
+BARE_NEWLINE_MODES = ("normalize", "reject", "no")
+SMTP_TLS_LEVELS = ("may", "dane")
+AUTO_UPDATES = ("all", "security", "off")
+# A postscreen DNSBL entry: domain, optional reply filter (=127.0.0.[2..11], ;-separated
+# patterns allowed) and optional integer weight (*3, negative for allowlists).
+_DNSBL_SITE = re.compile(r"^(?P<domain>[a-z0-9.-]+)(=(?P<filter>[0-9.;\[\]]+))?(\*(?P<weight>-?\d+))?$")
+_DNSBL_OCTET = re.compile(r"^(\d{1,3}|\[\d{1,3}(\.\.\d{1,3})?(;\d{1,3}(\.\.\d{1,3})?)*\])$")
 _SELECTOR = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _SPF_MECHANISM = re.compile(r"^[+\-~?]?(all|include:\S+|a(:\S+)?|mx(:\S+)?|ip4:[0-9./]+|ip6:[0-9a-fA-F:./]+|exists:\S+"
                             r"|redirect=\S+|exp=\S+)$")
@@ -122,6 +129,15 @@ class Settings:
     mta_sts_mode: str
     tls_rpt_address: str
     cloudflare_account_id: str
+    fail2ban_max_retry: int
+    fail2ban_find_time: int
+    fail2ban_ban_time: int
+    smtpd_auth_rate_limit: int  # 0: no limit
+    postscreen_dnsbl_sites: tuple[str, ...]  # empty: no DNSBL
+    postscreen_dnsbl_threshold: int
+    smtpd_forbid_bare_newline: str  # normalize | reject | no
+    smtp_tls_security_level: str  # may | dane (direct delivery; the relay is always encrypt)
+    auto_updates: str  # all | security | off
     blocklists: tuple[str, ...] = ()  # DNSBL zones the doctor queries
 
     @property
@@ -463,6 +479,7 @@ def parse(raw: Mapping[str, Any], project_file: Path = PROJECT_FILE) -> tuple[Se
             bad("blocklists", f"{zone!r} is not a DNS zone", "use a DNSBL zone such as zen.spamhaus.org")
     for zone in sorted({b for b in blocklists if blocklists.count(b) > 1}):
         bad("blocklists", f"{zone} is listed twice", "list each blocklist once")
+    _abuse(v, bad)
 
     if problems:
         raise SettingsError(problems)
@@ -487,8 +504,59 @@ def parse(raw: Mapping[str, Any], project_file: Path = PROJECT_FILE) -> tuple[Se
         mta_sts_mode=v["mtaStsMode"], tls_rpt_address=tls_rpt,
         cloudflare_account_id=v["cloudflareAccountId"].lower(),
         blocklists=tuple(blocklists),
+        fail2ban_max_retry=v["fail2banMaxRetry"], fail2ban_find_time=v["fail2banFindTime"],
+        fail2ban_ban_time=v["fail2banBanTime"], smtpd_auth_rate_limit=v["smtpdAuthRateLimit"],
+        postscreen_dnsbl_sites=tuple(x.lower() for x in v["postscreenDnsblSites"]),
+        postscreen_dnsbl_threshold=v["postscreenDnsblThreshold"],
+        smtpd_forbid_bare_newline=v["smtpdForbidBareNewline"],
+        smtp_tls_security_level=v["smtpTlsSecurityLevel"], auto_updates=v["autoUpdates"],
     )
     return settings, Secrets(passwords)
+
+
+def _abuse(v: Mapping[str, Any], bad: Any) -> None:
+    """Brute-force, inbound-abuse and hardening settings."""
+    if v["fail2banMaxRetry"] < 1:
+        bad("fail2banMaxRetry", f"{v['fail2banMaxRetry']} failures cannot trigger a ban", "use 5 (at least 1)")
+    elif v["fail2banMaxRetry"] > 100:
+        bad("fail2banMaxRetry", f"{v['fail2banMaxRetry']} guesses per window leaves brute force unchecked", "use 5 (at most 100)")
+    if v["fail2banFindTime"] < 60:
+        bad("fail2banFindTime", f"{v['fail2banFindTime']} s is too short to catch slow guessing", "use 600 (at least 60 seconds)")
+    if v["fail2banBanTime"] < 60:
+        bad("fail2banBanTime", f"{v['fail2banBanTime']} s barely slows a guesser down", "use 3600 (at least 60 seconds)")
+    if v["smtpdAuthRateLimit"] < 0:
+        bad("smtpdAuthRateLimit", f"{v['smtpdAuthRateLimit']} is negative", "use 30, or 0 for no limit")
+    weights = 0
+    for site in v["postscreenDnsblSites"]:
+        m = _DNSBL_SITE.match(site.lower())
+        # The filter is four octets, each a number or a [list;of..ranges], dots between.
+        octets = re.findall(r"\[[^\]]*\]|[^.]+", m.group("filter") or "") if m else []
+        if not m or not is_dns_name(m.group("domain")) or (m.group("filter") and (
+                ".".join(octets) != m.group("filter") or len(octets) != 4
+                or not all(_DNSBL_OCTET.match(o) for o in octets))):
+            bad("postscreenDnsblSites", f"{site!r} is not a DNSBL entry",
+                "write name[=reply filter][*weight], e.g. zen.spamhaus.org=127.0.0.[2..11]*3")
+            continue
+        if m.group("domain").endswith("spamhaus.org") and not m.group("filter"):
+            # Spamhaus answers 127.255.255.x for refused queries (public resolvers, over quota):
+            # unfiltered, that error would count as a listing and block every sender.
+            bad("postscreenDnsblSites", f"{site} has no reply filter",
+                f"add one, e.g. {m.group('domain')}=127.0.0.[2..11]*3, so Spamhaus' error replies never count")
+        weights += max(int(m.group("weight") or 1), 0)
+    if v["postscreenDnsblThreshold"] < 1:
+        bad("postscreenDnsblThreshold", f"{v['postscreenDnsblThreshold']} would refuse every client", "use 3 (at least 1)")
+    elif v["postscreenDnsblSites"] and weights and weights < v["postscreenDnsblThreshold"]:
+        bad("postscreenDnsblThreshold",
+            f"{v['postscreenDnsblThreshold']} is more than all lists together can score ({weights}), so none ever blocks",
+            "lower the threshold or raise the weights (*N) in postscreenDnsblSites")
+    if v["smtpdForbidBareNewline"] not in BARE_NEWLINE_MODES:
+        bad("smtpdForbidBareNewline", f"unknown value {v['smtpdForbidBareNewline']!r}",
+            f"use one of {', '.join(BARE_NEWLINE_MODES)} (normalize is safe against SMTP smuggling and loses no mail)")
+    if v["smtpTlsSecurityLevel"] not in SMTP_TLS_LEVELS:
+        bad("smtpTlsSecurityLevel", f"unknown level {v['smtpTlsSecurityLevel']!r}",
+            f"use one of {', '.join(SMTP_TLS_LEVELS)}; encrypt would refuse every receiver without TLS")
+    if v["autoUpdates"] not in AUTO_UPDATES:
+        bad("autoUpdates", f"unknown value {v['autoUpdates']!r}", f"use one of {', '.join(AUTO_UPDATES)}")
 
 
 def _networks(key: str, values: list[str], bad: Any) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

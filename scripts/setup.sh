@@ -28,8 +28,31 @@ if [ "${#missing[@]}" -gt 0 ]; then
   # "No configuration": the package must not write a system main.cf or start a system MTA
   # for us; the lab brings its own configuration.
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  # Nor may any other package start a system service: on a machine with systemd, dovecot,
+  # opendkim, fail2ban (with an sshd jail), unbound (which takes over resolv.conf) and sshd
+  # would start at once and again at every boot. A policy-rc.d that says no (unless the
+  # machine has one) stops the start; the units the install enabled are disabled after.
+  own_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 0755 /usr/sbin/policy-rc.d
+    own_policy=1
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+  if [ -n "$own_policy" ]; then
+    rm -f /usr/sbin/policy-rc.d
+  fi
+  if [ -n "$own_policy" ] && [ -d /run/systemd/system ]; then
+    for p in "${missing[@]}"; do
+      case "$p" in
+        dovecot-core) unit=dovecot ;; opendkim) unit=opendkim ;; fail2ban) unit=fail2ban ;;
+        unbound) unit=unbound ;; openssh-server) unit=ssh ;; *) continue ;;
+      esac
+      systemctl disable "$unit" >/dev/null 2>&1 || true
+    done
+  fi
 fi
 
 # The virtual environment, rebuilt only when the requirements change.

@@ -3,6 +3,7 @@ doveconf, cloud-init's schema validator and shellcheck. No Pulumi involved."""
 
 from __future__ import annotations
 
+import configparser
 import itertools
 import re
 import shutil
@@ -15,7 +16,7 @@ import pytest
 import yaml
 
 from mailserver import catalog, render
-from mailserver.lab import lab_layout
+from mailserver.lab import install_fail2ban_package_files, lab_layout
 from mailserver.render import Bundle
 from mailserver.settings import Settings
 from tests.support import dev_settings
@@ -74,7 +75,10 @@ def test_relay_settings_reach_postfix(settings: Settings, tree: Path) -> None:
         assert relayhost == f"[email-smtp.{settings.ses_region}.amazonaws.com]:587"
         assert (sasl, maps, tls) == ("yes", f"lmdb:{catalog.PRODUCTION.postfix_dir}/sasl_passwd", "encrypt")
     else:
-        assert (relayhost, sasl, tls) == ("", "no", "may")
+        # Direct delivery: DANE by default (validated by the host's unbound), or may.
+        assert (relayhost, sasl, tls) == ("", "no", settings.smtp_tls_security_level)
+        dns_level = run(["postconf", "-c", str(confdir), "-h", "smtp_dns_support_level"]).stdout.strip()
+        assert dns_level == ("dnssec" if tls == "dane" else "")
 
 
 def test_master_cf_services_match_the_port_table(settings: Settings, tree: Path) -> None:
@@ -160,7 +164,7 @@ def test_opendkim_accepts_the_config(lab_layout_tree: catalog.Layout) -> None:
     assert proc.returncode == 0 and proc.stdout + proc.stderr == "", proc.stdout + proc.stderr
 
 
-def test_user_data_is_valid_cloud_config(bundle: Bundle, tmp_path: Path) -> None:
+def test_user_data_is_valid_cloud_config(settings: Settings, bundle: Bundle, tmp_path: Path) -> None:
     path = tmp_path / "user-data"
     path.write_text(bundle.user_data)
     proc = run(["cloud-init", "schema", "-c", str(path)])
@@ -168,7 +172,7 @@ def test_user_data_is_valid_cloud_config(bundle: Bundle, tmp_path: Path) -> None
     assert "Valid cloud-config" in proc.stdout
     assert len(bundle.user_data.encode()) < USER_DATA_LIMIT
     doc = yaml.safe_load(bundle.user_data)
-    assert set(catalog.EL_PACKAGES) <= set(doc["packages"])
+    assert set(catalog.el_packages(settings.os)) <= set(doc["packages"])
     assert doc["ssh_pwauth"] is False
 
 
@@ -194,3 +198,164 @@ def test_no_script_or_config_mentions_the_seeds_unsafe_settings(bundle: Bundle) 
         text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
         for unsafe in ("mode = 0666", "disable_plaintext_auth = no", "ssl = no", "setenforce 0", "hash:", "btree:"):
             assert unsafe not in text
+
+
+# -- abuse defences and host hardening ----------------------------------------------------
+
+
+def test_postscreen_answers_port_25_and_hands_over_to_smtpd(tree: Path) -> None:
+    confdir = tree / "files" / catalog.PRODUCTION.postfix_dir.lstrip("/")
+    services = {tuple(line.split()[:2]): line.split()[7] for line in run(["postconf", "-c", str(confdir), "-M"]).stdout.splitlines()}
+    assert services[("smtp", "inet")] == "postscreen"
+    assert services[("smtpd", "pass")] == "smtpd"
+    assert {("dnsblog", "unix"), ("tlsproxy", "unix")} <= set(services)
+    proc = run(["postconf", "-c", str(confdir), "-h", "postscreen_greet_action", "postscreen_cache_map",
+                "smtpd_forbid_bare_newline", "smtpd_forbid_bare_newline_exclusions", "postscreen_dnsbl_sites",
+                "postscreen_dnsbl_threshold", "smtpd_client_auth_rate_limit"])
+    assert proc.stderr == ""
+    greet, cache, bare, exclusions, sites, threshold, auth_rate = proc.stdout.splitlines()
+    assert greet == "enforce" and cache.startswith("lmdb:")  # Stream 10: no btree:
+    assert (bare, exclusions) == ("normalize", "$mynetworks")
+    assert sites == "zen.spamhaus.org=127.0.0.[2..11]*3" and threshold == "3"
+    assert auth_rate == "30"
+
+
+def test_the_lab_queries_no_dnsbl_and_an_empty_list_turns_them_off(tmp_path: Path) -> None:
+    settings, _ = dev_settings()
+    lab = render.render(settings, lab_layout(tmp_path)).file(f"{tmp_path}/etc/postfix/main.cf").content
+    off = render.render(dev_settings(postscreenDnsblSites=[])[0]).file("/etc/postfix/main.cf").content
+    for text in (lab, off):
+        assert "\npostscreen_dnsbl_sites" not in text and "\npostscreen_greet_action = enforce" in text
+
+
+def test_sshd_accepts_the_dropin_and_its_values_win(bundle: Bundle, settings: Settings, tmp_path: Path) -> None:
+    """sshd -t on a config that includes the drop-in first, then contrary values, as EL's
+    sshd_config does with 50-redhat.conf and cloud-init's file. sshd is never started."""
+    dropins = tmp_path / "sshd_config.d"
+    dropins.mkdir()
+    (dropins / Path(catalog.SSHD_DROPIN).name).write_text(bundle.file(catalog.SSHD_DROPIN).content)
+    assert run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "hostkey")]).returncode == 0
+    config = tmp_path / "sshd_config"
+    config.write_text(f"Include {dropins}/*.conf\nPasswordAuthentication yes\nPermitRootLogin yes\n"
+                      f"KbdInteractiveAuthentication yes\nHostKey {tmp_path}/hostkey\n")
+    privsep = Path("/run/sshd")  # sshd -t insists on its privilege separation directory
+    made = not privsep.exists()
+    privsep.mkdir(mode=0o755, exist_ok=True)
+    try:
+        check = run(["/usr/sbin/sshd", "-t", "-f", str(config)])
+        assert check.returncode == 0 and check.stdout + check.stderr == "", check.stderr
+        effective = run(["/usr/sbin/sshd", "-T", "-f", str(config), "-C",
+                         f"user={settings.ssh_user},host=admin.example,addr=198.51.100.7"]).stdout.splitlines()
+    finally:
+        if made:
+            privsep.rmdir()
+    for line in ("passwordauthentication no", "kbdinteractiveauthentication no", "permitrootlogin no",
+                 "authenticationmethods publickey", f"allowusers {settings.ssh_user}", "x11forwarding no"):
+        assert line in effective
+
+
+def test_unbound_checkconf_accepts_the_resolver(bundle: Bundle, tmp_path: Path) -> None:
+    text = bundle.file(catalog.UNBOUND_CONF).content
+    assert "interface: 127.0.0.1" in text and "access-control: 0.0.0.0/0 refuse" in text
+    # The trust anchor the EL package keeps at root.key: Debian's copy (dns-root-data) here,
+    # since unbound-checkconf insists that the file exists.
+    conf = tmp_path / "unbound.conf"
+    conf.write_text(text.replace(catalog.UNBOUND_ROOT_KEY, "/usr/share/dns/root.key"))
+    proc = run(["unbound-checkconf", str(conf)])
+    assert proc.returncode == 0 and "no errors" in proc.stdout, proc.stdout + proc.stderr
+
+
+def fail2ban_dump(jail_file: str, tmp_path: Path) -> str:
+    """fail2ban-client --test, then -d (the commands the server would get), on the package's
+    filters and actions plus our jail file."""
+    confdir = tmp_path / "fail2ban"
+    install_fail2ban_package_files(confdir)
+    (confdir / "jail.d").mkdir(exist_ok=True)
+    (confdir / "jail.d" / "mailserver.local").write_text(jail_file)
+    check = run(["fail2ban-client", "-c", str(confdir), "--test"])
+    assert check.returncode == 0 and "OK" in check.stdout, check.stdout + check.stderr
+    return run(["fail2ban-client", "-c", str(confdir), "-d"]).stdout
+
+
+def test_fail2ban_accepts_the_vm_jails(settings: Settings, bundle: Bundle, tmp_path: Path) -> None:
+    dump = fail2ban_dump(bundle.file(catalog.PRODUCTION.fail2ban_jail).content, tmp_path)
+    for jail, unit in (("postfix-sasl", "postfix.service"), ("dovecot", "dovecot.service"), ("sshd", "sshd.service")):
+        assert f"['add', '{jail}', 'systemd']" in dump  # the journal, not a log file
+        assert f"_SYSTEMD_UNIT={unit}" in dump
+        assert f"['set', '{jail}', 'maxretry', {settings.fail2ban_max_retry}]" in dump
+        assert f"['set', '{jail}', 'bantime', '{settings.fail2ban_ban_time}']" in dump
+    assert "nft " in dump and "firewallcmd" not in dump
+    # Never the host's own clients or the operator (postfix's [::1]/128 written as fail2ban wants).
+    assert "'addignoreip', '127.0.0.1/32', '::1/128', '198.51.100.7/32']" in dump
+
+
+def test_dnf_automatic_follows_the_setting() -> None:
+    for value, upgrade, apply_updates in (("all", "default", "yes"), ("security", "security", "yes"), ("off", "default", "no")):
+        for os_name, auto in catalog.AUTO_UPDATES.items():
+            b = render.render(dev_settings(autoUpdates=value, os=os_name)[0])
+            conf = configparser.ConfigParser()
+            conf.read_string(b.file(auto.conf).content)
+            assert (conf["commands"]["upgrade_type"], conf["commands"]["apply_updates"]) == (upgrade, apply_updates)
+            verb = "disable --now" if value == "off" else "enable --now"
+            assert f"systemctl {verb} {auto.timer}" in b.scripts["apply.sh"]
+            assert auto.package in yaml.safe_load(b.user_data)["packages"]
+
+
+def test_host_files_stay_out_of_the_lab(tmp_path: Path) -> None:
+    """The lab runs on someone's machine: it must never write its sshd, resolver or dnf config."""
+    b = render.render(dev_settings()[0], lab_layout(tmp_path))
+    assert all(f.path.startswith(str(tmp_path)) for f in b.files)
+
+
+@pytest.mark.parametrize("unbound_answers", [True, False])
+def test_the_host_keeps_the_local_resolver_only_if_it_answers(unbound_answers: bool, tmp_path: Path) -> None:
+    """use-local-resolver.sh with stand-ins for getent (unbound answering or not) and
+    systemctl: the host never ends up without a working resolv.conf."""
+    bundle = render.render(dev_settings()[0])
+    script = tmp_path / "use-local-resolver.sh"
+    script.write_text(bundle.scripts["use-local-resolver.sh"])
+    fakes = tmp_path / "bin"
+    fakes.mkdir()
+    (fakes / "getent").write_text(f"#!/bin/sh\nexit {0 if unbound_answers else 2}\n")
+    (fakes / "systemctl").write_text("#!/bin/sh\nexit 0\n")
+    for f in fakes.iterdir():
+        f.chmod(0o755)
+    resolv, keep = tmp_path / "resolv.conf", tmp_path / "resolv.conf.before-unbound"
+    original = "# Generated by NetworkManager\nnameserver 172.31.0.2\n"
+    resolv.write_text(original)
+    env = {"PATH": f"{fakes}:/usr/bin:/bin", "RESOLVER_TRIES": "2", "RESOLVER_WAIT": "0"}
+    proc = subprocess.run(["bash", str(script), str(resolv), str(keep)], capture_output=True, text=True, env=env,
+                          check=False, timeout=30)
+    assert proc.returncode == 0, proc.stderr  # apply goes on either way
+    assert keep.read_text() == original
+    if unbound_answers:
+        lines = resolv.read_text().splitlines()
+        assert f"nameserver {catalog.RESOLVER}" in lines and "options edns0 trust-ad" in lines
+        assert [line for line in lines if line.startswith("nameserver")] == [f"nameserver {catalog.RESOLVER}"]
+        # A second run finds it done and changes nothing.
+        before = resolv.read_text()
+        subprocess.run(["bash", str(script), str(resolv), str(keep)], env=env, check=True, timeout=30)
+        assert resolv.read_text() == before
+    else:
+        assert resolv.read_text() == original
+        assert "keeping the previous resolver" in proc.stderr
+
+
+def test_vm_apply_installs_missing_packages_first_and_checks_host_files_before_reloading() -> None:
+    """An existing host gets the packages a newer bundle needs before the files that need
+    them, and sshd, unbound and fail2ban each check their file inside check(), whose
+    failure rolls every file back."""
+    b = render.render(dev_settings()[0])
+    apply = b.scripts["apply.sh"]
+    install_packages = apply.index('dnf -y -q install "${missing[@]}"')
+    assert all(p in apply[:install_packages] for p in catalog.el_packages("centos-stream-9"))
+    assert install_packages < apply.index("install_file 0644 root root /etc/postfix/main.cf")
+    check = apply[apply.index("check() {"):apply.index("if ! check; then")]
+    for validation in ("sshd -t", f"unbound-checkconf {catalog.UNBOUND_CONF}", "fail2ban-client -c /etc/fail2ban --test"):
+        assert validation in check
+    reloads = apply[apply.index("if ! check; then"):]
+    for step in ("systemctl reload sshd", "systemctl reload-or-restart unbound", "use-local-resolver.sh",
+                 "systemctl reload-or-restart fail2ban"):
+        assert step in reloads
+    # The resolver switch only once unbound runs.
+    assert reloads.index("reload-or-restart unbound") < reloads.index("use-local-resolver.sh")

@@ -151,7 +151,8 @@ def test_relay_none_creates_nothing_of_ses(direct: Graph) -> None:
     assert "sesRelay" not in direct.exports
     assert direct.exports["port25Warning"].value == plan.PORT25_WARNING
     main_cf = bundle_files(direct)["files/etc/postfix/main.cf"]
-    assert postconf(main_cf, "relayhost") is None and postconf(main_cf, "smtp_tls_security_level") == "may"
+    # Direct delivery: TLS when offered, DANE-verified where the receiver publishes TLSA (the default).
+    assert postconf(main_cf, "relayhost") is None and postconf(main_cf, "smtp_tls_security_level") == "dane"
 
 
 def test_one_identity_per_domain_with_easy_dkim_in_the_ses_region(ses: Graph) -> None:

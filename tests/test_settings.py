@@ -195,3 +195,52 @@ def test_passwords_never_printed() -> None:
         for text in (str(err), repr(err), *(str(p) for p in err.problems)):
             assert password not in text and password.lower() not in text, f"{label}: password printed"
             assert BOB_PW not in text
+
+
+# --- brute force, inbound abuse, hardening ----------------------------------------------
+
+
+def test_abuse_defaults() -> None:
+    s = parse()
+    assert (s.fail2ban_max_retry, s.fail2ban_find_time, s.fail2ban_ban_time) == (5, 600, 3600)
+    assert s.postscreen_dnsbl_sites == ("zen.spamhaus.org=127.0.0.[2..11]*3",)
+    assert s.smtpd_forbid_bare_newline == "normalize"
+    assert (s.smtp_tls_security_level, s.auto_updates) == ("dane", "all")
+
+
+@pytest.mark.parametrize("key,value,fix", [
+    ("fail2banMaxRetry", 0, "use 5"),
+    ("fail2banMaxRetry", 1000, "at most 100"),
+    ("fail2banFindTime", 5, "at least 60"),
+    ("fail2banBanTime", 0, "at least 60"),
+    ("smtpdAuthRateLimit", -1, "0 for no limit"),
+    ("postscreenDnsblThreshold", 0, "at least 1"),
+    ("smtpdForbidBareNewline", "yes", "normalize"),
+    ("smtpTlsSecurityLevel", "encrypt", "may, dane"),
+    ("autoUpdates", "sometimes", "all, security, off"),
+])
+def test_abuse_settings_are_checked(key: str, value: Any, fix: str) -> None:
+    refused(key, fix, **{key: value})
+
+
+@pytest.mark.parametrize("site", ["zen.spamhaus.org=127.0.0*3", "not a domain", "bl.example=127.0.0.[2..11",
+                                  "bl.example=127.0.0.2*x"])
+def test_malformed_dnsbl_entries_are_refused(site: str) -> None:
+    refused("postscreenDnsblSites", "name[=reply filter][*weight]", postscreenDnsblSites=[site])
+
+
+def test_spamhaus_without_a_reply_filter_is_refused() -> None:
+    # Unfiltered, Spamhaus' "refused" answer (127.255.255.254) would count as a listing.
+    refused("postscreenDnsblSites", "=127.0.0.[2..11]", postscreenDnsblSites=["zen.spamhaus.org*3"])
+
+
+def test_a_threshold_no_list_can_reach_is_refused() -> None:
+    refused("postscreenDnsblThreshold", "lower the threshold",
+            postscreenDnsblSites=["bl.spamcop.net=127.0.0.2*1"], postscreenDnsblThreshold=2)
+
+
+def test_dnsbl_lists_and_their_scores_are_accepted() -> None:
+    s = parse(postscreenDnsblSites=["zen.spamhaus.org=127.0.0.[2..11]*3", "bl.spamcop.net=127.0.0.2*2",
+                                    "list.dnswl.org=127.0.[0..255].[1;2;3]*-2"], postscreenDnsblThreshold=3)
+    assert len(s.postscreen_dnsbl_sites) == 3
+    assert parse(postscreenDnsblSites=[]).postscreen_dnsbl_sites == ()

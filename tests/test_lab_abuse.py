@@ -1,0 +1,252 @@
+"""Abuse defences on real daemons in the lab's namespace: fail2ban bans password guessers
+(SMTP AUTH and IMAP) through nftables, postscreen refuses clients that talk before the
+greeting, and a bare LF in DATA cannot smuggle a second message.
+
+Each attacker gets an address of its own (127.0.0.x), because a ban or a postscreen verdict
+sticks to the address; 127.0.0.3 plays the innocent neighbour that must keep working.
+"""
+
+from __future__ import annotations
+
+import email
+import imaplib
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from mailserver import clients, netns
+from mailserver.catalog import SERVICES
+from mailserver.lab import Lab
+from tests.support import dev_settings, stored
+
+ALICE = "alice@example.com"
+MAX_RETRY = 3
+NEIGHBOUR = "127.0.0.3"
+SUBMISSION, IMAPS = 587, 993
+WRONG_PLAIN = "PLAIN AGFsaWNlQGV4YW1wbGUuY29tAG5vdCB0aGUgcGFzc3dvcmQ="  # alice, a wrong password
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    settings, secrets = dev_settings(fail2banMaxRetry=MAX_RETRY)
+    # The machine's own network namespace, to look at from inside the lab's.
+    outside = os.open("/proc/self/ns/net", os.O_RDONLY)
+    try:
+        with Lab(settings, secrets) as running:
+            running.start_fail2ban()
+            running.outside_ns = f"/proc/{os.getpid()}/fd/{outside}"  # type: ignore[attr-defined]
+            with netns.entered(running.ns):
+                yield running
+    finally:
+        os.close(outside)
+
+
+class Raw:
+    """A line-by-line SMTP client, for what smtplib will not send (early talk, bare LF)."""
+
+    def __init__(self, source: str, port: int = 25) -> None:
+        self.sock = socket.create_connection((clients.SERVER, port), clients.TIMEOUT, source_address=(source, 0))
+        self.buf = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def reply(self) -> tuple[int, bytes]:
+        """The next complete reply (all lines up to "NNN ")."""
+        lines: list[bytes] = []
+        while True:
+            while b"\r\n" not in self.buf:
+                chunk = self.sock.recv(4096)
+                if not chunk:
+                    raise ConnectionError(f"closed after {lines!r}")
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            lines.append(line)
+            if line[3:4] == b" ":
+                return int(line[:3]), b"\n".join(lines)
+
+    def command(self, line: bytes) -> tuple[int, bytes]:
+        self.send(line + b"\r\n")
+        return self.reply()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+IMPLICIT_TLS = {s.port for s in SERVICES if s.tls == "implicit"}
+
+
+def can_connect(source: str, port: int, timeout: float = 3.0) -> bool:
+    """The server answers: a greeting (postscreen, smtpd, dovecot), or a TLS handshake first
+    on the implicit-TLS ports."""
+    try:
+        with socket.create_connection((clients.SERVER, port), timeout, source_address=(source, 0)) as sock:
+            sock.settimeout(timeout)
+            if port in IMPLICIT_TLS:
+                with clients.tls_context().wrap_socket(sock) as tls:
+                    return tls.recv(1) != b""
+            return sock.recv(1) != b""
+    except OSError:
+        return False
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.3)
+    return bool(predicate())
+
+
+# -- fail2ban ---------------------------------------------------------------------------
+
+
+def failed_smtp_auth(source: str) -> None:
+    """One wrong password on 587 (STARTTLS, AUTH PLAIN), in a connection of its own."""
+    with clients.smtp(SUBMISSION, source=source) as conn:
+        conn.starttls(context=clients.tls_context())
+        conn.ehlo("guesser.example")
+        code, _ = conn.docmd("AUTH", WRONG_PLAIN)
+        assert code == 535
+
+
+def make_imaps(source: str) -> type[clients.IMAPS]:
+    return type("BoundIMAPS", (clients.IMAPS,), {"source": source})
+
+
+@pytest.mark.parametrize("jail,port,attacker", [("postfix-sasl", SUBMISSION, "127.0.0.2"), ("dovecot", IMAPS, "127.0.0.6")])
+def test_fail2ban_bans_after_the_configured_failures(lab: Lab, jail: str, port: int, attacker: str) -> None:
+    def fail() -> None:
+        if jail == "postfix-sasl":
+            failed_smtp_auth(attacker)
+        else:
+            with pytest.raises(imaplib.IMAP4.error):
+                make_imaps(attacker)(clients.SERVER, IMAPS, ssl_context=clients.tls_context()).login(ALICE, "wrong!")
+
+    for _ in range(MAX_RETRY - 1):
+        fail()
+    # One failure short of the limit: still allowed (give fail2ban's poller time to read).
+    time.sleep(2)
+    assert attacker not in lab.banned(jail)
+    assert can_connect(attacker, port)
+    fail()
+    assert wait_for(lambda: attacker in lab.banned(jail)), lab.fail2ban_client("status", jail)
+    # The address is listed as banned a moment before the nftables rule exists.
+    assert wait_for(lambda: not can_connect(attacker, port), timeout=5)
+    # Banned from every mail port, not only the one it guessed on; the neighbour is not.
+    for p in (port, 25, SUBMISSION, IMAPS):
+        assert not can_connect(attacker, p), f"{attacker} still reaches port {p}"
+        assert can_connect(NEIGHBOUR, p), f"{NEIGHBOUR} lost port {p}"
+    # Unbanned, it reaches the server again (the rule is gone, not just the list entry).
+    lab.fail2ban_client("set", jail, "unbanip", attacker)
+    assert wait_for(lambda: can_connect(attacker, port), timeout=5)
+
+
+def test_bans_live_only_in_the_labs_namespace_and_go_with_fail2ban(lab: Lab) -> None:
+    # This thread is inside the lab's namespace; the fixture kept a handle on the machine's.
+    outside = subprocess.run(["nsenter", f"--net={lab.outside_ns}", "nft", "list", "tables"],  # type: ignore[attr-defined]
+                             capture_output=True, text=True, check=True).stdout
+    assert "f2b-table" not in outside
+    failed_smtp_auth("127.0.0.7")
+    lab.fail2ban_client("set", "postfix-sasl", "banip", "127.0.0.7")
+    assert "127.0.0.7" in lab.run(["nft", "list", "ruleset"]).stdout
+    lab.stop_fail2ban()
+    assert "f2b-table" not in lab.run(["nft", "list", "tables"]).stdout
+    assert can_connect("127.0.0.7", SUBMISSION)
+    lab.start_fail2ban()
+
+
+# -- postscreen -------------------------------------------------------------------------
+
+
+def test_postscreen_refuses_a_client_that_talks_before_the_greeting(lab: Lab) -> None:
+    bot = Raw("127.0.0.8")
+    try:
+        # postscreen sends "220-" and waits; a real MTA waits for the final "220 " line.
+        bot.send(b"EHLO bot.example\r\n")
+        bot.reply()  # the first greeting line and postscreen's EHLO answer
+        assert bot.command(b"MAIL FROM:<bot@spam.example>")[0] == 250
+        code, text = bot.command(f"RCPT TO:<{ALICE}>".encode())
+        assert code == 550, text
+    finally:
+        bot.close()
+    assert "PREGREET" in lab.log() and "[127.0.0.8]" in lab.log()
+    assert lab.queue_ids() == []
+
+
+def test_postscreen_passes_a_patient_client_to_smtpd(lab: Lab) -> None:
+    msg = clients.message("someone@outside.example", [ALICE], "patient sender")
+    with clients.smtp(25, source="127.0.0.9") as conn:
+        conn.ehlo("mx.outside.example")
+        conn.send_message(msg)
+    assert len(stored(lab, ALICE, msg["Message-ID"])) == 1
+    assert "PASS NEW [127.0.0.9]" in lab.log()
+
+
+# -- bare newlines (SMTP smuggling) --------------------------------------------------------
+
+
+SMUGGLING = (b"Subject: %s\r\n\r\nfirst message\n.\nMAIL FROM:<ceo@example.com>\r\nRCPT TO:<alice@example.com>\r\n"
+             b"DATA\r\nSubject: smuggled\r\n\r\nforged\r\n.\r\n")
+
+
+def send_data(body: bytes, source: str = "127.0.0.2") -> tuple[int, bytes]:
+    conn = Raw(source)
+    try:
+        conn.reply()
+        conn.command(b"EHLO mx.outside.example")
+        conn.command(b"MAIL FROM:<someone@outside.example>")
+        assert conn.command(f"RCPT TO:<{ALICE}>".encode())[0] == 250
+        assert conn.command(b"DATA")[0] == 354
+        conn.send(body)
+        return conn.reply()
+    finally:
+        conn.close()
+
+
+def copies(lab: Lab, needle: bytes) -> list[bytes]:
+    lab.wait_queue_empty()
+    return [p.read_bytes() for p in lab.maildir_files(ALICE) if needle in p.read_bytes()]
+
+
+def test_bare_lf_cannot_end_the_message_normalize(lab: Lab) -> None:
+    assert lab.settings.smtpd_forbid_bare_newline == "normalize"
+    code, _ = send_data(SMUGGLING % b"normalize-check")
+    assert code == 250
+    # One message: LF.LF did not end it, so the "smuggled" commands are only its text.
+    [raw] = copies(lab, b"forged")
+    got = email.message_from_bytes(raw)
+    assert got["Subject"] == "normalize-check" and "MAIL FROM:<ceo@example.com>" in got.get_payload()
+
+
+@pytest.fixture(scope="module")
+def strict(lab: Lab) -> Lab:
+    """The same lab re-applied with smtpdForbidBareNewline reject and an AUTH rate limit of 1,
+    for the tests below; they come last in this module, so nothing needs the defaults back."""
+    lab.apply(*dev_settings(fail2banMaxRetry=MAX_RETRY, smtpdForbidBareNewline="reject", smtpdAuthRateLimit=1))
+    return lab
+
+
+def test_bare_lf_is_refused_with_reject(strict: Lab) -> None:
+    code, text = send_data(b"Subject: reject-check\r\n\r\nbare\nnewline\r\n.\r\n")
+    assert code == 550, text
+    assert copies(strict, b"reject-check") == []
+    # Standard CRLF mail still passes.
+    code, _ = send_data(b"Subject: crlf-check\r\n\r\nclean\r\n.\r\n")
+    assert code == 250 and len(copies(strict, b"crlf-check")) == 1
+
+
+def test_auth_rate_limit_caps_a_fast_guesser(strict: Lab) -> None:
+    """Defence in depth: postfix counts AUTH commands per client (anvil) and refuses the ones
+    over smtpdAuthRateLimit per minute, whatever fail2ban does."""
+    with clients.smtp(SUBMISSION, source="127.0.0.10") as conn:
+        conn.starttls(context=clients.tls_context())
+        conn.ehlo("guesser.example")
+        assert conn.docmd("AUTH", WRONG_PLAIN)[0] == 535
+        code, text = conn.docmd("AUTH", WRONG_PLAIN)
+        assert 400 <= code < 500 and b"too many AUTH" in text, (code, text)
