@@ -180,6 +180,9 @@ def el_packages(os_name: str) -> tuple[str, ...]:
 # reads, so ours win.
 SSHD_DROPIN = "/etc/ssh/sshd_config.d/01-mailserver.conf"
 UNBOUND_CONF = "/etc/unbound/unbound.conf"
+# resolv.conf names unbound alone: if it dies, acme.sh, dnf and outbound mail lose DNS
+# until someone logs in, so systemd restarts it.
+UNBOUND_DROPIN = "/etc/systemd/system/unbound.service.d/mailserver.conf"
 UNBOUND_ROOT_KEY = "/var/lib/unbound/root.key"
 NM_DNS_CONF = "/etc/NetworkManager/conf.d/90-mailserver-dns.conf"
 RESOLV_CONF = "/etc/resolv.conf"

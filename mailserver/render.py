@@ -188,6 +188,7 @@ def render(s: Settings, layout: catalog.Layout = catalog.PRODUCTION) -> Bundle:
         files += [
             File(catalog.SSHD_DROPIN, env.get_template("host/sshd.conf.j2").render(ctx), mode="0600"),
             File(catalog.UNBOUND_CONF, env.get_template("host/unbound.conf.j2").render(ctx)),
+            File(catalog.UNBOUND_DROPIN, env.get_template("host/unbound-restart.conf.j2").render(ctx)),
             File(catalog.NM_DNS_CONF, env.get_template("host/networkmanager-dns.conf.j2").render(ctx)),
             File(catalog.AUTO_UPDATES[s.os].conf, env.get_template("host/dnf-automatic.conf.j2").render(ctx)),
         ]

@@ -354,8 +354,29 @@ def test_vm_apply_installs_missing_packages_first_and_checks_host_files_before_r
     for validation in ("sshd -t", f"unbound-checkconf {catalog.UNBOUND_CONF}", "fail2ban-client -c /etc/fail2ban --test"):
         assert validation in check
     reloads = apply[apply.index("if ! check; then"):]
-    for step in ("systemctl reload sshd", "systemctl reload-or-restart unbound", "use-local-resolver.sh",
+    for step in ("systemctl reload sshd", "systemctl enable unbound", "use-local-resolver.sh",
                  "systemctl reload-or-restart fail2ban"):
         assert step in reloads
     # The resolver switch only once unbound runs.
-    assert reloads.index("reload-or-restart unbound") < reloads.index("use-local-resolver.sh")
+    assert reloads.index("systemctl enable unbound") < reloads.index("use-local-resolver.sh")
+
+
+@pytest.mark.parametrize("changed", [False, True])
+def test_vm_apply_restarts_unbound_only_for_a_new_config_and_never_reloads_it(changed: bool, tmp_path: Path) -> None:
+    """EL's unbound.service reloads through unbound-control, which our unbound.conf turns
+    off: a reload fails, and with it every apply after the first. The rendered step runs
+    here against a stand-in systemctl, with the config unchanged and changed."""
+    apply = render.render(dev_settings()[0]).scripts["apply.sh"]
+    step = apply[apply.index("systemctl enable unbound"):apply.index('bash "$stage/scripts/use-local-resolver.sh"')]
+    conf, backup = tmp_path / "unbound.conf", tmp_path / "backup"
+    conf.write_text("server:\n")
+    saved = backup / catalog.UNBOUND_CONF.lstrip("/")
+    saved.parent.mkdir(parents=True)
+    saved.write_text("server:\n    verbosity: 2\n" if changed else "server:\n")
+    script = (f'set -euo pipefail\nsystemctl() {{ echo "$*" >>"{tmp_path}/calls"; }}\nbackup="{backup}"\n'
+              + step.replace(f" {catalog.UNBOUND_CONF}", f" {conf}"))
+    subprocess.run(["bash", "-c", script], check=True)
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls == ["enable unbound", "restart unbound" if changed else "start unbound"]
+    assert not any(c.startswith("reload") for c in calls)
+
