@@ -214,6 +214,18 @@ def test_mail_on_the_root_disk_is_not_hidden_by_the_mount(disk: Disk) -> None:
     assert not disk.mounted() and (disk.mountpoint / "stray.mail").exists()
 
 
+def test_refusing_over_root_disk_mail_leaves_nothing_that_would_mount_later(disk: Disk) -> None:
+    """Refused, the run must not have formatted the volume or written the fstab line and the
+    drop-ins: the next boot (or a daemon restart) would mount it over the mail anyway."""
+    device = disk.attach()  # blank: the one case the script formats
+    (disk.mountpoint / "stray.mail").write_text("delivered while the volume was missing\n")
+    proc = disk.run()
+    assert proc.returncode != 0 and "holds files on the root disk" in proc.stderr
+    assert subprocess.run(["blkid", "-p", device], capture_output=True, check=False).returncode == 2  # still no filesystem
+    assert disk.fstab.read_text() == FSTAB_HEAD
+    assert not disk.units.exists() or not any(disk.units.iterdir())
+
+
 # --- daemons need it; it grows --------------------------------------------------------
 
 
