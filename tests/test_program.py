@@ -90,6 +90,10 @@ class Registered:
     delete_before_replace: bool = False
 
 
+def instance_id(name: str, inputs: dict[str, Any]) -> str:
+    return f"{name}-id-{inputs.get('ami', '')}"
+
+
 class Mocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.calls: list[pulumi_mocks.MockCallArgs] = []
@@ -123,6 +127,10 @@ class Mocks(pulumi.runtime.Mocks):
         elif args.typ == ACCESS_KEY:
             out.update(secret=SES_SECRET_KEY, sesSmtpPasswordV4=SES_PROVIDER_PASSWORD)
             return "AKIAMOCKSMTPUSER0001", out
+        elif args.typ == INSTANCE:
+            # EC2 gives a replaced instance a new id: derive it from the image (the input that
+            # replaces it), so whatever follows the instance id shows up as changed.
+            return instance_id(args.name, args.inputs), out
         return f"{args.name}-id", out
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
@@ -466,7 +474,7 @@ def test_commands_connect_to_the_eip_as_the_ssh_user(graph: Graph) -> None:
         assert conn["privateKey"] == PRIVATE_KEY
         assert conn["dialErrorLimit"] == 60 and conn["perDialTimeout"] == 30
         # a rebuilt instance behind the same EIP must be provisioned again
-        assert cmd.inputs["triggers"][0] == "mail-host-instance-id"
+        assert cmd.inputs["triggers"][0] == instance_id("mail-host-instance", graph.one(INSTANCE).inputs)
 
 
 def test_script_commands_name_the_script_hash(graph: Graph) -> None:
@@ -517,7 +525,8 @@ def test_eip_is_protected_and_associated(graph: Graph) -> None:
     assert eip.protect and eip.inputs["domain"] == "vpc"
     assoc = graph.one("aws:ec2/eipAssociation:EipAssociation")
     assert assoc.inputs["allocationId"] == "eipalloc-0123456789"
-    assert assoc.inputs["instanceId"] == graph.one(INSTANCE).name + "-id"
+    inst = graph.one(INSTANCE)
+    assert assoc.inputs["instanceId"] == instance_id(inst.name, inst.inputs)
 
 
 @pytest.mark.parametrize(("instance_type", "arch"), [("t4g.small", "arm64"), ("t3.small", "x86_64")])

@@ -29,6 +29,7 @@ from tests.test_program import (
     Registered,
     build,
     build_refused,
+    instance_id,
     plain,
 )
 
@@ -102,7 +103,8 @@ def test_instance_is_placed_in_the_volume_zone(graph: Graph) -> None:
 def test_volume_is_attached_to_the_instance(graph: Graph) -> None:
     att = graph.one(ATTACHMENT)
     assert att.inputs["volumeId"] == VOLUME_ID
-    assert att.inputs["instanceId"] == graph.one(INSTANCE).name + "-id"
+    inst = graph.one(INSTANCE)
+    assert att.inputs["instanceId"] == instance_id(inst.name, inst.inputs)
     assert att.inputs["deviceName"] == catalog.DATA_VOLUME_DEVICE_NAME
     # one instance at a time: detach from the old instance (stopped first) before attaching
     assert att.delete_before_replace and att.inputs["stopInstanceBeforeDetaching"] is True
@@ -138,7 +140,8 @@ def test_volume_is_mounted_before_the_configuration(graph: Graph) -> None:
         f"# {hashlib.sha256(script.encode()).hexdigest()}")
     assert cmd.inputs["stdin"] == script
     # re-run on a new instance, on a re-attached volume, and on a grown one (to grow the filesystem)
-    assert cmd.inputs["triggers"] == [graph.one(INSTANCE).name + "-id", graph.one(ATTACHMENT).name + "-id", 10]
+    inst = graph.one(INSTANCE)
+    assert cmd.inputs["triggers"] == [instance_id(inst.name, inst.inputs), graph.one(ATTACHMENT).name + "-id", 10]
     assert graph.one(COMMAND, "-wait").urn in cmd.dependencies
     for later in ("-config", "-passwords", "-dkim", "-acme"):
         assert cmd.urn in graph.one(COMMAND, later).dependencies, later
@@ -153,8 +156,13 @@ def test_ami_change_replaces_only_the_instance() -> None:
     assert (inst_old.inputs["ami"], inst_new.inputs["ami"]) == (OLD_AMI, NEW_AMI)
     # A pinned image is not ignored, so the engine replaces the instance (ami forces it)...
     assert "ami" not in inst_new.ignore_changes
-    # ...and nothing else changes: same volume, address, PTR and records, same URNs.
-    assert changed(old, new) == {inst_old.name}
+    # ...and a new instance id moves along what points at the instance: the address's
+    # association, the volume's attachment, and every remote command (each must run again on
+    # the new host). Nothing else changes: same volume, address, PTR and records, same URNs.
+    follows_instance = {old.one(ASSOCIATION).name, old.one(ATTACHMENT).name} | {c.name for c in old.of(COMMAND)}
+    assert changed(old, new) == {inst_old.name} | follows_instance
+    for typ in (ASSOCIATION, ATTACHMENT):
+        assert new.one(typ).inputs["instanceId"] == instance_id(inst_new.name, inst_new.inputs)
     for typ in (VOLUME, EIP_TYPE, PTR):
         assert old.one(typ).urn == new.one(typ).urn
     assert address_records(old) == address_records(new)
