@@ -36,7 +36,13 @@ class MailStorage(pulumi.ComponentResource):
             filters=[{"name": "instance-type", "values": [s.instance_type]}],
             opts=pulumi.InvokeOutputOptions(parent=self),
         )
-        zone = offerings.locations.apply(lambda zones: storage.choose_zone(zones, s.instance_type))
+        standard = aws.get_availability_zones_output(
+            state="available",
+            filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}],
+            opts=pulumi.InvokeOutputOptions(parent=self),
+        )
+        zone = pulumi.Output.all(offerings.locations, standard.names).apply(
+            lambda v: storage.choose_zone(v[0], s.instance_type, v[1]))
 
         self.volume = aws.ebs.Volume(
             f"{name}-volume",

@@ -16,12 +16,17 @@ class NoZoneError(ValueError):
     """The region offers the instance type in no availability zone."""
 
 
-def choose_zone(offered: Iterable[str] | None, instance_type: str) -> str:
+def choose_zone(offered: Iterable[str] | None, instance_type: str, standard: Iterable[str] | None = None) -> str:
     """The availability zone of a new data volume: the first, by name, of the zones that offer
     the instance type. The instance is then placed in the volume's zone (never the other way
     round), so a replaced instance can always attach the same volume. The answer only matters
-    once: the volume ignores later changes of it (a zone may stop offering a type)."""
-    zones = sorted(set(offered or ()))
+    once: the volume ignores later changes of it (a zone may stop offering a type).
+
+    `standard` is the region's zones that need no opt-in. The offerings lookup also names Local
+    Zones an account has opted into, and "us-east-1-bos-1a" sorts before "us-east-1a": the
+    default VPC has no subnet there and DLM's default location does not cover it, so only
+    standard zones are taken."""
+    zones = sorted(set(offered or ()) & set(standard if standard is not None else offered or ()))
     if not zones:
         raise NoZoneError(f"no availability zone of this region offers {instance_type}; "
                           "pick another instanceType or region")

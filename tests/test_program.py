@@ -55,6 +55,9 @@ VOLUME_ID = "vol-0123456789abcdef0"
 GET_OFFERINGS = "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings"
 # Zones that offer the instance type, in the unsorted order EC2 may answer in.
 OFFERED_ZONES = ["eu-central-1b", "eu-central-1a", "eu-central-1c"]
+GET_ZONES = "aws:index/getAvailabilityZones:getAvailabilityZones"
+# An opted-in Local Zone offers the type too, and sorts first by name: it must not be chosen.
+LOCAL_ZONE = "eu-central-1-ham-1a"
 # relay: ses (tests/test_ses.py)
 SES_IDENTITY = "aws:sesv2/emailIdentity:EmailIdentity"
 SES_MAIL_FROM = "aws:sesv2/emailIdentityMailFromAttributes:EmailIdentityMailFromAttributes"
@@ -140,8 +143,12 @@ class Mocks(pulumi.runtime.Mocks):
             arch = next((f["values"][0] for f in args.args.get("filters", []) if f["name"] == "architecture"), "any")
             return {"id": f"ami-{arch}", "imageId": f"ami-{arch}", "architecture": arch}, []
         if args.token == GET_OFFERINGS:
-            return {"id": "eu-central-1", "locations": OFFERED_ZONES, "locationTypes": ["availability-zone"] * 3,
-                    "instanceTypes": ["t4g.micro"] * 3}, []
+            return {"id": "eu-central-1", "locations": [LOCAL_ZONE, *OFFERED_ZONES],
+                    "locationTypes": ["availability-zone"] * 4, "instanceTypes": ["t4g.micro"] * 4}, []
+        if args.token == GET_ZONES:
+            opt_in = next((f["values"] for f in args.args.get("filters", []) if f["name"] == "opt-in-status"), None)
+            names = OFFERED_ZONES if opt_in == ["opt-in-not-required"] else [LOCAL_ZONE, *OFFERED_ZONES]
+            return {"id": "eu-central-1", "names": names, "zoneIds": [f"euc1-az{i}" for i in range(len(names))]}, []
         return {}, []
 
 

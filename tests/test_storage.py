@@ -36,6 +36,18 @@ def test_volume_size_in_range(size: int) -> None:
     assert dev_settings(dataVolumeSize=size)[0].data_volume_size == size
 
 
+@pytest.mark.parametrize("itype", ["t2.micro", "m4.large", "c4.xlarge", "i3.large"])
+def test_xen_instance_types_are_refused(itype: str) -> None:
+    """Xen shows the volume as /dev/xvdf, never under the NVMe by-id name the mount step waits for."""
+    err = refused("instanceType", instanceType=itype)
+    assert "Nitro" in str(err)
+
+
+@pytest.mark.parametrize("itype", ["t3.micro", "t4g.small", "m5.large", "i3.metal", "c7gn.medium"])
+def test_nitro_instance_types_are_accepted(itype: str) -> None:
+    assert dev_settings(instanceType=itype)[0].instance_type == itype
+
+
 @pytest.mark.parametrize("count", [0, -1, catalog.SNAPSHOT_RETENTION_MAX + 1])
 def test_retention_out_of_range(count: int) -> None:
     refused("snapshotRetention", snapshotRetention=count)
@@ -66,6 +78,13 @@ def test_snapshot_id_accepted(snap: str) -> None:
 
 def test_zone_is_the_first_offered_by_name() -> None:
     assert storage.choose_zone(["eu-central-1c", "eu-central-1a", "eu-central-1a"], "t4g.small") == "eu-central-1a"
+
+
+def test_an_opted_in_local_zone_is_never_chosen() -> None:
+    offered = ["us-east-1-bos-1a", "us-east-1b", "us-east-1a"]
+    assert storage.choose_zone(offered, "t3.small", standard=["us-east-1a", "us-east-1b", "us-east-1c"]) == "us-east-1a"
+    with pytest.raises(storage.NoZoneError):
+        storage.choose_zone(["us-east-1-bos-1a"], "t3.small", standard=["us-east-1a"])
 
 
 @pytest.mark.parametrize("offered", [None, []])
