@@ -101,6 +101,14 @@ ACME_SH_VERSION = "3.1.1"
 ACME_SH_URL = f"https://github.com/acmesh-official/acme.sh/archive/refs/tags/{ACME_SH_VERSION}.tar.gz"
 ACME_SERVERS = ("letsencrypt", "letsencrypt_test")
 
+# Instance families on the Xen hypervisor (AWS's "previous generation" and a few older
+# current ones). They show EBS volumes as /dev/xvdX, without the NVMe by-id link that names the
+# mail volume, so prepare-volume.sh would wait for it in vain. Their .metal sizes are Nitro.
+XEN_FAMILIES: frozenset[str] = frozenset({
+    "t1", "t2", "m1", "m2", "m3", "m4", "c1", "c3", "c4", "r3", "r4", "x1", "x1e", "d2", "h1",
+    "i2", "i3", "g2", "g3", "g3s", "p2", "p3", "f1", "cc2", "cr1", "hs1",
+})
+
 # Supported images. Owner 125523088429 publishes the official CentOS Stream AMIs.
 CENTOS_AMI_OWNER = "125523088429"
 OS_IMAGES: dict[str, str] = {

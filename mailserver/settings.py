@@ -323,6 +323,10 @@ def parse(raw: Mapping[str, Any], project_file: Path = PROJECT_FILE) -> tuple[Se
         bad("amiId", f"{v['amiId']!r} is not an AMI id", "use ami-0123456789abcdef0, or leave empty to look up")
     if not _INSTANCE_TYPE.match(v["instanceType"]):
         bad("instanceType", f"{v['instanceType']!r} is not an EC2 instance type", "use a type such as t4g.small")
+    elif (v["instanceType"].split(".")[0] in catalog.XEN_FAMILIES
+          and v["instanceType"].split(".")[1] != "metal"):
+        bad("instanceType", f"{v['instanceType']} is a Xen type: the mail volume never shows up under its NVMe name",
+            "use a Nitro type such as t4g.small, t3.small or m7g.medium")
     if v["rootVolumeSize"] < 10:
         bad("rootVolumeSize", f"{v['rootVolumeSize']} GiB is too small for the image", "use 10 or more")
     if not 1 <= v["dataVolumeSize"] <= catalog.DATA_VOLUME_MAX_GIB:
