@@ -94,5 +94,6 @@ def restore_instructions(s: Settings, volume_id: str, zone: str, tags: dict[str,
         f"4) pulumi up --replace '<URN of the instance>': a new volume is created from the snapshot in {zone}, "
         f"the old instance is stopped so its volume detaches cleanly, and a new instance mounts the restored one "
         f"(same Elastic IP, DNS records and PTR). The old volume is kept, not deleted (retainOnDelete); "
-        f"delete it by hand once the restored mail is checked. Keep dataVolumeSnapshotId set afterwards."
+        f"delete it by hand once the restored mail is checked (until then it keeps its {key} tag, so DLM "
+        f"goes on snapshotting it daily). Keep dataVolumeSnapshotId set afterwards."
     )
