@@ -21,6 +21,8 @@ OUTSIDE = "127.0.0.2"  # an untrusted client: not in mynetworks, not "local" to 
 RELAY_STANDIN = "127.0.0.3"
 RELAY_STANDIN_PORT = 2587
 TIMEOUT = 20.0
+# OpenSSL's reasons for not even sending a ClientHello: the client's own limits, not the server's.
+LOCAL_TLS_ERRORS = ("NO_PROTOCOLS_AVAILABLE", "NO_CIPHERS_AVAILABLE")
 
 
 def tls_context(cafile: str | None = None, version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
@@ -148,38 +150,60 @@ def pop3_messages(port: int, user: str, password: str, ctx: ssl.SSLContext, impl
             pass
 
 
+class StartTlsError(ConnectionError):
+    """The server did not get as far as a TLS handshake: it refused STARTTLS, greeted with an
+    error (421: too busy, shutting down) or hung up. Not a refusal of a TLS version."""
+
+
 def _read_line(sock: socket.socket) -> bytes:
+    """One line; a server that closes the connection instead is an error. (Returning b""
+    made the reply loops below spin at 100% CPU forever on a server that said 421 and hung up.)"""
     buf = b""
     while not buf.endswith(b"\n"):
         chunk = sock.recv(1)
         if not chunk:
-            break
+            raise StartTlsError(f"connection closed by the server after {buf[:80]!r}" if buf
+                                else "connection closed by the server")
         buf += chunk
     return buf
+
+
+def _smtp_reply(sock: socket.socket, want: bytes) -> bytes:
+    """A whole (multi-line) SMTP reply, which must carry the code `want`."""
+    lines = [_read_line(sock)]
+    while lines[-1][3:4] == b"-":
+        lines.append(_read_line(sock))
+    if not lines[-1].startswith(want):
+        raise StartTlsError(lines[-1].decode(errors="replace").strip()[:120])
+    return b"".join(lines)
 
 
 def _starttls(sock: socket.socket, protocol: str) -> None:
     """Speak the protocol up to the point where the TLS handshake starts."""
     if protocol == "smtp":
-        while _read_line(sock)[3:4] != b" ":
-            pass
+        _smtp_reply(sock, b"220")
         sock.sendall(b"EHLO probe.invalid\r\n")
-        while _read_line(sock)[3:4] != b" ":
-            pass
+        _smtp_reply(sock, b"250")
         sock.sendall(b"STARTTLS\r\n")
-        reply = _read_line(sock)
-        if not reply.startswith(b"220"):
-            raise ConnectionError(f"STARTTLS refused: {reply!r}")
+        _smtp_reply(sock, b"220")
     elif protocol == "imap":
-        _read_line(sock)
+        greeting = _read_line(sock)
+        if not greeting.startswith(b"* OK"):
+            raise StartTlsError(greeting.decode(errors="replace").strip()[:120])
         sock.sendall(b"a STARTTLS\r\n")
-        if not _read_line(sock).startswith(b"a OK"):
-            raise ConnectionError("STARTTLS refused")
+        line = _read_line(sock)
+        while line.startswith(b"* "):  # untagged lines before the tagged answer
+            line = _read_line(sock)
+        if not line.startswith(b"a OK"):
+            raise StartTlsError(f"STARTTLS refused: {line.decode(errors='replace').strip()[:120]}")
     elif protocol == "pop3":
-        _read_line(sock)
+        greeting = _read_line(sock)
+        if not greeting.startswith(b"+OK"):
+            raise StartTlsError(greeting.decode(errors="replace").strip()[:120])
         sock.sendall(b"STLS\r\n")
-        if not _read_line(sock).startswith(b"+OK"):
-            raise ConnectionError("STLS refused")
+        line = _read_line(sock)
+        if not line.startswith(b"+OK"):
+            raise StartTlsError(f"STLS refused: {line.decode(errors='replace').strip()[:120]}")
 
 
 def tls_peer(port: int, starttls: str | None, ctx: ssl.SSLContext, source: str | None = OUTSIDE,
@@ -190,7 +214,12 @@ def tls_peer(port: int, starttls: str | None, ctx: ssl.SSLContext, source: str |
     sock = socket.create_connection((host, port), timeout, source_address=_bind(source))
     try:
         if starttls:
-            _starttls(sock, starttls)
+            try:
+                _starttls(sock, starttls)
+            except StartTlsError:
+                raise
+            except OSError as e:  # a reset or a timeout before the handshake began
+                raise StartTlsError(f"{type(e).__name__} before the TLS handshake: {e}") from e
         with ctx.wrap_socket(sock, server_hostname=server_name) as tls:
             return tls.getpeercert(binary_form=True) or b"", tls.version() or ""
     finally:
@@ -200,8 +229,15 @@ def tls_peer(port: int, starttls: str | None, ctx: ssl.SSLContext, source: str |
 def tls_handshake(port: int, starttls: str | None, version: ssl.TLSVersion, source: str | None = OUTSIDE,
                   host: str = SERVER, timeout: float = TIMEOUT) -> str | None:
     """Try a handshake offering only `version`. Returns the negotiated version, or None
-    when the server refused it."""
+    when the server refused it (a TLS alert, or a hang-up in the middle of the handshake).
+    Anything else raises: StartTlsError when no handshake was attempted, TimeoutError, and
+    an ssl.SSLError when this machine's OpenSSL cannot offer `version` at all; none of them
+    says anything about the server's TLS versions."""
     try:
         return tls_peer(port, starttls, tls_context(version=version), source, host, timeout)[1]
-    except (ssl.SSLError, ConnectionResetError):
+    except ssl.SSLError as e:
+        if e.reason in LOCAL_TLS_ERRORS:
+            raise
+        return None
+    except ConnectionResetError:
         return None

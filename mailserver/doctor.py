@@ -15,7 +15,6 @@ shell script on the host (over `ssh user@host sudo bash -s`, or directly in the 
 from __future__ import annotations
 
 import argparse
-import base64
 import concurrent.futures
 import dataclasses
 import datetime as dt
@@ -46,6 +45,10 @@ from .settings import AWS_REGION_KEY, Settings, parse
 Status = Literal["ok", "warning", "error", "unknown", "skipped"]
 Category = Literal["outside", "inside"]
 STATUSES: tuple[Status, ...] = ("error", "warning", "unknown", "skipped", "ok")  # worst first
+# Exit codes: 0 no error found (warnings and unknowns included), 1 a check is an error,
+# 2 the doctor could not start checking (no IP, unreadable outputs, bad arguments: argparse
+# exits 2 as well), so a script can tell "the server is broken" from "the doctor is".
+EXIT_OK, EXIT_ERROR_FOUND, EXIT_SETUP = 0, 1, 2
 # A certificate that expires within these many days: warning, then error. acme.sh renews
 # 30 days ahead, so a certificate this close to its end means renewal has been failing.
 EXPIRY_WARNING_DAYS = 14
@@ -54,12 +57,17 @@ DISK_WARNING_PERCENT, DISK_ERROR_PERCENT = 80, 90
 MEMORY_WARNING_PERCENT, MEMORY_ERROR_PERCENT = 15, 5  # available memory, % of total
 QUEUE_WARNING, QUEUE_ERROR = 20, 200  # messages waiting
 SNAPSHOT_WARNING_HOURS, SNAPSHOT_ERROR_HOURS = 26, 8 * 24
+# A new volume's first snapshot comes with DLM's next daily run (catalog.SNAPSHOT_TIME_UTC):
+# up to 24 h after it was made, plus the time the snapshot takes to complete.
+FIRST_SNAPSHOT_GRACE_HOURS = 27
 # Where the outbound-25 check connects: a large receiver that always listens on 25.
 OUTBOUND_PROBE_HOST = "gmail-smtp-in.l.google.com"
 # The relay probe's addresses: a reserved TLD (RFC 2606), so nothing is ever delivered.
 RELAY_PROBE_SENDER = "doctor@relay-probe.invalid"
 RELAY_PROBE_RECIPIENT = "relay-test@relay-probe.invalid"
-PROBE_USER = "doctor-probe@login-probe.invalid"
+# The least time given to port 25's banner (see probe_timeout): postscreen's 6 s greet wait
+# plus room for a slow network; --timeout below it applies to every other port.
+SMTP_BANNER_MIN_TIMEOUT = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,17 +130,20 @@ CHECKS: tuple[Check, ...] = (
           f"(warning) / {EXPIRY_ERROR_DAYS} days (error)",
           "renewal is failing: run /root/.acme.sh/acme.sh --cron on the host and read its output"),
     Check("tls-version", "TLS 1.2 minimum", "outside",
-          "TLS 1.0 and 1.1 handshakes are refused on every TLS port",
+          "TLS 1.0 and 1.1 handshakes are refused on every TLS port (a timeout or a failed STARTTLS "
+          "is unknown, not refused)",
           "restore the rendered main.cf/dovecot.conf (pulumi up re-applies them)"),
     Check("open-relay", "No open relay", "outside",
-          "port 25 refuses an outside sender's mail to an outside recipient at RCPT",
+          "port 25 refuses an outside sender's mail to an outside recipient at RCPT as relaying "
+          "(5xx Relay access denied; another refusal, e.g. a blocklisted probe address, is unknown)",
           "remove wide networks from mynetworks and keep relayRestrictions ending in "
           "reject_unauth_destination"),
     Check("auth-before-tls", "No SMTP AUTH without TLS", "outside",
           "port 25 never offers AUTH; submission offers and accepts it only after STARTTLS",
           "restore smtpd_tls_auth_only = yes and the per-port settings of master.cf (pulumi up)"),
     Check("plaintext-login", "No plaintext IMAP/POP3 login", "outside",
-          "IMAP and POP3 refuse a login before STARTTLS",
+          "IMAP and POP3 offer no login before STARTTLS (IMAP LOGINDISABLED; POP3 CAPA without USER; "
+          "no AUTH PLAIN/LOGIN), read from the capabilities without trying one",
           "restore disable_plaintext_auth = yes in dovecot.conf (pulumi up)"),
     Check("blocklists", "Blocklists", "outside",
           "the IP is on none of the blocklists of the blocklists setting",
@@ -167,10 +178,11 @@ CHECKS: tuple[Check, ...] = (
           "acme.sh's daily cron job is installed and cron runs",
           "re-run the acme step (pulumi up) and systemctl enable --now crond"),
     Check("snapshots", "Snapshots", "inside",
-          f"the data volume has a snapshot younger than {SNAPSHOT_WARNING_HOURS} h (warning: "
-          f"{SNAPSHOT_ERROR_HOURS // 24} days)",
-          "install the AWS CLI with credentials that may ec2:DescribeSnapshots, and give --volume-id "
-          "(or an outputs file that names the data volume)"),
+          f"the data volume has a completed snapshot younger than {SNAPSHOT_WARNING_HOURS} h (warning: "
+          f"{SNAPSHOT_ERROR_HOURS // 24} days); none is ok while the volume is under "
+          f"{FIRST_SNAPSHOT_GRACE_HOURS} h old",
+          "install the AWS CLI with credentials that may ec2:DescribeSnapshots and ec2:DescribeVolumes, and "
+          "give --volume-id (or an outputs file that names the data volume)"),
 )
 CHECK_IDS = {c.id: c for c in CHECKS}
 
@@ -213,7 +225,7 @@ def summary(results: Sequence[Result]) -> dict[str, Status]:
 
 
 def exit_code(results: Sequence[Result]) -> int:
-    return 1 if any(r.status == "error" for r in results) else 0
+    return EXIT_ERROR_FOUND if any(r.status == "error" for r in results) else EXIT_OK
 
 
 # --- pure comparisons --------------------------------------------------------------------
@@ -288,9 +300,19 @@ def queue_status(size: int) -> Status:
     return "error" if size >= QUEUE_ERROR else "warning" if size >= QUEUE_WARNING else "ok"
 
 
-def snapshot_status(newest: dt.datetime | None, now: dt.datetime) -> tuple[Status, str]:
+def snapshot_status(newest: dt.datetime | None, now: dt.datetime,
+                    volume_created: dt.datetime | None = None) -> tuple[Status, str]:
+    """The newest completed snapshot's age. No snapshot at all is an error only once the
+    volume is older than FIRST_SNAPSHOT_GRACE_HOURS: Data Lifecycle Manager takes the first
+    one at the next daily run, up to a day after the volume was made."""
     if newest is None:
-        return "error", "no snapshot"
+        if volume_created is not None:
+            age = (now - volume_created).total_seconds() / 3600
+            if age < FIRST_SNAPSHOT_GRACE_HOURS:
+                return "ok", (f"none yet; the volume is {age:.1f} h old (the first daily snapshot is due "
+                              f"within {FIRST_SNAPSHOT_GRACE_HOURS} h)")
+            return "error", f"no completed snapshot; the volume is {age:.0f} h old"
+        return "error", "no completed snapshot"
     hours = (now - newest).total_seconds() / 3600
     found = f"newest {hours:.1f} h old ({newest:%Y-%m-%d %H:%M} UTC)"
     if hours >= SNAPSHOT_ERROR_HOURS:
@@ -539,6 +561,13 @@ class PortProbe:
         return not self.error
 
 
+def probe_timeout(t: Target, port: int) -> float:
+    """Port 25 is answered by postscreen, which holds the last line of its banner back for
+    postscreen_greet_wait (6 s on the VM, postfix's default) from every client it has not
+    seen for a day: a shorter read timeout would fail port 25 on a first contact."""
+    return max(t.timeout, SMTP_BANNER_MIN_TIMEOUT) if port == 25 else t.timeout
+
+
 def _noverify() -> ssl.SSLContext:
     return clients.tls_context()
 
@@ -564,7 +593,7 @@ def probe_port(t: Target, svc: catalog.Service) -> PortProbe:
     try:
         if svc.protocol == "smtp":
             with clients.smtp(svc.port, source=t.source, implicit_tls=implicit, ctx=_noverify(), host=t.ip,
-                              timeout=t.timeout) as conn:
+                              timeout=probe_timeout(t, svc.port)) as conn:
                 code, banner = conn.ehlo("doctor.invalid")
                 if code != 250:
                     raise smtplib.SMTPException(f"EHLO answered {code}")
@@ -658,18 +687,33 @@ def check_tls(t: Target, probes: Mapping[int, PortProbe]) -> list[Result]:
         out.append(result("tls-expiry", status, subject, f"> {EXPIRY_WARNING_DAYS} days left",
                           f"{days:.0f} days left ({cert.not_valid_after_utc:%Y-%m-%d})" if days >= 0
                           else f"expired {-days:.0f} days ago ({cert.not_valid_after_utc:%Y-%m-%d})"))
-        accepted = []
-        for version in (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1):
-            try:
-                got = clients.tls_handshake(port, _starttls_protocol(p.service), version, source=t.source,
-                                            host=t.ip, timeout=t.timeout)
-            except OSError:  # the server hung up during STARTTLS: it did not complete the handshake
-                got = None
-            if got:
-                accepted.append(got)
-        out.append(result("tls-version", "error" if accepted else "ok", subject, "TLS 1.0 and 1.1 refused",
-                          f"accepted {', '.join(accepted)}" if accepted else "refused"))
+        out.append(tls_version_result(t, p))
     return out
+
+
+def tls_version_result(t: Target, p: PortProbe) -> Result:
+    """Only a handshake the server itself refused (a TLS alert, a hang-up mid-handshake)
+    counts as "refused". A timeout, a STARTTLS the server would not start, or a client that
+    cannot offer the old version proves nothing: unknown, so a busy or firewalled port never
+    passes for a well-configured one."""
+    port = p.service.port
+    accepted, unsure = [], []
+    for version, name in ((ssl.TLSVersion.TLSv1, "TLS 1.0"), (ssl.TLSVersion.TLSv1_1, "TLS 1.1")):
+        try:
+            got = clients.tls_handshake(port, _starttls_protocol(p.service), version, source=t.source,
+                                        host=t.ip, timeout=probe_timeout(t, port))
+        except (OSError, ssl.SSLError) as e:
+            unsure.append(f"{name}: {type(e).__name__}: {e}")
+            continue
+        if got:
+            accepted.append(got)
+    expected = "TLS 1.0 and 1.1 refused"
+    if accepted:
+        return result("tls-version", "error", f"port {port}", expected, f"accepted {', '.join(accepted)}")
+    if unsure:
+        return result("tls-version", "unknown", f"port {port}", expected, _show(unsure, 160),
+                      "run the doctor again; if it persists, try openssl s_client -tls1 against the port")
+    return result("tls-version", "ok", f"port {port}", expected, "refused")
 
 
 def _cert_names(cert: x509.Certificate) -> list[str]:
@@ -688,7 +732,7 @@ def _chain_result(t: Target, p: PortProbe, cert: x509.Certificate) -> Result:
     expected = "chains to a trusted root"
     try:
         clients.tls_peer(p.service.port, _starttls_protocol(p.service), ctx, source=t.source, host=t.ip,
-                         timeout=t.timeout, server_name=t.settings.hostname)
+                         timeout=probe_timeout(t, p.service.port), server_name=t.settings.hostname)
     except ssl.SSLCertVerificationError as e:
         # OpenSSL checks the dates after it has built and trusted the chain: an expired or
         # not-yet-valid certificate did chain to a trusted root, and tls-expiry reports it.
@@ -708,18 +752,36 @@ def _chain_result(t: Target, p: PortProbe, cert: x509.Certificate) -> Result:
     return result("tls-chain", "ok", subject, expected, f"issued by {issuer}")
 
 
+RELAY_REFUSALS = ("relay access denied", "relaying denied", "relay not permitted", "unable to relay",
+                  "relaying not allowed", "not permitted to relay")
+
+
+def relay_status(code: int, reply: str) -> tuple[Status, str]:
+    """Port 25's answer to the relay probe's RCPT. Only a permanent refusal that says it is
+    about relaying proves the relay is closed: postscreen's DNSBL refusal (550 5.7.1 Service
+    unavailable; client blocked) or pregreet refusal, a greylisting or "try again" 4xx, all
+    refuse this client for another reason and say nothing about what a clean client could do."""
+    if code < 400:
+        return "error", f"ACCEPTED: anyone can send through this server {code} {reply}"
+    text = reply.lower()
+    if 500 <= code < 600 and any(words in text for words in RELAY_REFUSALS):
+        return "ok", f"{code} {reply}"
+    return "unknown", f"refused, but not as a relay attempt: {code} {reply}"
+
+
 def check_open_relay(t: Target, probes: Mapping[int, PortProbe]) -> list[Result]:
-    expected = "RCPT refused (5xx or 4xx)"
+    expected = "RCPT refused as relaying (5xx Relay access denied)"
     if 25 not in probes or not probes[25].answered:
         return [_skipped("open-relay", 25, expected)]
     try:
         code, msg = clients.rcpt_reply(RELAY_PROBE_RECIPIENT, sender=RELAY_PROBE_SENDER, host=t.ip,
-                                       source=t.source, timeout=t.timeout)
+                                       source=t.source, timeout=probe_timeout(t, 25))
     except (OSError, smtplib.SMTPException) as e:
         return [result("open-relay", "unknown", "port 25", expected, f"{type(e).__name__}: {e}")]
-    found = f"{code} {msg.decode(errors='replace')}"
-    return [result("open-relay", "error" if code < 400 else "ok", "port 25", expected,
-                   ("ACCEPTED: anyone can send through this server " if code < 400 else "") + found)]
+    status, found = relay_status(code, msg.decode(errors="replace"))
+    fix = None if status != "unknown" else \
+        "see why this client was refused (blocklisted or greylisted address?) and run the doctor from another one"
+    return [result("open-relay", status, "port 25", expected, found, fix)]
 
 
 def check_smtp_auth(t: Target, probes: Mapping[int, PortProbe]) -> list[Result]:
@@ -738,16 +800,20 @@ def check_smtp_auth(t: Target, probes: Mapping[int, PortProbe]) -> list[Result]:
         if not p.answered:
             out.append(_skipped("auth-before-tls", port, expected))
             continue
-        # AUTH attempted in clear with a made-up user: it must be refused before any
-        # password check (503/530), not answered 535 (checked) or 235.
+        # AUTH started in clear, with no credentials: a healthy server refuses the command
+        # itself (530 STARTTLS first, 503 not enabled); 334 means it would take a password in
+        # clear. The doctor then cancels ("*"): no user name or password is ever sent, so no
+        # "authentication failed" line reaches the log that fail2ban's postfix-sasl jail reads.
         try:
-            with clients.smtp(port, source=t.source, host=t.ip, timeout=t.timeout) as conn:
+            with clients.smtp(port, source=t.source, host=t.ip, timeout=probe_timeout(t, port)) as conn:
                 conn.ehlo("doctor.invalid")
-                code, msg = conn.docmd("AUTH", "PLAIN " + base64.b64encode(f"\0{PROBE_USER}\0x".encode()).decode())
+                code, msg = conn.docmd("AUTH", "PLAIN")
+                if code == 334:
+                    conn.docmd("*")
         except (OSError, smtplib.SMTPException) as e:
             out.append(result("auth-before-tls", "unknown", f"port {port}", expected, str(e)))
             continue
-        bad = p.smtp_auth_before_tls or code in (235, 334, 535)
+        bad = p.smtp_auth_before_tls or code == 334
         found = ("AUTH offered in clear; " if p.smtp_auth_before_tls else "") + \
             f"AUTH in clear answered {code} {msg.decode(errors='replace')}"
         if not bad and not p.smtp_auth_after_tls:
@@ -759,46 +825,55 @@ def check_smtp_auth(t: Target, probes: Mapping[int, PortProbe]) -> list[Result]:
 
 
 def check_plaintext_login(t: Target, probes: Mapping[int, PortProbe]) -> list[Result]:
+    """Read from what the server advertises before STARTTLS, never by trying a login: dovecot
+    logs a refused plaintext LOGIN or USER as a failed authentication ("auth failed" /
+    "tried to use disallowed plaintext auth"), which fail2ban's dovecot filter counts, so a
+    few doctor runs would ban the operator. Dovecot advertises exactly what it would accept:
+    LOGINDISABLED and no AUTH=PLAIN on IMAP, no USER and no PLAIN/LOGIN in CAPA on POP3."""
     out = []
     for port, p in probes.items():
         svc = p.service
         if svc.protocol not in ("imap", "pop3") or svc.tls != "starttls":
             continue
-        expected = "login refused before STARTTLS"
+        expected = "no login offered before STARTTLS"
         if not p.answered:
             out.append(_skipped("plaintext-login", port, expected))
             continue
         try:
             refused, found = (_imap_plain(t, port) if svc.protocol == "imap" else _pop3_plain(t, port))
-        except (OSError, EOFError) as e:
-            out.append(result("plaintext-login", "unknown", f"port {port}", expected, str(e)))
+        except (OSError, EOFError, imaplib.IMAP4.error, poplib.error_proto) as e:
+            out.append(result("plaintext-login", "unknown", f"port {port}", expected, f"{type(e).__name__}: {e}"))
             continue
         out.append(result("plaintext-login", "ok" if refused else "error", f"port {port}", expected, found))
     return out
 
 
-def _text(e: Exception) -> str:
-    """The server's words in an imaplib/poplib error (they carry bytes)."""
-    arg = e.args[0] if e.args else ""
-    return arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)
+PLAINTEXT_MECHANISMS = {"PLAIN", "LOGIN"}  # SASL mechanisms that carry the password itself
 
 
-def _disallowed(text: str) -> bool:
-    return "privacyrequired" in text.lower() or "disallowed" in text.lower()
+def imap_plaintext(capabilities: Iterable[str]) -> tuple[bool, str]:
+    """(refused, found) from an IMAP server's capabilities before STARTTLS."""
+    caps = {c.upper() for c in capabilities}
+    mechs = sorted(c.split("=", 1)[1] for c in caps if c.startswith("AUTH=") and c.split("=", 1)[1] in
+                   PLAINTEXT_MECHANISMS)
+    problems = ([] if "LOGINDISABLED" in caps else ["LOGIN offered in clear (no LOGINDISABLED)"]) + \
+        ([f"AUTH={m} offered in clear" for m in mechs])
+    return (not problems), "; ".join(problems) or "LOGINDISABLED, no plaintext AUTH"
+
+
+def pop3_plaintext(capa: Mapping[str, Sequence[str]]) -> tuple[bool, str]:
+    """(refused, found) from a POP3 server's CAPA before STLS."""
+    caps = {k.upper(): [v.upper() for v in vs] for k, vs in capa.items()}
+    mechs = sorted(set(caps.get("SASL", [])) & PLAINTEXT_MECHANISMS)
+    problems = (["USER/PASS offered in clear"] if "USER" in caps else []) + \
+        [f"SASL {m} offered in clear" for m in mechs]
+    return (not problems), "; ".join(problems) or "no USER, no plaintext SASL"
 
 
 def _imap_plain(t: Target, port: int) -> tuple[bool, str]:
-    """Refused means refused *because* the connection is not encrypted; a "wrong password"
-    answer means the server would have checked a password sent in clear."""
     conn = _imap_class(t, False)(t.ip, port, timeout=t.timeout)
     try:
-        disabled = "LOGINDISABLED" in conn.capabilities
-        try:
-            conn.login(PROBE_USER, "not-a-password")
-            return False, "LOGIN in clear accepted"
-        except imaplib.IMAP4.error as e:
-            text = _text(e)
-        return _disallowed(text), ("LOGINDISABLED; " if disabled else "") + text[:80]
+        return imap_plaintext(conn.capabilities)
     finally:
         _quietly(conn.logout)
 
@@ -806,16 +881,7 @@ def _imap_plain(t: Target, port: int) -> tuple[bool, str]:
 def _pop3_plain(t: Target, port: int) -> tuple[bool, str]:
     conn = _pop3_class(t, False)(t.ip, port, timeout=t.timeout)
     try:
-        try:
-            conn.user(PROBE_USER)
-        except poplib.error_proto as e:
-            text = _text(e)
-            return _disallowed(text), f"USER: {text[:80]}"
-        try:
-            conn.pass_("not-a-password")
-            return False, "USER/PASS in clear accepted"
-        except poplib.error_proto as e:
-            return False, f"USER accepted in clear, PASS checked: {_text(e)[:60]}"
+        return pop3_plaintext(conn.capa())
     finally:
         _quietly(conn.quit)
 
@@ -861,6 +927,16 @@ def check_inside(t: Target) -> list[Result]:
         why = "no --ssh given: inside checks need a shell on the host"
         return [result(c.id, "skipped", "host", c.verifies, why, "add --ssh ec2-user@<ip>")
                 for c in CHECKS if c.category == "inside"]
+    # One trivial script first: when ssh or sudo fails, every other script fails the same
+    # way, and its error text ("Permission denied (publickey).") must not be read as df or
+    # meminfo output. Each inside check is then unknown, with the reason and what to do.
+    code, text = r.run("echo doctor-ok")
+    if code != 0 or text.strip().splitlines()[-1:] != ["doctor-ok"]:
+        why = _show([line for line in text.strip().splitlines() if line.strip()][-1:] or [f"exit {code}"], 160)
+        fix = (f"check that `ssh {r.destination} sudo true` works without a prompt (key, user, "
+               "passwordless sudo)" if isinstance(r, SshRunner) else "run the doctor as root on the host")
+        return [result(c.id, "unknown", "host", c.verifies, f"no shell on the host: {why}", fix)
+                for c in CHECKS if c.category == "inside" and c.id != "snapshots"] + check_snapshots(t)
     out: list[Result] = []
     lab = "skipped in lab: "
     # outbound 25
@@ -877,10 +953,11 @@ def check_inside(t: Target) -> list[Result]:
                              if t.settings.relay == "ses" else "")))
     # services
     code, text = r.run(services_script(r.layout))
-    states = dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+    states = dict(line.strip().split(" ", 1) for line in text.splitlines() if " " in line.strip())
     for name in ("postfix", "dovecot", "opendkim"):
         state = states.get(name, f"unknown ({text.strip()[:40]})")
-        out.append(result("services", "ok" if state == "active" else "error", name, "active", state,
+        svc_status: Status = "ok" if state == "active" else "error" if name in states else "unknown"
+        out.append(result("services", svc_status, name, "active", state,
                           f"systemctl restart {name}; journalctl -u {name} says why it stopped"
                           if r.layout.systemd else f"restart the lab ({name} is down)"))
     # fail2ban
@@ -902,7 +979,7 @@ def check_inside(t: Target) -> list[Result]:
     seen = set()
     for line in text.splitlines():
         cols = line.split()
-        if len(cols) < 6 or cols[5] in seen or not cols[4].endswith("%"):
+        if len(cols) < 6 or cols[5] in seen or not cols[4].rstrip("%").isdigit():
             continue
         seen.add(cols[5])
         pct = int(cols[4].rstrip("%"))
@@ -924,8 +1001,8 @@ def check_inside(t: Target) -> list[Result]:
                               want, " ".join(fs)))
     # memory
     code, text = r.run("grep -E '^(MemTotal|MemAvailable):' /proc/meminfo")
-    mem = {k.rstrip(":"): int(v) for k, v, *_ in (line.split() for line in text.splitlines() if line.strip())}
-    if "MemTotal" in mem and "MemAvailable" in mem:
+    mem = meminfo(text)
+    if mem.get("MemTotal") and "MemAvailable" in mem:
         avail = 100 * mem["MemAvailable"] / mem["MemTotal"]
         out.append(result("memory", memory_status(avail), "memory", f"> {MEMORY_WARNING_PERCENT}% available",
                           f"{avail:.0f}% available ({mem['MemAvailable'] // 1024} of {mem['MemTotal'] // 1024} MiB)"))
@@ -953,6 +1030,31 @@ def check_inside(t: Target) -> list[Result]:
     return out
 
 
+def meminfo(text: str) -> dict[str, int]:
+    """/proc/meminfo's "Key: number kB" lines; anything else (an error message) is ignored."""
+    out = {}
+    for line in text.splitlines():
+        cols = line.split()
+        if len(cols) >= 2 and cols[0].endswith(":") and cols[1].isdigit():
+            out[cols[0].rstrip(":")] = int(cols[1])
+    return out
+
+
+def _aws_json(t: Target, aws: str, args: list[str]) -> tuple[Any, str]:
+    """(parsed JSON output, error) of one AWS CLI call."""
+    argv = [aws, *args, "--output", "json"] + (["--region", t.aws_region] if t.aws_region else [])
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+    except subprocess.TimeoutExpired:
+        return None, "aws timed out"
+    if proc.returncode != 0:
+        return None, (proc.stderr.strip().splitlines() or ["aws failed"])[-1][:100]
+    try:
+        return json.loads(proc.stdout or "null"), ""
+    except json.JSONDecodeError:
+        return None, f"aws printed no JSON: {proc.stdout.strip()[:60]}"
+
+
 def check_snapshots(t: Target) -> list[Result]:
     if t.lab:
         return [result("snapshots", "skipped", "data volume", "recent snapshot", "skipped in lab: no AWS", "")]
@@ -962,20 +1064,34 @@ def check_snapshots(t: Target) -> list[Result]:
     if not t.volume_id:
         return [result("snapshots", "unknown", "data volume", "recent snapshot",
                        "no data volume id (the outputs name none; give --volume-id)")]
-    argv = [aws, "ec2", "describe-snapshots", "--owner-ids", "self", "--filters", f"Name=volume-id,Values={t.volume_id}",
-            "--query", "Snapshots[].StartTime", "--output", "json"]
-    if t.aws_region:
-        argv += ["--region", t.aws_region]
+    expected = f"< {SNAPSHOT_WARNING_HOURS} h old"
+    # Only completed snapshots: a pending one (started, still copying) restores nothing yet,
+    # and a failed ("error") one never will.
+    times, error = _aws_json(t, aws, ["ec2", "describe-snapshots", "--owner-ids", "self", "--filters",
+                                      f"Name=volume-id,Values={t.volume_id}", "Name=status,Values=completed",
+                                      "--query", "Snapshots[].StartTime"])
+    if error:
+        return [result("snapshots", "unknown", t.volume_id, expected, error)]
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
-    except subprocess.TimeoutExpired:
-        return [result("snapshots", "unknown", t.volume_id, "recent snapshot", "aws timed out")]
-    if proc.returncode != 0:
-        return [result("snapshots", "unknown", t.volume_id, "recent snapshot",
-                       (proc.stderr.strip().splitlines() or ["aws failed"])[-1][:100])]
-    times = [dt.datetime.fromisoformat(s) for s in json.loads(proc.stdout or "[]")]
-    status, found = snapshot_status(max(times) if times else None, t.now())
-    return [result("snapshots", status, t.volume_id, f"< {SNAPSHOT_WARNING_HOURS} h old", found)]
+        newest = max((dt.datetime.fromisoformat(str(x)) for x in times or []), default=None)
+    except ValueError as e:
+        return [result("snapshots", "unknown", t.volume_id, expected, f"unreadable StartTime: {e}")]
+    created = None
+    if newest is None:
+        found, error = _aws_json(t, aws, ["ec2", "describe-volumes", "--volume-ids", t.volume_id,
+                                          "--query", "Volumes[0].CreateTime"])
+        try:
+            created = dt.datetime.fromisoformat(str(found)) if found and not error else None
+        except ValueError:
+            created = None
+    status, text = snapshot_status(newest, t.now(), created)
+    if newest is None and created is None and error:
+        text += f" (volume age unknown: {error})"
+    # Snapshots missing or old: the lifecycle policy is not doing its job (disabled, its role
+    # gone, or the volume lost the tag the policy selects).
+    fix = (f"check the Data Lifecycle Manager policy (aws dlm get-lifecycle-policies: ENABLED?) and that the "
+           f"volume still carries the {catalog.SNAPSHOT_TAG_KEY} tag; pulumi up restores both")
+    return [result("snapshots", status, t.volume_id, expected, text, fix)]
 
 
 # --- run and report ------------------------------------------------------------------------
@@ -1043,11 +1159,20 @@ def check_table() -> str:
 # --- command line ---------------------------------------------------------------------------
 
 
+class SetupError(Exception):
+    """The doctor cannot run its checks: nothing was judged."""
+
+
+
 def read_outputs(path: str | None, stack: str | None) -> dict[str, Any]:
     """The stack's outputs: a file of `pulumi stack output --json`, or the CLI when present."""
     if path:
-        data = json.loads(Path(path).read_text())
-        assert isinstance(data, dict)
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise SetupError(f"cannot read the outputs file {path}: {e}") from e
+        if not isinstance(data, dict):
+            raise SetupError(f"{path} is not the JSON object `pulumi stack output --json` prints")
         return data
     if stack and shutil.which("pulumi"):
         proc = subprocess.run(["pulumi", "stack", "output", "--json", "--stack", stack], capture_output=True,
@@ -1089,7 +1214,7 @@ def build_target(args: argparse.Namespace) -> Target:
     if not ip:
         found, _ = lookup(res, settings.hostname, "A")
         if not found:
-            raise SystemExit(f"doctor: no IP: {settings.hostname} does not resolve; give --ip or --outputs")
+            raise SetupError(f"no IP: {settings.hostname} does not resolve; give --ip or --outputs")
         ip = found[0]
     dkim: dict[str, str | None] = {name: None for name in dkim_names(settings)}
     ses_dkim: list[tuple[str, str]] = []
@@ -1105,7 +1230,7 @@ def build_target(args: argparse.Namespace) -> Target:
         runner = SshRunner(args.ssh, options=tuple(args.ssh_option or ()))
     elif args.inside == "lab":
         if not args.lab_root:
-            raise SystemExit("doctor: --inside lab needs --lab-root (the lab's directory)")
+            raise SetupError("--inside lab needs --lab-root (the lab's directory)")
         runner = LocalRunner(lab_layout(Path(args.lab_root)), where="lab")
     elif args.inside == "local":
         runner = LocalRunner(catalog.PRODUCTION)
@@ -1142,7 +1267,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     ap.add_argument("--verbose", action="store_true", help="one table row per result, even for checks all ok")
     args = ap.parse_args(argv)
-    target = build_target(args)
+    try:
+        target = build_target(args)
+    except SetupError as e:
+        print(f"doctor: {e}", file=sys.stderr)
+        return EXIT_SETUP
     started = time.monotonic()
     results = run(target)
     if args.json:

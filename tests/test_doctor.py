@@ -4,15 +4,21 @@ answers, the check list, and what it does without a shell on the host."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
+import socket
+import ssl
 import stat
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from mailserver import catalog, docs, doctor, records
+from mailserver import catalog, clients, docs, doctor, records
 from tests.support import dev_settings
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
@@ -162,6 +168,8 @@ class FakeHost:
 
     def run(self, script: str) -> tuple[int, str]:
         self.scripts.append(script)
+        if script == "echo doctor-ok":
+            return 0, "doctor-ok\n"
         if "systemctl is-active \"$u\"" in script:
             return 0, "postfix active\ndovecot active\nopendkim failed\n"
         if "fail2ban" in script:
@@ -248,3 +256,184 @@ def test_outputs_give_the_ip_and_the_dkim_keys(tmp_path: Path) -> None:
     assert t.ses_dkim == [("tok1._domainkey.example.com", "tok1.dkim.amazonses.com")]
     expected = doctor.expected_records(s, t.ip, t.dkim, t.ses_dkim)
     assert ("dns-ses", "tok1.dkim.amazonses.com") in {(doctor.record_check(r), c) for r, c in expected}
+
+
+# --- review fixes: a failing shell, hung-up servers, relay replies, snapshots, exit codes -----------
+
+
+def _fake_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, body: str) -> Path:
+    """An executable `name` first on PATH (a shell script), like the fake ssh above."""
+    fake = tmp_path / name
+    fake.write_text("#!/bin/sh\n" + body)
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    return fake
+
+
+@pytest.mark.parametrize("stderr,code", [
+    ("ec2-user@192.0.2.1: Permission denied (publickey,gssapi-keyex,gssapi-with-mic).", 255),
+    (("sudo: a terminal is required to read the password; either use the -S option to read from standard "
+      "input or configure an askpass helper\nsudo: a password is required"), 1),
+])
+def test_inside_checks_when_ssh_or_sudo_fails_are_unknown_with_the_reason(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stderr: str, code: int) -> None:
+    # Every script fails the same way; its error text once crashed the memory parser
+    # (ValueError on "Permission denied") and turned services into "error".
+    _fake_command(tmp_path, monkeypatch, "ssh", f"cat >/dev/null\nprintf '%s\\n' '{stderr}' >&2\nexit {code}\n")
+    out = doctor.check_inside(_target(runner=doctor.SshRunner("ec2-user@192.0.2.1"), timeout=1.0))
+    inside = {c.id for c in doctor.CHECKS if c.category == "inside"}
+    assert {r.check for r in out} == inside
+    for r in out:
+        if r.check == "snapshots":  # the AWS CLI's business, not the shell's
+            continue
+        assert r.status == "unknown", r
+        assert stderr.splitlines()[-1][:40] in r.found
+        assert "ssh ec2-user@192.0.2.1 sudo true" in r.fix
+
+
+def test_inside_output_that_is_not_what_was_asked_for_is_unknown_not_a_crash() -> None:
+    class Garbled(FakeHost):
+        def run(self, script: str) -> tuple[int, str]:
+            if "meminfo" in script:
+                return 2, "grep: /proc/meminfo: Permission denied\n"
+            if script.startswith("df "):
+                return 1, "df: /var/vmail: Input/output error\nFilesystem 1024-blocks Used Available Capacity\n"
+            if "systemctl is-active \"$u\"" in script:
+                return 255, "Connection to 192.0.2.1 closed by remote host.\n"
+            return super().run(script)
+
+    out = doctor.check_inside(_target(runner=Garbled(), timeout=1.0))
+    by = doctor.summary(out)
+    assert by["memory"] == by["disk"] == by["services"] == "unknown"
+    assert by["queue"] == "warning"  # the rest is still judged
+
+
+class _HangUp:
+    """A loopback server that answers every connection with `line` and closes it, as a
+    postfix that is shutting down or out of processes does ("421 ...")."""
+
+    def __init__(self, line: bytes) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.line = line
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(self.line)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _within(seconds: float, fn: Callable[[], object]) -> object:
+    """fn's result or exception, failing the test if fn is still running after `seconds`
+    (in a thread: a client spinning on a closed socket never returns)."""
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            box["value"] = e
+
+    th = threading.Thread(target=target, daemon=True)
+    th.start()
+    th.join(seconds)
+    assert not th.is_alive(), f"still running after {seconds}s"
+    return box["value"]
+
+
+@pytest.mark.parametrize("protocol,line", [("smtp", b"421 4.3.2 Service shutting down\r\n"),
+                                           ("imap", b"* BYE Server shutting down.\r\n"),
+                                           ("pop3", b"-ERR [SYS/TEMP] Shutting down\r\n")])
+def test_starttls_against_a_server_that_says_goodbye_ends_with_an_error(protocol: str, line: bytes) -> None:
+    server = _HangUp(line)
+    try:
+        started = time.monotonic()
+        got = _within(5, lambda: clients.tls_handshake(server.port, protocol, ssl.TLSVersion.TLSv1,
+                                                       source=None, timeout=3))
+        assert isinstance(got, clients.StartTlsError), got
+        assert line.decode().strip()[:20] in str(got)
+        assert time.monotonic() - started < 2
+    finally:
+        server.close()
+
+
+def test_tls_version_is_unknown_not_refused_when_no_handshake_happened() -> None:
+    # The old check counted any OSError as "TLS 1.0 refused": a port answering 421 passed.
+    server = _HangUp(b"421 4.7.0 mail.example.com Error: too many connections\r\n")
+    try:
+        svc = dataclasses.replace(next(s for s in catalog.SERVICES if s.port == 587), port=server.port)
+        t = _target(timeout=2.0)
+        t = dataclasses.replace(t, ip="127.0.0.1")
+        r = _within(5, lambda: doctor.tls_version_result(t, doctor.PortProbe(svc)))
+        assert isinstance(r, doctor.Result), r
+        assert r.status == "unknown" and "too many connections" in r.found
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("code,reply,status", [
+    (554, "5.7.1 <relay-test@relay-probe.invalid>: Relay access denied", "ok"),  # postfix
+    (550, "5.7.54 SMTP; Unable to relay recipient in non-accepted domain", "ok"),  # Exchange
+    (250, "2.1.5 Ok", "error"),
+    # postscreen refusing the probe's own address: nothing learnt about relaying.
+    (550, "5.7.1 Service unavailable; client [198.51.100.7] blocked using zen.spamhaus.org", "unknown"),
+    (550, "5.5.1 Protocol error", "unknown"),  # postscreen after a failed pregreet test
+    (450, "4.3.2 Service currently unavailable", "unknown"),
+    (451, "4.7.1 <relay-test@relay-probe.invalid>: Recipient address rejected: Greylisted", "unknown"),
+    (421, "4.7.0 mail.example.com Error: too many errors", "unknown"),
+])
+def test_relay_probe_replies(code: int, reply: str, status: str) -> None:
+    got, found = doctor.relay_status(code, reply)
+    assert got == status
+    assert reply in found
+
+
+def _fake_aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, snapshots: str, created: str) -> Path:
+    log = tmp_path / "aws-argv"
+    _fake_command(tmp_path, monkeypatch, "aws", f'echo "$*" >> {log}\n'
+                  f'case "$*" in *describe-snapshots*) echo \'{snapshots}\';; '
+                  f'*describe-volumes*) echo \'"{created}"\';; *) exit 9;; esac\n')
+    return log
+
+
+@pytest.mark.parametrize("snapshots,created,status,text", [
+    ("[]", "2026-11-27T09:00:00.000Z", "ok", "none yet; the volume is 3.0 h old"),  # day one
+    ("[]", "2026-11-25T09:00:00.000Z", "error", "no completed snapshot; the volume is 51 h old"),
+    ('["2026-11-27T03:00:12.000Z"]', "2026-01-01T00:00:00.000Z", "ok", "newest 9.0 h old"),
+])
+def test_snapshots_count_completed_ones_and_a_new_volume_gets_a_day(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, snapshots: str, created: str, status: str, text: str) -> None:
+    log = _fake_aws(tmp_path, monkeypatch, snapshots, created)
+    t = _target(volume_id="vol-0123", aws_region="eu-central-1", now=lambda: NOW)
+    (r,) = doctor.check_snapshots(t)
+    assert (r.status, r.subject) == (status, "vol-0123")
+    assert text in r.found
+    calls = log.read_text().splitlines()
+    # A pending snapshot restores nothing yet, a failed one never will.
+    assert "Name=volume-id,Values=vol-0123 Name=status,Values=completed" in calls[0]
+    assert all("--region eu-central-1" in c for c in calls)
+
+
+def test_port_25_gets_time_for_postscreens_greeting_whatever_the_timeout() -> None:
+    t = _target(timeout=2.0)
+    assert doctor.probe_timeout(t, 25) >= 6 + 2  # postscreen_greet_wait on the VM, and a margin
+    assert doctor.probe_timeout(t, 993) == 2.0
+    assert doctor.probe_timeout(_target(timeout=30.0), 25) == 30.0
+
+
+def test_setup_failures_exit_2_not_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # 1 means "the server has an error"; a doctor that could not start must say otherwise.
+    monkeypatch.setattr(doctor, "lookup", lambda res, name, rtype: ([], None))  # the host does not resolve
+    assert doctor.main(["--domain", "example.com", "--resolver", "192.0.2.53"]) == 2
+    assert "no IP: mail.example.com does not resolve" in capsys.readouterr().err
+    assert doctor.main(["--stack", "dev", "--outputs", str(tmp_path / "missing.json")]) == 2
+    assert "cannot read the outputs file" in capsys.readouterr().err

@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -236,9 +237,128 @@ def test_plaintext_auth_allowed(env: Env) -> None:
     # ssl = required alone already refuses plaintext logins: the fault needs both undone.
     allowed = original.replace("disable_plaintext_auth = yes", "disable_plaintext_auth = no")
     allowed = allowed.replace("ssl = required", "ssl = yes")
-    with_fault(lambda: set_conf(allowed),
-               lambda: set_conf(original),
-               lambda: expect_only(env, {"plaintext-login": "error"}, {"plaintext-login": "accepted in clear"}))
+    def check() -> None:
+        results = expect_only(env, {"plaintext-login": "error"}, {})
+        # Each port red on its own, for its own protocol's reason (not one port standing for both).
+        by_port = {r.subject: r for r in results if r.check == "plaintext-login"}
+        assert set(by_port) == {"port 143", "port 110"}
+        assert by_port["port 143"].status == "error", by_port
+        assert "LOGIN offered in clear (no LOGINDISABLED)" in by_port["port 143"].found
+        assert "AUTH=PLAIN offered in clear" in by_port["port 143"].found
+        assert by_port["port 110"].status == "error", by_port
+        assert "USER/PASS offered in clear" in by_port["port 110"].found
+        assert "SASL PLAIN offered in clear" in by_port["port 110"].found
+
+    with_fault(lambda: set_conf(allowed), lambda: set_conf(original), check)
+
+
+def postfix_fault(env: Env, values: dict[str, str], master: dict[str, str] | None = None,
+                  ) -> tuple[Callable[[], None], Callable[[], None]]:
+    """(do, undo) for settings of the lab's postfix: main.cf ones with postconf -e, master.cf
+    service overrides ("587/inet/name") with postconf -P; taken back to what apply.sh wrote
+    (or removed again, when it wrote nothing), then reloaded."""
+    conf_dir = env.lab.layout.postfix_dir
+    master = master or {}
+    explicit = {line.split(" = ", 1)[0]: line.split(" = ", 1)[1] if " = " in line else ""
+                for line in env.lab.run(["postconf", "-c", conf_dir, "-n"]).stdout.splitlines()}
+    master_before = {k: env.lab.run(["postconf", "-c", conf_dir, "-Ph", k]).stdout.strip() for k in master}
+    assert all(master_before.values()), master_before
+
+    def reload() -> None:
+        env.lab.run(["postfix", "-c", conf_dir, "reload"])
+        time.sleep(0.5)  # the running smtpd processes finish their session and exit
+
+    def do() -> None:
+        env.lab.run(["postconf", "-c", conf_dir, "-e", *[f"{k}={v}" for k, v in values.items()]])
+        if master:
+            env.lab.run(["postconf", "-c", conf_dir, "-P", *[f"{k}={v}" for k, v in master.items()]])
+        reload()
+
+    def undo() -> None:
+        back = [f"{k}={explicit[k]}" for k in values if k in explicit]
+        if back:
+            env.lab.run(["postconf", "-c", conf_dir, "-e", *back])
+        gone = [k for k in values if k not in explicit]
+        if gone:
+            env.lab.run(["postconf", "-c", conf_dir, "-X", *gone])
+        if master:
+            env.lab.run(["postconf", "-c", conf_dir, "-P", *[f"{k}={v}" for k, v in master_before.items()]])
+        reload()
+
+    return do, undo
+
+
+def test_tls_1_0_and_1_1_allowed_on_postfix(env: Env) -> None:
+    # main.cf's protocol floor removed: Debian's postfix then completes TLS 1.0 and 1.1 with a
+    # client that offers them (the doctor's, at OpenSSL security level 0). The three postfix
+    # ports turn red, dovecot's (ssl_min_protocol) stay ok.
+    do, undo = postfix_fault(env, {"smtpd_tls_protocols": ">=TLSv1", "smtpd_tls_mandatory_protocols": ">=TLSv1"})
+
+    def check() -> None:
+        results = expect_only(env, {"tls-version": "error"}, {"tls-version": "accepted TLSv1, TLSv1.1"})
+        red = {r.subject for r in results if r.check == "tls-version" and r.status == "error"}
+        assert red == {"port 25", "port 587", "port 465"}
+
+    with_fault(do, undo, check)
+
+
+@pytest.mark.parametrize("port,master", [(25, {}), (587, {"587/inet/smtpd_tls_security_level": "may"})])
+def test_auth_offered_in_clear(env: Env, port: int, master: dict[str, str]) -> None:
+    # AUTH before TLS: passwords in clear, and on the MX port password guessing where no
+    # client should log in (Mailu #2880). On 587 it takes TLS made optional as well.
+    do, undo = postfix_fault(env, {"smtpd_sasl_auth_enable": "yes", "smtpd_tls_auth_only": "no"}
+                             if port == 25 else {"smtpd_tls_auth_only": "no"}, master)
+    log = env.lab.layout.postfix_log
+
+    def check() -> None:
+        since = Path(log).stat().st_size
+        results = expect_only(env, {"auth-before-tls": "error"}, {"auth-before-tls": "AUTH offered"})
+        red = {r.subject: r.found for r in results if r.check == "auth-before-tls" and r.status == "error"}
+        assert list(red) == [f"port {port}"], red
+        if port == 587:
+            assert "AUTH in clear answered 334" in red["port 587"]
+        # Even where AUTH is open in clear, the probe sends no credentials (it cancels at
+        # 334): nothing for the postfix-sasl jail to count.
+        time.sleep(0.5)
+        hits, report = fail2ban_hits(env, log, since, "postfix[mode=auth]")
+        assert hits == 0, report
+
+    with_fault(do, undo, check)
+
+
+def fail2ban_hits(env: Env, log: str, since: int, filter_name: str) -> tuple[int, str]:
+    """How many lines of `log` after offset `since` a fail2ban filter of the jails
+    (templates/fail2ban/jail.local.j2) counts against a client, by fail2ban-regex; and its report."""
+    path = env.lab.root / f"f2b-{filter_name.split('[')[0]}.log"
+    path.write_bytes(Path(log).read_bytes()[since:])
+    proc = subprocess.run(["fail2ban-regex", "--print-all-matched", str(path), filter_name], capture_output=True,
+                          text=True, check=True, timeout=60)
+    match = re.search(r"^Lines: (\d+) lines, \d+ ignored, (\d+) matched", proc.stdout, re.MULTILINE)
+    assert match and int(match[1]) > 0, proc.stdout  # the filter read the probes' lines
+    return int(match[2]), proc.stdout
+
+
+def test_a_doctor_run_leaves_nothing_fail2ban_counts(env: Env) -> None:
+    # Three runs used to ban the operator: each plaintext LOGIN/USER probe left an "auth
+    # failed" line that the dovecot jail counts. The probes now only read capabilities.
+    logs = {"dovecot": env.lab.layout.dovecot_log, "postfix[mode=auth]": env.lab.layout.postfix_log}
+    offsets = {f: Path(log).stat().st_size for f, log in logs.items()}
+    results, _ = run(env)
+    assert [r for r in results if r.check in ("plaintext-login", "auth-before-tls") and r.status != "ok"] == []
+    time.sleep(0.5)  # dovecot logs the disconnect after the client has gone
+    for filter_name, log in logs.items():
+        hits, report = fail2ban_hits(env, log, offsets[filter_name], filter_name)
+        assert hits == 0, report
+    assert "Disconnected" in Path(logs["dovecot"]).read_text()[offsets["dovecot"]:]  # the probes were logged
+
+
+def test_port_25_first_contact_with_a_short_timeout(env: Env) -> None:
+    # A client postscreen has not seen waits postscreen_greet_wait (the lab's 1 s) for the
+    # banner; --timeout 0.5 must not turn port 25 red. 127.0.0.9: an address no other test uses.
+    target = dataclasses.replace(env.target, source="127.0.0.9", timeout=0.5)
+    results, _ = doctor.check_ports(target)
+    port25 = next(r for r in results if r.subject.startswith("port 25 "))
+    assert port25.status == "ok", port25
 
 
 def test_dovecot_stopped(env: Env) -> None:
