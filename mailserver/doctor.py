@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import configparser
 import dataclasses
 import datetime as dt
 import imaplib
@@ -157,8 +158,14 @@ CHECKS: tuple[Check, ...] = (
           "postfix, dovecot and opendkim are running",
           "systemctl restart postfix dovecot opendkim; journalctl -u <unit> says why it stopped"),
     Check("fail2ban", "fail2ban", "inside",
-          "fail2ban runs and bans password guessers",
-          "deploy a version that installs fail2ban, or dnf install fail2ban and enable it"),
+          "fail2ban runs with every jail the bundle enables (postfix-sasl, dovecot, sshd)",
+          "pulumi up (apply.sh installs fail2ban-server, python3-systemd and nftables; not the fail2ban "
+          "metapackage, whose firewalld would block the mail ports); fail2ban-client status names the jails"),
+    Check("resolver", "Local resolver", "inside",
+          "unbound runs and /etc/resolv.conf sends the host's lookups to it (postscreen's DNSBLs and DANE "
+          "need it: Spamhaus refuses the AWS resolver)",
+          "systemctl status unbound; pulumi up re-runs use-local-resolver.sh, which keeps the switch only "
+          "when unbound answers"),
     Check("disk", "Disk space", "inside",
           f"mail, queue and root filesystems below {DISK_WARNING_PERCENT}% (warning) / "
           f"{DISK_ERROR_PERCENT}% (error) use",
@@ -921,6 +928,16 @@ def services_script(layout: catalog.Layout) -> str:
     )
 
 
+def expected_jails(s: Settings) -> list[str]:
+    """The jails the VM's rendered jail.local enables: the bundle is the one source."""
+    from . import render  # the renderer pulls in Jinja2 and the templates; only inside checks need it
+
+    jail = next(f for f in render.render(s).files if f.path == catalog.PRODUCTION.fail2ban_jail)
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.read_string(jail.content)
+    return [name for name in parser.sections() if parser.getboolean(name, "enabled", fallback=False)]
+
+
 def check_inside(t: Target) -> list[Result]:
     r = t.runner
     if r is None:
@@ -965,13 +982,41 @@ def check_inside(t: Target) -> list[Result]:
         out.append(result("fail2ban", "skipped", "fail2ban", "active", lab + "no systemd, no fail2ban", ""))
     else:
         code, text = r.run("if ! systemctl cat fail2ban.service >/dev/null 2>&1; then echo missing; "
-                           "else systemctl is-active fail2ban; fi")
-        state = text.strip().splitlines()[-1] if text.strip() else "unknown"
+                           "else systemctl is-active fail2ban; "
+                           "fail2ban-client status 2>/dev/null | sed -n 's/.*Jail list:[[:space:]]*//p'; fi")
+        lines = text.strip().splitlines()
+        state = lines[0].strip() if lines else "unknown"
+        jails = expected_jails(t.settings)
         if state == "missing":
             out.append(result("fail2ban", "warning", "fail2ban", "active", "not installed"))
+        elif state != "active":
+            out.append(result("fail2ban", "error", "fail2ban", "active", state,
+                              "systemctl enable --now fail2ban; journalctl -u fail2ban says why it stopped"))
         else:
-            out.append(result("fail2ban", "ok" if state == "active" else "error", "fail2ban", "active", state,
-                              "systemctl enable --now fail2ban; fail2ban-client status"))
+            loaded = {j.strip() for j in (lines[1] if len(lines) > 1 else "").split(",") if j.strip()}
+            missing = [j for j in jails if j not in loaded]
+            out.append(result("fail2ban", "error" if missing else "ok", "fail2ban", "jails " + ", ".join(jails),
+                              f"jails {', '.join(sorted(loaded)) or 'none'} loaded"
+                              + (f"; missing {', '.join(missing)}" if missing else ""),
+                              "fail2ban-client -d shows why a jail does not load (a filter that finds no log "
+                              "source, a wrong backend); pulumi up re-applies the jails"))
+    # resolver
+    if not r.layout.systemd:
+        out.append(result("resolver", "skipped", "unbound", "active", lab + "the lab has no DNS", ""))
+    else:
+        code, text = r.run("systemctl is-active unbound; "
+                           f"awk '$1 == \"nameserver\" {{ print $2; exit }}' {catalog.RESOLV_CONF}")
+        lines = text.strip().splitlines() + ["", ""]
+        unbound_state, nameserver = lines[0].strip() or "unknown", lines[1].strip() or "none"
+        uses_it = nameserver == catalog.RESOLVER
+        if unbound_state != "active":
+            # With resolv.conf naming it, the host has no DNS at all: renewals, updates and
+            # outbound mail stop. Without, only the DNSBL and DANE checks are lost.
+            out.append(result("resolver", "error" if uses_it else "warning", "unbound", "active",
+                              f"unbound {unbound_state}, resolv.conf: {nameserver}"))
+        else:
+            out.append(result("resolver", "ok" if uses_it else "warning", catalog.RESOLV_CONF,
+                              f"nameserver {catalog.RESOLVER}", f"nameserver {nameserver}"))
     # disk
     q = shlex.quote
     paths = " ".join(q(p) for p in (r.layout.vmail_dir, r.layout.queue_dir, "/"))

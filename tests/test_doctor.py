@@ -174,6 +174,8 @@ class FakeHost:
             return 0, "postfix active\ndovecot active\nopendkim failed\n"
         if "fail2ban" in script:
             return 0, "missing\n"
+        if "is-active unbound" in script:
+            return 0, "active\n127.0.0.1\n"
         if script.startswith("df "):
             return 0, "/dev/nvme0n1p1 20000 17000 3000 85% /\n/dev/nvme1n1 10000 1000 9000 10% /var/vmail\n"
         if "meminfo" in script:
@@ -207,6 +209,46 @@ def test_inside_checks_judge_what_the_host_reports(monkeypatch: pytest.MonkeyPat
     assert doctor.summary(out)["outbound-25"] == "warning"
     snap = next(r for r in out if r.check == "snapshots")
     assert snap.status == "unknown" and "AWS CLI" in snap.found
+
+
+class Answering(FakeHost):
+    """FakeHost with fixed answers for the scripts that contain a marker."""
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        super().__init__()
+        self.answers = answers
+
+    def run(self, script: str) -> tuple[int, str]:
+        for marker, text in self.answers.items():
+            if marker in script:
+                return 0, text
+        return super().run(script)
+
+
+@pytest.mark.parametrize(("answer", "status", "missing"), [
+    ("active\npostfix-sasl, dovecot, sshd\n", "ok", ""),
+    ("active\ndovecot, postfix-sasl\n", "error", "sshd"),  # the sshd jail failed to load
+    ("active\n\n", "error", "postfix-sasl, dovecot, sshd"),
+    ("failed\n", "error", ""),
+])
+def test_fail2ban_must_run_every_jail_the_bundle_enables(answer: str, status: str, missing: str) -> None:
+    out = doctor.check_inside(_target(runner=Answering({"fail2ban": answer}), timeout=1.0))
+    (f2b,) = [r for r in out if r.check == "fail2ban"]
+    assert f2b.status == status, f2b
+    if missing:
+        assert f2b.found.endswith(f"missing {missing}")
+
+
+@pytest.mark.parametrize(("answer", "status"), [
+    ("active\n127.0.0.1\n", "ok"),
+    ("active\n172.31.0.2\n", "warning"),  # the switch was rolled back: no DNSBL, no DANE
+    ("inactive\n127.0.0.1\n", "error"),  # resolv.conf names a dead resolver: no DNS at all
+    ("inactive\n172.31.0.2\n", "warning"),
+])
+def test_resolver_check(answer: str, status: str) -> None:
+    out = doctor.check_inside(_target(runner=Answering({"is-active unbound": answer}), timeout=1.0))
+    (res,) = [r for r in out if r.check == "resolver"]
+    assert res.status == status, res
 
 
 def test_mail_volume_mounted_with_its_label_is_ok() -> None:
