@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import pwd
 import secrets as pysecrets
 import shutil
 import signal
@@ -112,6 +113,13 @@ class Lab:
         # theirs at their first message, after apply.sh's check).
         for log in (self.layout.postfix_log, self.layout.dovecot_log):
             Path(log).touch()
+        # postfix's own log belongs to the postfix user: while master is stopped there is no
+        # postlogd, and `postfix start`'s queue clean-up (postsuper, privileges dropped) writes
+        # its warnings, e.g. about a message file left half-written by the stop, straight into
+        # the file. Owned by root it fails: "open logfile: Permission denied", and postfix
+        # does not start.
+        owner = pwd.getpwnam("postfix")
+        os.chown(self.layout.postfix_log, owner.pw_uid, owner.pw_gid)
         if netns.exists(self.ns):
             netns.delete(self.ns)
         netns.create(self.ns)

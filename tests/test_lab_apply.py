@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,3 +97,18 @@ def test_set_passwords_refuses_an_unknown_mailbox(lab: Lab) -> None:
     # Only hashes are stored.
     assert all(p not in before for p in PASSWORDS.values())
     assert oct(users.stat().st_mode & 0o777) == "0o640"
+
+
+def test_postfix_starts_again_after_a_stop_left_a_half_written_queue_file(lab: Lab) -> None:
+    """`postfix stop` under load can leave a file in incoming/ that cleanup never finished.
+    The next `postfix start` has postsuper warn about it while no postlogd runs, writing to
+    the log file itself with dropped privileges: the lab must still come back up."""
+    lab.stop_postfix()
+    incoming = Path(lab.layout.queue_dir) / "incoming"
+    bogus = incoming / "271570.7850"  # no valid queue id: postsuper calls it a bogus file name
+    bogus.write_text("")
+    shutil.chown(bogus, "postfix", "postfix")
+    lab.start_postfix()
+    lab.wait_ready()
+    assert "bogus file name: incoming/271570.7850" in lab.log()
+    assert deliver(lab, "alice@example.com", "after the restart")
