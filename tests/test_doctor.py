@@ -212,16 +212,17 @@ def test_inside_checks_judge_what_the_host_reports(monkeypatch: pytest.MonkeyPat
 
 
 class Answering(FakeHost):
-    """FakeHost with fixed answers for the scripts that contain a marker."""
+    """FakeHost with fixed answers for the scripts that contain a marker: the output, or
+    (exit code, output) for a script that fails."""
 
-    def __init__(self, answers: dict[str, str]) -> None:
+    def __init__(self, answers: dict[str, str | tuple[int, str]]) -> None:
         super().__init__()
         self.answers = answers
 
     def run(self, script: str) -> tuple[int, str]:
-        for marker, text in self.answers.items():
+        for marker, answer in self.answers.items():
             if marker in script:
-                return 0, text
+                return answer if isinstance(answer, tuple) else (0, answer)
         return super().run(script)
 
 
@@ -252,11 +253,7 @@ def test_resolver_check(answer: str, status: str) -> None:
 
 
 def test_mail_volume_mounted_with_its_label_is_ok() -> None:
-    class Mounted(FakeHost):
-        def run(self, script: str) -> tuple[int, str]:
-            return (0, "xfs    vmail\n") if script.startswith("findmnt") else super().run(script)
-
-    out = doctor.check_inside(_target(runner=Mounted(), timeout=1.0))
+    out = doctor.check_inside(_target(runner=Answering({"findmnt ": "xfs    vmail\n"}), timeout=1.0))
     vol = next(r for r in out if r.check == "mail-volume")
     assert (vol.status, vol.found) == ("ok", "xfs vmail")
 
@@ -334,17 +331,12 @@ def test_inside_checks_when_ssh_or_sudo_fails_are_unknown_with_the_reason(
 
 
 def test_inside_output_that_is_not_what_was_asked_for_is_unknown_not_a_crash() -> None:
-    class Garbled(FakeHost):
-        def run(self, script: str) -> tuple[int, str]:
-            if "meminfo" in script:
-                return 2, "grep: /proc/meminfo: Permission denied\n"
-            if script.startswith("df "):
-                return 1, "df: /var/vmail: Input/output error\nFilesystem 1024-blocks Used Available Capacity\n"
-            if "systemctl is-active \"$u\"" in script:
-                return 255, "Connection to 192.0.2.1 closed by remote host.\n"
-            return super().run(script)
-
-    out = doctor.check_inside(_target(runner=Garbled(), timeout=1.0))
+    garbled = Answering({
+        "meminfo": (2, "grep: /proc/meminfo: Permission denied\n"),
+        "df -P ": (1, "df: /var/vmail: Input/output error\nFilesystem 1024-blocks Used Available Capacity\n"),
+        "systemctl is-active \"$u\"": (255, "Connection to 192.0.2.1 closed by remote host.\n"),
+    })
+    out = doctor.check_inside(_target(runner=garbled, timeout=1.0))
     by = doctor.summary(out)
     assert by["memory"] == by["disk"] == by["services"] == "unknown"
     assert by["queue"] == "warning"  # the rest is still judged
