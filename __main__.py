@@ -6,17 +6,24 @@ from typing import Any
 
 import pulumi
 
+from components import preflight as aws_lookup
 from components.mailserver import MailServer, MailServerArgs
-from mailserver import plan, render
+from mailserver import plan, preflight, render
 from mailserver import settings as settings_mod
 
 
 def main() -> dict[str, Any]:
     """Build the stack and return its exports (tests read them; Pulumi gets them via export)."""
-    # Raises SettingsError, listing every problem, before any resource exists; Pulumi prints it.
-    settings, secrets = settings_mod.from_pulumi_config()
+    # Every problem with the settings, and with what the account offers for them, is found
+    # before any resource exists, and shown as a Pulumi error: the list, without a traceback.
+    try:
+        settings, secrets = settings_mod.from_pulumi_config()
+        placement = preflight.resolve(settings, aws_lookup.look_up(settings))
+    except settings_mod.SettingsError as e:
+        raise pulumi.RunError(str(e)) from None
     bundle = render.render(settings)
-    server = MailServer("mail", MailServerArgs(settings=settings, secrets=secrets, bundle=bundle))
+    server = MailServer("mail", MailServerArgs(settings=settings, secrets=secrets, bundle=bundle,
+                                               placement=placement))
 
     exports: dict[str, Any] = {
         "publicIp": server.public_ip,

@@ -17,6 +17,8 @@ from mailserver.settings import Settings
 class MailHostArgs:
     settings: Settings
     bundle: Bundle
+    # The image (mailserver/preflight.py): the pinned amiId, or the newest official one.
+    ami_id: str
     # The mail volume (components/storage.py): the instance is placed in its zone and attached to it.
     availability_zone: pulumi.Input[str]
     data_volume_id: pulumi.Input[str]
@@ -35,19 +37,7 @@ class MailHost(pulumi.ComponentResource):
         s = args.settings
         child = pulumi.ResourceOptions(parent=self)
 
-        if s.ami_id:
-            self.ami_id = pulumi.Output.from_input(s.ami_id)
-        else:
-            image = aws.ec2.get_ami_output(
-                owners=[catalog.CENTOS_AMI_OWNER],
-                most_recent=True,
-                filters=[
-                    {"name": "name", "values": [catalog.OS_IMAGES[s.os].format(arch=s.architecture)]},
-                    {"name": "architecture", "values": [s.architecture]},
-                ],
-                opts=pulumi.InvokeOutputOptions(parent=self),
-            )
-            self.ami_id = image.id
+        self.ami_id = pulumi.Output.from_input(args.ami_id)
 
         if s.ssh_public_key:
             public_key: pulumi.Input[str] = s.ssh_public_key

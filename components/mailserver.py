@@ -8,6 +8,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from mailserver.preflight import Placement
 from mailserver.render import Bundle
 from mailserver.settings import Secrets, Settings
 
@@ -25,6 +26,8 @@ class MailServerArgs:
     settings: Settings
     secrets: Secrets
     bundle: Bundle
+    # The image and the mail volume's zone, checked against the account before any resource.
+    placement: Placement
 
 
 class MailServer(pulumi.ComponentResource):
@@ -45,9 +48,11 @@ class MailServer(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         # The mail volume first: the instance goes where the volume is.
-        self.storage = MailStorage(f"{name}-storage", MailStorageArgs(settings=args.settings), opts=child)
+        self.storage = MailStorage(f"{name}-storage", MailStorageArgs(
+            settings=args.settings, availability_zone=args.placement.availability_zone), opts=child)
         self.host = MailHost(f"{name}-host", MailHostArgs(
-            settings=args.settings, bundle=args.bundle, availability_zone=self.storage.availability_zone,
+            settings=args.settings, bundle=args.bundle, ami_id=args.placement.ami_id,
+            availability_zone=self.storage.availability_zone,
             data_volume_id=self.storage.volume_id), opts=child)
         self.dkim = DkimKeys(f"{name}-dkim", DkimKeysArgs(settings=args.settings), opts=child)
         self.dns = MailDns(f"{name}-dns", MailDnsArgs(settings=args.settings, public_ip=self.host.public_ip,

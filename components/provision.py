@@ -23,9 +23,9 @@ from mailserver.settings import Secrets, Settings
 DNS_WRITE_PERMISSION_GROUP = "4755a26eedb94da69e1066d98aa820be"
 ZONE_READ_PERMISSION_GROUP = "c8fed203ed3043cba015a93ad1616f1f"
 
-# Exit 2 is "done, with recoverable errors" (a deprecated key, a slow mirror): the host is
-# usable. Exit 1 means cloud-init itself crashed, and then nothing after it should run.
-WAIT_FOR_CLOUD_INIT = "sudo cloud-init status --wait >/dev/null || [ $? -eq 2 ]"
+# cloud-init's own output, where a failed first-boot step says why.
+CLOUD_INIT_LOG = "/var/log/cloud-init-output.log"
+CLOUD_INIT_LOG_LINES = 40
 
 
 def _fingerprint(text: str) -> str:
@@ -39,16 +39,38 @@ def script_command(script: str, text: str) -> str:
     return f"sudo bash {path} # {_fingerprint(text)}"
 
 
-def volume_command(text: str, volume_id: str) -> str:
-    """Install prepare-volume.sh from stdin (on a new host the bundle is not unpacked yet) and
-    run it with the volume's device path. A file, not `bash -s`: a command in the script that
-    reads stdin would otherwise eat the rest of the script. Its hash makes an edited script
-    run again."""
+def stdin_script_command(script: str, text: str, *args: str) -> str:
+    """Install a bundle script from stdin (on a new host the bundle is not unpacked yet) and run
+    it. A file, not `bash -s`: a command in the script that reads stdin would otherwise eat the
+    rest of the script. Its hash makes an edited script run again."""
     d = f"{catalog.PRODUCTION.state_dir}/scripts"
-    path = shlex.quote(f"{d}/prepare-volume.sh")
-    device = shlex.quote(storage.device_path(volume_id))
+    path = shlex.quote(f"{d}/{script}")
+    argv = "".join(f" {shlex.quote(a)}" for a in args)
     return (f"sudo install -d -m 0700 {shlex.quote(catalog.PRODUCTION.state_dir)} {shlex.quote(d)} && "
-            f"sudo install -m 0700 /dev/stdin {path} && sudo bash {path} {device} # {_fingerprint(text)}")
+            f"sudo install -m 0700 /dev/stdin {path} && sudo bash {path}{argv} # {_fingerprint(text)}")
+
+
+def wait_command(packages_script: str) -> str:
+    """Wait for first boot, then make sure every repository and package is there.
+
+    `cloud-init status --wait` exits 0 when first boot is done, 2 when done with recoverable
+    errors (a deprecated key), 1 when a step failed. A failure is shown with the end of
+    cloud-init's log, so the operator sees why, and is not fatal: packages.sh (the current
+    bundle's, from stdin) then repairs the host, and fails itself, naming what is missing, if it
+    cannot. So a failed first boot is repaired by this or the next `pulumi up`, never stuck."""
+    report = (
+        "rc=0; sudo cloud-init status --wait >/dev/null || rc=$?; "
+        'if [ "$rc" -ne 0 ] && [ "$rc" -ne 2 ]; then '
+        f'echo "first boot failed (cloud-init status exit $rc); the end of {CLOUD_INIT_LOG}:" >&2; '
+        f"sudo tail -n {CLOUD_INIT_LOG_LINES} {CLOUD_INIT_LOG} >&2; "
+        "echo 'repairing the host: packages.sh now, apply.sh next' >&2; fi; "
+    )
+    return report + stdin_script_command("packages.sh", packages_script)
+
+
+def volume_command(text: str, volume_id: str) -> str:
+    """Install prepare-volume.sh from stdin and run it with the volume's device path."""
+    return stdin_script_command("prepare-volume.sh", text, storage.device_path(volume_id))
 
 
 def config_command() -> str:
@@ -104,10 +126,13 @@ class MailProvision(pulumi.ComponentResource):
         # server; the instance id as a trigger replaces, and so re-runs, every command on it.
         triggers = [args.instance_id]
 
+        # Waits for first boot, then repairs what it left undone (packages.sh); every other
+        # command depends on it.
         self.wait = remote.Command(
             f"{name}-wait",
             connection=connection,
-            create=WAIT_FOR_CLOUD_INIT,
+            create=wait_command(bundle.scripts["packages.sh"]),
+            stdin=bundle.scripts["packages.sh"],
             triggers=triggers,
             opts=pulumi.ResourceOptions(parent=self),
         )

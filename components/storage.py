@@ -16,6 +16,9 @@ from mailserver.settings import Settings
 @dataclasses.dataclass(frozen=True)
 class MailStorageArgs:
     settings: Settings
+    # The zone of a new volume (mailserver/preflight.py: the first standard zone offering the
+    # instance type). An existing volume stays where it is.
+    availability_zone: str
 
 
 class MailStorage(pulumi.ComponentResource):
@@ -31,22 +34,9 @@ class MailStorage(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         tags = storage.snapshot_tags(pulumi.get_project(), pulumi.get_stack())
 
-        offerings = aws.ec2.get_instance_type_offerings_output(
-            location_type="availability-zone",
-            filters=[{"name": "instance-type", "values": [s.instance_type]}],
-            opts=pulumi.InvokeOutputOptions(parent=self),
-        )
-        standard = aws.get_availability_zones_output(
-            state="available",
-            filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}],
-            opts=pulumi.InvokeOutputOptions(parent=self),
-        )
-        zone = pulumi.Output.all(offerings.locations, standard.names).apply(
-            lambda v: storage.choose_zone(v[0], s.instance_type, v[1]))
-
         self.volume = aws.ebs.Volume(
             f"{name}-volume",
-            availability_zone=zone,
+            availability_zone=args.availability_zone,
             size=s.data_volume_size,
             type="gp3",
             encrypted=True,

@@ -109,12 +109,25 @@ XEN_FAMILIES: frozenset[str] = frozenset({
     "i2", "i3", "g2", "g3", "g3s", "p2", "p3", "f1", "cc2", "cr1", "hs1",
 })
 
-# Supported images. Owner 125523088429 publishes the official CentOS Stream AMIs.
+# Supported images. Owner 125523088429 publishes the official CentOS Stream AMIs, named
+# "CentOS Stream 9 x86_64 <date>" and "CentOS Stream 9 aarch64 <date>" (the same for 10): the
+# *name* says aarch64 where EC2's architecture attribute says arm64. Source: the CentOS
+# project's AWS image list (centos.org/download/aws-images) and public describe-images output,
+# e.g. Terraform and AWS-CDK examples filtering name="CentOS Stream 9 aarch64*" together with
+# architecture=arm64.
 CENTOS_AMI_OWNER = "125523088429"
 OS_IMAGES: dict[str, str] = {
-    "centos-stream-9": "CentOS Stream 9 {arch}*",
-    "centos-stream-10": "CentOS Stream 10 {arch}*",
+    "centos-stream-9": "CentOS Stream 9 {arch} *",
+    "centos-stream-10": "CentOS Stream 10 {arch} *",
 }
+IMAGE_NAME_ARCH: dict[str, str] = {"arm64": "aarch64", "x86_64": "x86_64"}
+
+
+def image_name_pattern(os_name: str, architecture: str) -> str:
+    """EC2's name filter (wildcards * and ?) for the official images of `os_name` built for
+    `architecture` (EC2's spelling: arm64 or x86_64)."""
+    return OS_IMAGES[os_name].format(arch=IMAGE_NAME_ARCH[architecture])
+
 
 # Optional outbound relay (setting `relay`). EC2 blocks outbound port 25 until AWS lifts the
 # limit; Amazon SES's SMTP endpoint listens on 587 (STARTTLS), which EC2 never blocks.
@@ -130,33 +143,55 @@ SES_DKIM_TARGET = "{token}.dkim.amazonses.com"
 SES_DKIM_TOKENS = 3  # Easy DKIM publishes three CNAMEs per domain
 SASL_CLIENT_PACKAGE = "cyrus-sasl-plain"
 
-# Packages on the mail host. postfix-lmdb because Stream 10 has no Berkeley DB (hash: maps);
-# the same lmdb: maps then work on 9 and 10 alike. cronie runs acme.sh's renewal.
+# Packages on the mail host, by the repository they come from. The distribution's own
+# (BaseOS/AppStream) are installed first and on their own: a problem with EPEL (a slow mirror,
+# a missing package) must never leave postfix and dovecot uninstalled. postfix-lmdb because
+# Stream 10 has no Berkeley DB (hash: maps); the same lmdb: maps then work on 9 and 10 alike.
+# cronie runs acme.sh's renewal.
 EL_PACKAGES: tuple[str, ...] = (
-    "postfix", "postfix-lmdb", "dovecot", "dovecot-pigeonhole", "cronie", "curl", "tar",
-    "openssl", "policycoreutils-python-utils", "chkconfig", "opendkim",
+    "postfix", "postfix-lmdb", "dovecot", "dovecot-pigeonhole", "cronie", "tar",
+    "openssl", "policycoreutils-python-utils", "chkconfig",
     # The PLAIN and LOGIN mechanisms of postfix's SASL *client*: without them postfix cannot
     # log in to the SES relay ("no mechanism available"). Installed even with relay none,
-    # because user-data runs once: turning the relay on later must not need a new instance.
+    # so turning the relay on later needs no new instance.
     SASL_CLIENT_PACKAGE,
     # mkfs.xfs and xfs_growfs for the mail volume (prepare-volume.sh); on the cloud images
     # already, named so a slimmer image cannot leave the volume unformatted.
     "xfsprogs",
-    # Brute force: fail2ban (EPEL) bans through its own nftables table. fail2ban-server, not
-    # the fail2ban metapackage, whose fail2ban-firewalld part pulls in firewalld and makes
-    # firewalld-rich-rules the ban action; the cloud image has no firewalld, and the security
-    # group is the firewall. python3-systemd lets fail2ban read the journal.
-    "fail2ban-server", "nftables", "python3-systemd",
+    # fail2ban bans through its own nftables table; python3-systemd lets it read the journal.
+    "nftables", "python3-systemd",
     # A local validating, caching resolver: Spamhaus refuses DNSBL queries that arrive through
     # public or AWS resolvers, and DANE needs DNSSEC answers the host can trust.
     "unbound",
 )
-# opendkim lives in EPEL, which needs CRB (for libmilter) on Stream 9; cloud-init enables
-# both before it installs EL_PACKAGES.
-EL_REPOSITORIES: tuple[str, ...] = ("epel-release",)
+# From EPEL only. Brute force: fail2ban-server, not the fail2ban metapackage, whose
+# fail2ban-firewalld part pulls in firewalld and makes firewalld-rich-rules the ban action;
+# the cloud image has no firewalld, and the security group is the firewall. opendkim signs
+# outgoing mail; on Stream 9 its libmilter comes from CRB.
+EPEL_PACKAGES: tuple[str, ...] = ("opendkim", "fail2ban-server")
+# Commands installed only when missing, with the package that brings them. EL9 images ship
+# curl-minimal, which provides the curl command and conflicts with the curl package: asking
+# dnf for "curl" there is a conflict error, on every apply.
+EL_COMMANDS: dict[str, str] = {"curl": "curl"}
+# How each OS gets EPEL, tried in order: a package name from the distribution's repositories,
+# then the EPEL project's own release RPM. Stream 9 has epel-release in extras-common; on
+# Stream 10 epel-release from the distribution's repositories is reported not to install, and
+# EPEL's instructions for CentOS Stream 10 install the URL directly
+# (docs.fedoraproject.org/en-US/epel/getting-started). Both need CRB enabled.
+EPEL_RELEASE: dict[str, tuple[str, ...]] = {
+    "centos-stream-9": ("epel-release", "https://dl.fedoraproject.org/pub/epel/epel-release-latest-9.noarch.rpm"),
+    "centos-stream-10": ("https://dl.fedoraproject.org/pub/epel/epel-release-latest-10.noarch.rpm",),
+}
+EL_CRB_REPO = "crb"
+# dnf config-manager, which enables CRB.
+EL_DNF_PLUGINS = "dnf-plugins-core"
 # sendmail is removed, as the seed guide does: two MTAs fight over port 25 and /usr/sbin/sendmail.
 EL_REMOVED_PACKAGES: tuple[str, ...] = ("sendmail",)
-
+# A download that fails (a mirror timing out, or the public address changing while the Elastic
+# IP is associated during first boot) is retried this many times, the pause growing by
+# PACKAGE_RETRY_PAUSE seconds each time.
+PACKAGE_TRIES = 4
+PACKAGE_RETRY_PAUSE = 15
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,8 +213,13 @@ AUTO_UPDATES: dict[str, AutoUpdates] = {
 
 
 def el_packages(os_name: str) -> tuple[str, ...]:
-    """Every package the host of `os_name` needs: the common list plus its update tool."""
+    """The distribution's packages the host of `os_name` needs: the common list plus its update tool."""
     return (*EL_PACKAGES, AUTO_UPDATES[os_name].package)
+
+
+def all_el_packages(os_name: str) -> tuple[str, ...]:
+    """Every package the host must end up with, EPEL's included."""
+    return (*el_packages(os_name), *EPEL_PACKAGES)
 
 
 # Host files outside the mail daemons' directories (the VM only; the lab never touches the

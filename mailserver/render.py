@@ -23,7 +23,7 @@ from .settings import ROOT, Secrets, Settings
 TEMPLATE_DIRS = (ROOT / "templates", ROOT / "cloud-init")
 # Where the bundle is unpacked on a host: files/ mirrors the target paths, scripts/ runs.
 SCRIPTS = ("apply.sh", "set-passwords.sh", "set-dkim-keys.sh", "set-relay-credentials.sh", "baseline.sh", "acme.sh",
-           "prepare-volume.sh", "use-local-resolver.sh")
+           "prepare-volume.sh", "use-local-resolver.sh", "packages.sh")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,11 +150,18 @@ def render(s: Settings, layout: catalog.Layout = catalog.PRODUCTION) -> Bundle:
         "relayhost": relayhost(s, layout),
         "dkim_address": catalog.OPENDKIM_ADDRESS,
         "dkim_port": catalog.OPENDKIM_PORT,
-        "repositories": catalog.EL_REPOSITORIES,
         "vmail_fs_label": catalog.VMAIL_FS_LABEL,
         "vmail_fs_type": catalog.VMAIL_FS_TYPE,
         "vmail_services": catalog.VMAIL_SERVICES,
-        "packages": catalog.el_packages(s.os),
+        "el_packages": catalog.el_packages(s.os),
+        "epel_packages": catalog.EPEL_PACKAGES,
+        "all_packages": catalog.all_el_packages(s.os),
+        "el_commands": catalog.EL_COMMANDS,
+        "epel_release": catalog.EPEL_RELEASE[s.os],
+        "crb_repo": catalog.EL_CRB_REPO,
+        "dnf_plugins": catalog.EL_DNF_PLUGINS,
+        "package_tries": catalog.PACKAGE_TRIES,
+        "package_retry_pause": catalog.PACKAGE_RETRY_PAUSE,
         # DNSBL lookups and DANE need DNS, which the lab's namespace does not have.
         "dnsbl_sites": s.postscreen_dnsbl_sites if layout.dns else (),
         "dane": s.smtp_tls_security_level == "dane" and layout.dns,
@@ -196,6 +203,7 @@ def render(s: Settings, layout: catalog.Layout = catalog.PRODUCTION) -> Bundle:
     ctx["postfix_maps"] = [f"{pf}/{name}" for name in ("vmailbox", "virtual", "senders")]
     scripts = {name: env.get_template(f"scripts/{name}.j2").render(ctx) for name in SCRIPTS}
     ctx["baseline"] = scripts["baseline.sh"]
+    ctx["packages_script"] = scripts["packages.sh"]
     user_data = env.get_template("user-data.yaml.j2").render(ctx)
     return Bundle(files=tuple(files), scripts=scripts, user_data=user_data)
 

@@ -65,7 +65,9 @@ class Problem:
     fix: str
 
     def __str__(self) -> str:
-        return f"{PROJECT}:{self.key}: {self.message}. Fix: {self.fix}"
+        # Provider keys (aws:region) keep their own namespace.
+        key = self.key if ":" in self.key else f"{PROJECT}:{self.key}"
+        return f"{key}: {self.message}. Fix: {self.fix}"
 
 
 class SettingsError(ValueError):

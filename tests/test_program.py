@@ -27,6 +27,8 @@ from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.sync_await import _sync_await
 
 from mailserver.lab import generate_rsa_key, public_key_pem
+from tests import cloud_facts
+from tests.cloud_facts import World
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,29 +51,26 @@ EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
 DNS = "cloudflare:index/dnsRecord:DnsRecord"
 COMMAND = "command:remote:Command"
 TOKEN = "cloudflare:index/apiToken:ApiToken"
+GET_AMI_IDS = "aws:ec2/getAmiIds:getAmiIds"
 GET_AMI = "aws:ec2/getAmi:getAmi"
 VOLUME = "aws:ebs/volume:Volume"
 VOLUME_ID = "vol-0123456789abcdef0"
 GET_OFFERINGS = "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings"
-# Zones that offer the instance type, in the unsorted order EC2 may answer in.
-OFFERED_ZONES = ["eu-central-1b", "eu-central-1a", "eu-central-1c"]
-GET_ZONES = "aws:index/getAvailabilityZones:getAvailabilityZones"
-# An opted-in Local Zone offers the type too, and sorts first by name: it must not be chosen.
-LOCAL_ZONE = "eu-central-1-ham-1a"
+OFFERED_ZONES = list(cloud_facts.STANDARD_ZONES)
 # relay: ses (tests/test_ses.py)
 SES_IDENTITY = "aws:sesv2/emailIdentity:EmailIdentity"
 SES_MAIL_FROM = "aws:sesv2/emailIdentityMailFromAttributes:EmailIdentityMailFromAttributes"
 IAM_USER = "aws:iam/user:User"
 IAM_USER_POLICY = "aws:iam/userPolicy:UserPolicy"
 ACCESS_KEY = "aws:iam/accessKey:AccessKey"
-ACCOUNT = "123456789012"
+ACCOUNT = cloud_facts.ACCOUNT
 SES_SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCY-SES-SECRET-5d1e"
 SES_PROVIDER_PASSWORD = "BProviderRegionSmtpPassword-NOT-USED-7c2a"
 
 
 def dkim_tokens(domain: str) -> list[str]:
     """What SES would return as Easy DKIM tokens (32 lower-case letters and digits)."""
-    return [f"{domain.replace('.', '')}{i}".ljust(32, "x") for i in range(3)]
+    return [f"{domain.replace('.', '')}{i}".ljust(32, "x") for i in range(cloud_facts.SES_EASY_DKIM_TOKENS)]
 
 
 # --- recording mocks --------------------------------------------------------------------
@@ -98,7 +97,11 @@ def instance_id(name: str, inputs: dict[str, Any]) -> str:
 
 
 class Mocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
+    """Resources get their inputs back plus what the provider computes; lookups are answered by
+    tests/cloud_facts.py as AWS would answer them (nothing where AWS has nothing)."""
+
+    def __init__(self, world: World | None = None) -> None:
+        self.world = world or World()
         self.calls: list[pulumi_mocks.MockCallArgs] = []
         self.new_resource_calls = 0
 
@@ -138,18 +141,8 @@ class Mocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         self.calls.append(args)
-        if args.token == GET_AMI:
-            # Never raise here: an exception inside a mocked invoke hangs the run instead of failing it.
-            arch = next((f["values"][0] for f in args.args.get("filters", []) if f["name"] == "architecture"), "any")
-            return {"id": f"ami-{arch}", "imageId": f"ami-{arch}", "architecture": arch}, []
-        if args.token == GET_OFFERINGS:
-            return {"id": "eu-central-1", "locations": [LOCAL_ZONE, *OFFERED_ZONES],
-                    "locationTypes": ["availability-zone"] * 4, "instanceTypes": ["t4g.micro"] * 4}, []
-        if args.token == GET_ZONES:
-            opt_in = next((f["values"] for f in args.args.get("filters", []) if f["name"] == "opt-in-status"), None)
-            names = OFFERED_ZONES if opt_in == ["opt-in-not-required"] else [LOCAL_ZONE, *OFFERED_ZONES]
-            return {"id": "eu-central-1", "names": names, "zoneIds": [f"euc1-az{i}" for i in range(len(names))]}, []
-        return {}, []
+        # A provider error (get_ami finding nothing) is raised, as the engine raises it.
+        return self.world.answer(args.token, args.args), []
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -209,7 +202,7 @@ class Graph:
         return found[0]
 
     def ami_calls(self) -> list[pulumi_mocks.MockCallArgs]:
-        return [c for c in self.mocks.calls if c.token == GET_AMI]
+        return [c for c in self.mocks.calls if c.token in (GET_AMI_IDS, GET_AMI)]
 
 
 def plain(value: Any) -> Any:
@@ -250,11 +243,12 @@ def _load_program() -> Any:
 program = _load_program()
 
 
-def stack_config(overrides: dict[str, Any] | None = None, passwords: dict[str, str] | None = None) -> dict[str, str]:
-    """Pulumi config (namespaced keys, string values) for the dev stack plus test passwords."""
+def stack_config(overrides: dict[str, Any] | None = None, passwords: dict[str, str] | None = None,
+                 stack: str = "dev") -> dict[str, str]:
+    """Pulumi config (namespaced keys, string values) for a stack file plus test passwords."""
     from mailserver import settings
 
-    raw: dict[str, Any] = settings.read_stack_file(ROOT / "Pulumi.dev.yaml")
+    raw: dict[str, Any] = settings.read_stack_file(ROOT / f"Pulumi.{stack}.yaml")
     raw["mailboxPasswords"] = [f"{m}:{p}" for m, p in (passwords or PASSWORDS).items()]
     raw.update(overrides or {})
     config = {}
@@ -272,11 +266,13 @@ def stack_config(overrides: dict[str, Any] | None = None, passwords: dict[str, s
     return config
 
 
-def build(overrides: dict[str, Any] | None = None, passwords: dict[str, str] | None = None) -> Graph:
-    mocks = Mocks()
+def build(overrides: dict[str, Any] | None = None, passwords: dict[str, str] | None = None,
+          world: World | None = None, stack: str = "dev") -> Graph:
+    mocks = Mocks(world)
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project="mailserver", stack="test", preview=False, monitor=monitor)
-    pulumi.runtime.set_all_config(stack_config(overrides, passwords), secret_keys=["mailserver:mailboxPasswords"])
+    pulumi.runtime.set_all_config(stack_config(overrides, passwords, stack),
+                                  secret_keys=["mailserver:mailboxPasswords"])
     exports: dict[str, Export] = {}
 
     async def resolve(values: dict[str, Any]) -> None:
@@ -453,8 +449,11 @@ def test_acme_token_is_scoped_to_the_host_zone(graph: Graph) -> None:
     (policy,) = token.inputs["policies"]
     assert policy["effect"] == "allow"
     assert json.loads(policy["resources"]) == {"com.cloudflare.api.account.zone.023e105f4ecef8ad9ca31a8372d0c353": "*"}
-    assert {g["id"] for g in policy["permissionGroups"]} == {
-        "4755a26eedb94da69e1066d98aa820be", "c8fed203ed3043cba015a93ad1616f1f"}
+    # acme.sh's dns_cf edits the _acme-challenge record and looks the zone up: the ids must be
+    # Cloudflare's published ones for exactly those two groups (an unknown id is refused by
+    # Cloudflare when the token is created).
+    groups = [cloud_facts.CLOUDFLARE_PERMISSION_GROUPS.get(g["id"], g["id"]) for g in policy["permissionGroups"]]
+    assert sorted(groups) == ["DNS Write", "Zone Read"]
     assert "test" in token.inputs["name"]  # one token per stack
 
 
@@ -471,7 +470,10 @@ def test_every_command_depends_on_wait(graph: Graph) -> None:
     assert commands["config"].urn in commands["acme"].dependencies
     assert commands["config"].urn in commands["dkim"].dependencies  # keys after opendkim's tables
     assert commands["config"].urn in commands["credentials"].dependencies  # relay login after main.cf
-    assert wait.inputs["create"] == "sudo cloud-init status --wait >/dev/null || [ $? -eq 2 ]"
+    # The first command waits for cloud-init, then runs the bundle's packages.sh (repairing a
+    # first boot that failed halfway); tests/test_first_boot.py runs it against stand-ins.
+    assert wait.inputs["create"].startswith("rc=0; sudo cloud-init status --wait")
+    assert wait.inputs["stdin"] == graph_bundle().scripts["packages.sh"]
 
 
 def test_commands_connect_to_the_eip_as_the_ssh_user(graph: Graph) -> None:
@@ -484,18 +486,25 @@ def test_commands_connect_to_the_eip_as_the_ssh_user(graph: Graph) -> None:
         assert cmd.inputs["triggers"][0] == instance_id("mail-host-instance", graph.one(INSTANCE).inputs)
 
 
-def test_script_commands_name_the_script_hash(graph: Graph) -> None:
-    import hashlib
-
+def graph_bundle() -> Any:
+    """The bundle the default graph's settings render to."""
     from mailserver import render, settings
 
     s, _ = settings.parse({**settings.read_stack_file(ROOT / "Pulumi.dev.yaml"),
                            "mailboxPasswords": [f"{m}:{p}" for m, p in PASSWORDS.items()]})
-    bundle = render.render(s)
+    return render.render(s)
+
+
+def test_script_commands_name_the_script_hash(graph: Graph) -> None:
+    import hashlib
+
+    bundle = graph_bundle()
     for suffix, script in (("-passwords", "set-passwords.sh"), ("-acme", "acme.sh")):
         create = graph.one(COMMAND, suffix).inputs["create"]
         assert create.startswith(f"sudo bash /var/lib/mailserver/scripts/{script} # ")
         assert create.endswith(hashlib.sha256(bundle.scripts[script].encode()).hexdigest())
+    wait = graph.one(COMMAND, "-wait").inputs["create"]
+    assert wait.endswith(hashlib.sha256(bundle.scripts["packages.sh"].encode()).hexdigest())
     config = graph.one(COMMAND, "-config").inputs["create"]
     assert "rm -rf /var/lib/mailserver/files /var/lib/mailserver/scripts" in config
     assert config.endswith("sudo bash /var/lib/mailserver/scripts/apply.sh")
@@ -536,20 +545,99 @@ def test_eip_is_protected_and_associated(graph: Graph) -> None:
     assert assoc.inputs["instanceId"] == instance_id(inst.name, inst.inputs)
 
 
-@pytest.mark.parametrize(("instance_type", "arch"), [("t4g.small", "arm64"), ("t3.small", "x86_64")])
-def test_ami_architecture_follows_instance_type(instance_type: str, arch: str) -> None:
-    g = build({"instanceType": instance_type})
+# The newest official image per release and instance family, read off tests/cloud_facts.py.
+NEWEST_OFFICIAL = {
+    ("centos-stream-9", "t4g.small"): "ami-0a9a1e5d2b3f40004",  # CentOS Stream 9 aarch64 20251124.0
+    ("centos-stream-9", "t3.small"): "ami-0c9a1e5d2b3f40002",  # CentOS Stream 9 x86_64 20251124.0
+    ("centos-stream-10", "t4g.small"): "ami-0a10e5d2b3f400006",  # CentOS Stream 10 aarch64 20251124.0
+    ("centos-stream-10", "t3.small"): "ami-0c10e5d2b3f400005",  # CentOS Stream 10 x86_64 20251124.0
+}
+
+
+@pytest.mark.parametrize(("os_name", "instance_type"), list(NEWEST_OFFICIAL))
+def test_image_is_the_newest_official_one_for_release_and_architecture(os_name: str, instance_type: str) -> None:
+    # Graviton images are named aarch64 and have architecture arm64: a lookup that spelled
+    # the name arm64 would find nothing on EC2, and nothing here.
+    g = build({"os": os_name, "instanceType": instance_type})
+    assert g.one(INSTANCE).inputs["ami"] == NEWEST_OFFICIAL[os_name, instance_type]
     (call,) = g.ami_calls()
-    filters = {f["name"]: f["values"] for f in call.args["filters"]}
-    assert filters == {"name": [f"CentOS Stream 9 {arch}*"], "architecture": [arch]}
-    assert call.args["owners"] == ["125523088429"] and call.args["mostRecent"] is True
-    assert g.one(INSTANCE).inputs["ami"] == f"ami-{arch}"
+    assert call.args["owners"] == [cloud_facts.CENTOS_OWNER]  # the look-alike from another owner is newer
 
 
-def test_pinned_ami_skips_the_lookup() -> None:
-    g = build({"amiId": "ami-0123456789abcdef0"})
-    assert not g.ami_calls()
-    assert g.one(INSTANCE).inputs["ami"] == "ami-0123456789abcdef0"
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_example_stacks_run_through(stack: str) -> None:
+    from mailserver import settings
+
+    mailboxes = settings.read_stack_file(ROOT / f"Pulumi.{stack}.yaml")["mailboxes"]
+    g = build(passwords={m: f"a long password for {m}" for m in mailboxes}, stack=stack)
+    assert g.one(INSTANCE).inputs["instanceType"] in ("t4g.micro", "t4g.small")
+    assert g.one(INSTANCE).inputs["ami"] == NEWEST_OFFICIAL["centos-stream-9", "t4g.small"]
+
+
+def test_pinned_ami_is_checked_not_searched() -> None:
+    g = build({"amiId": "ami-0a9a1e5d2b3f40003"})  # an older official arm64 image, pinned
+    assert [c.token for c in g.ami_calls()] == [GET_AMI]  # its own record only, no newest-image search
+    assert g.one(INSTANCE).inputs["ami"] == "ami-0a9a1e5d2b3f40003"
+    # The operator's own copy passes too: any owner, right architecture.
+    assert build({"amiId": "ami-0be5d2b3f40000008"}).one(INSTANCE).inputs["ami"] == "ami-0be5d2b3f40000008"
+
+
+def refused_before_any_resource(overrides: dict[str, Any], world: World | None = None) -> str:
+    """Run the program on settings or an account it must refuse: the message of the
+    pulumi.RunError it raised (Pulumi prints that without a traceback). Nothing was created."""
+    mocks = Mocks(world)
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project="mailserver", stack="test", preview=False, monitor=monitor)
+    pulumi.runtime.set_all_config(stack_config(overrides))
+    raised: list[BaseException] = []
+
+    @pulumi.runtime.test
+    def run() -> None:
+        with pytest.raises(pulumi.RunError) as err:
+            program.main()
+        raised.append(err.value)
+
+    run()
+    assert mocks.new_resource_calls == 0 and not monitor.records
+    return str(raised[0])
+
+
+def test_no_image_for_the_region_stops_with_a_clear_message() -> None:
+    # A region where the CentOS project publishes no Stream 10 Graviton image.
+    world = World(images=[i for i in cloud_facts.IMAGES if i["name"] != "CentOS Stream 10 aarch64 20251124.0"])
+    message = refused_before_any_resource({"os": "centos-stream-10", "instanceType": "t4g.small"}, world)
+    assert "mailserver:os: no centos-stream-10 image for arm64" in message
+    assert "'CentOS Stream 10 aarch64 *'" in message and "eu-central-1" in message and "amiId" in message
+
+
+@pytest.mark.parametrize(("ami", "instance_type", "os_name", "says"), [
+    ("ami-0c9a1e5d2b3f40002", "t4g.small", "centos-stream-9", "is built for x86_64, but t4g.small runs arm64"),
+    ("ami-0a9a1e5d2b3f40004", "t3.small", "centos-stream-9", "is built for arm64, but t3.small runs x86_64"),
+    ("ami-0a9a1e5d2b3f40004", "t4g.small", "centos-stream-10", "is 'CentOS Stream 9 aarch64 20251124.0', not an image"),
+    ("ami-0123456789abcdef0", "t4g.small", "centos-stream-9", "EC2 knows no image ami-0123456789abcdef0 in eu-central-1"),
+])
+def test_pinned_ami_that_cannot_boot_this_stack_is_a_settings_error(ami: str, instance_type: str, os_name: str,
+                                                                    says: str) -> None:
+    message = refused_before_any_resource({"amiId": ami, "instanceType": instance_type, "os": os_name})
+    assert "mailserver:amiId: " in message and says in message
+
+
+def test_instance_type_no_zone_offers_is_a_settings_error() -> None:
+    message = refused_before_any_resource({"instanceType": "t4g.mega"})
+    assert "mailserver:instanceType: t4g.mega is offered in no standard availability zone of eu-central-1" in message
+    assert "describe-instance-type-offerings" in message
+
+
+def test_account_without_default_vpc_is_refused_with_the_fix() -> None:
+    message = refused_before_any_resource({}, World(default_vpc=None))
+    assert "aws:region: the account has no default VPC in eu-central-1" in message
+    assert "aws ec2 create-default-vpc --region eu-central-1" in message
+
+
+def test_every_problem_is_listed_at_once() -> None:
+    message = refused_before_any_resource({"instanceType": "t4g.mega", "amiId": "ami-0c9a1e5d2b3f40002"},
+                                          World(default_vpc=None))
+    assert "(3 problem(s))" in message
 
 
 # --- structure --------------------------------------------------------------------------
@@ -569,25 +657,28 @@ def test_components_are_mailserver_types(graph: Graph) -> None:
 
 
 def build_refused(overrides: dict[str, Any]) -> tuple[Any, Mocks, RecordingMonitor]:
-    """Run the program with settings it must refuse; returns the SettingsError it raised and
-    the mocks, which must have seen no resource and no invoke."""
+    """Run the program with settings it must refuse; returns the SettingsError behind the
+    pulumi.RunError it raised, and the mocks, which must have seen no resource and no invoke."""
     from mailserver.settings import SettingsError
 
     mocks = Mocks()
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project="mailserver", stack="test", preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(stack_config(overrides))
-    raised: list[SettingsError] = []
+    raised: list[BaseException] = []
 
     @pulumi.runtime.test
     def run() -> None:
-        with pytest.raises(SettingsError) as err:
+        with pytest.raises(pulumi.RunError) as err:
             program.main()
         raised.append(err.value)
 
     run()
     assert raised
-    return raised[0], mocks, monitor
+    # Pulumi prints a RunError's message alone: the list of problems, no traceback.
+    cause = raised[0].__context__
+    assert isinstance(cause, SettingsError) and str(raised[0]) == str(cause)
+    return cause, mocks, monitor
 
 
 def test_invalid_settings_fail_before_any_resource() -> None:

@@ -172,7 +172,9 @@ def test_user_data_is_valid_cloud_config(settings: Settings, bundle: Bundle, tmp
     assert "Valid cloud-config" in proc.stdout
     assert len(bundle.user_data.encode()) < USER_DATA_LIMIT
     doc = yaml.safe_load(bundle.user_data)
-    assert set(catalog.el_packages(settings.os)) <= set(doc["packages"])
+    # Every package comes from packages.sh, which user-data writes and runs (tests/test_first_boot.py).
+    packages_sh = next(f["content"] for f in doc["write_files"] if f["path"].endswith("/packages.sh"))
+    assert all(p in packages_sh for p in catalog.all_el_packages(settings.os))
     assert doc["ssh_pwauth"] is False
 
 
@@ -298,7 +300,7 @@ def test_dnf_automatic_follows_the_setting() -> None:
             assert (conf["commands"]["upgrade_type"], conf["commands"]["apply_updates"]) == (upgrade, apply_updates)
             verb = "disable --now" if value == "off" else "enable --now"
             assert f"systemctl {verb} {auto.timer}" in b.scripts["apply.sh"]
-            assert auto.package in yaml.safe_load(b.user_data)["packages"]
+            assert auto.package in b.scripts["packages.sh"].split()
 
 
 def test_host_files_stay_out_of_the_lab(tmp_path: Path) -> None:
@@ -347,8 +349,7 @@ def test_vm_apply_installs_missing_packages_first_and_checks_host_files_before_r
     failure rolls every file back."""
     b = render.render(dev_settings()[0])
     apply = b.scripts["apply.sh"]
-    install_packages = apply.index('dnf -y -q install "${missing[@]}"')
-    assert all(p in apply[:install_packages] for p in catalog.el_packages("centos-stream-9"))
+    install_packages = apply.index('bash "$stage/scripts/packages.sh"')
     assert install_packages < apply.index("install_file 0644 root root /etc/postfix/main.cf")
     check = apply[apply.index("check() {"):apply.index("if ! check; then")]
     for validation in ("sshd -t", f"unbound-checkconf {catalog.UNBOUND_CONF}", "fail2ban-client -c /etc/fail2ban --test"):
