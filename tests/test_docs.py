@@ -26,3 +26,19 @@ def test_every_schema_key_has_type_description_and_a_default_or_is_required() ->
         assert spec.get("description"), name
         if spec["type"] == "array":
             assert spec.get("items", {}).get("type") == "string", name
+
+
+def test_what_pulumi_yaml_asks_of_the_runtime_is_in_the_deploy_requirements() -> None:
+    """Pulumi runs the named typechecker from the project's virtualenv before every preview and
+    up; the README's deploy step installs requirements.txt alone, so it must be pinned there."""
+    from mailserver.settings import ROOT
+
+    options = yaml.safe_load(PROJECT_FILE.read_text())["runtime"]["options"]
+    pinned = {line.split("==")[0].strip().lower() for line in (ROOT / "requirements.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")}
+    if options.get("typechecker"):
+        assert options["typechecker"] in pinned
+    assert options["toolchain"] == "pip"
+    deploy = docs.README.read_text()
+    assert f"python3 -m venv {options['virtualenv']} && {options['virtualenv']}/bin/pip install -r requirements.txt" \
+        in deploy
