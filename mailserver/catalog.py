@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from fractions import Fraction
 from typing import Literal
 
 TlsMode = Literal["starttls", "implicit", "none"]
@@ -97,9 +98,45 @@ OPENDKIM_PORT = 8891
 DKIM_KEY_BITS = 2048  # EL's dovecot lacks libsodium: no ARGON2 there.
 
 # acme.sh: a pinned release, so a new upstream version never changes a running server unseen.
-ACME_SH_VERSION = "3.1.1"
-ACME_SH_URL = f"https://github.com/acmesh-official/acme.sh/archive/refs/tags/{ACME_SH_VERSION}.tar.gz"
+# 3.1.3 (tag commit 76d1377f, 2026-04-28) is the newest release and the first whose default
+# renewal (30 days after issue, down from 60) and --days suit Let's Encrypt's shorter lifetimes
+# (plan.acme_renewal_days). Pinned by version and by each file's sha256: acme.sh.j2 fetches the
+# two files it needs and refuses both unless every sum matches. The sums are those of the git
+# blobs at the tag (`git show 3.1.3:acme.sh | sha256sum`), which is what raw.githubusercontent.com
+# serves for it; GitHub's archive tarballs are not byte-stable, so the release's tarball is not used.
+# `acme.sh --install` copies ./acme.sh and whatever of ./dnsapi, ./deploy and ./notify sits next to
+# it (acme.sh 3.1.3, install(): `cp "$PROJECT_ENTRY"` and the `for subf in $_SUB_FOLDERS` loop), so
+# acme.sh plus the one DNS hook we use (DNS-01 through Cloudflare) is a complete install.
+ACME_SH_VERSION = "3.1.3"
+
+
+@dataclasses.dataclass(frozen=True)
+class PinnedFile:
+    """One file of a pinned release: where the installer expects it, where it comes from, its sum."""
+
+    path: str  # relative to the release's top directory
+    url: str
+    sha256: str
+
+
+def _acme_sh_file(path: str, sha256: str) -> PinnedFile:
+    return PinnedFile(path, f"https://raw.githubusercontent.com/acmesh-official/acme.sh/{ACME_SH_VERSION}/{path}",
+                      sha256)
+
+
+ACME_SH_FILES: tuple[PinnedFile, ...] = (
+    _acme_sh_file("acme.sh", "66171c3113f2e36569572edb1656962d63c72862a57e03cbd2a066adaad5e588"),
+    _acme_sh_file("dnsapi/dns_cf.sh", "9628ee8238cb3f9cfa1b1a985c0e9593436a3e4f8a9d65a6f775b981be9e76c8"),
+)
 ACME_SERVERS = ("letsencrypt", "letsencrypt_test")
+# Let's Encrypt's certificate lifetimes in days: today's, from 2027-02-10 and from 2028-02-16.
+CERT_LIFETIMES_DAYS: tuple[int, ...] = (90, 64, 45)
+# A certificate is renewed while more than this share of its lifetime is left (the renewal
+# schedule guarantees it for every lifetime above); the doctor warns once less is left.
+CERT_RENEW_KEEP = Fraction(1, 3)
+# How many of acme.sh's daily cron runs fall before that point: one may fail (a Cloudflare or
+# Let's Encrypt hiccup) and the next still renews in time.
+ACME_RENEWAL_ATTEMPTS = 2
 
 # Instance families on the Xen hypervisor (AWS's "previous generation" and a few older
 # current ones). They show EBS volumes as /dev/xvdX, without the NVMe by-id link that names the

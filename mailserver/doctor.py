@@ -50,9 +50,15 @@ STATUSES: tuple[Status, ...] = ("error", "warning", "unknown", "skipped", "ok") 
 # 2 the doctor could not start checking (no IP, unreadable outputs, bad arguments: argparse
 # exits 2 as well), so a script can tell "the server is broken" from "the doctor is".
 EXIT_OK, EXIT_ERROR_FOUND, EXIT_SETUP = 0, 1, 2
-# A certificate that expires within these many days: warning, then error. acme.sh renews
-# 30 days ahead, so a certificate this close to its end means renewal has been failing.
-EXPIRY_WARNING_DAYS = 14
+# Certificate expiry, judged against the certificate's own lifetime (notAfter - notBefore), as
+# Let's Encrypt's shrinks from 90 to 64 (2027) and 45 days (2028). Warning: less than
+# catalog.CERT_RENEW_KEEP (a third) of it left. acme.sh renews while more is left, two daily tries
+# before that point (plan.acme_renewal_days), so less means renewal has failed at least twice.
+# Error: expired, or in the last EXPIRY_ERROR_DAYS, the time left to fix renewal before senders
+# that enforce MTA-STS stop delivering. A fixed floor, because fixing takes the same days whatever
+# the lifetime; only a certificate too short to be warned about for twice that long (under 18
+# days, none of Let's Encrypt's default ones) gets half its warning window instead, so a
+# warning always comes before the error.
 EXPIRY_ERROR_DAYS = 3
 DISK_WARNING_PERCENT, DISK_ERROR_PERCENT = 80, 90
 MEMORY_WARNING_PERCENT, MEMORY_ERROR_PERCENT = 15, 5  # available memory, % of total
@@ -127,8 +133,8 @@ CHECKS: tuple[Check, ...] = (
           "set acmeServer letsencrypt and pulumi up; a self-signed certificate means acme.sh "
           "has not installed one yet (see the acme step's log)"),
     Check("tls-expiry", "Certificate expiry", "outside",
-          f"the certificate is valid for more than {EXPIRY_WARNING_DAYS} days "
-          f"(warning) / {EXPIRY_ERROR_DAYS} days (error)",
+          "more than a third of the certificate's own lifetime (notAfter - notBefore) is left (warning), "
+          f"and it is neither expired nor in its last {EXPIRY_ERROR_DAYS} days (error)",
           "renewal is failing: run /root/.acme.sh/acme.sh --cron on the host and read its output"),
     Check("tls-version", "TLS 1.2 minimum", "outside",
           "TLS 1.0 and 1.1 handshakes are refused on every TLS port (a timeout or a failed STARTTLS "
@@ -265,14 +271,16 @@ def compare_records(rtype: str, expected: Iterable[str], found: Iterable[str]) -
     return want == have, sorted(want - have), sorted(have - want)
 
 
-def expiry_status(not_after: dt.datetime, now: dt.datetime) -> tuple[Status, float]:
-    """Status and days left of a certificate ending at `not_after`."""
+def expiry_status(not_before: dt.datetime, not_after: dt.datetime, now: dt.datetime) -> tuple[Status, float, float]:
+    """Status, days left and lifetime in days of a certificate valid from `not_before` to `not_after`."""
     days = (not_after - now).total_seconds() / 86400
-    if days < EXPIRY_ERROR_DAYS:
-        return "error", days
-    if days < EXPIRY_WARNING_DAYS:
-        return "warning", days
-    return "ok", days
+    lifetime = max((not_after - not_before).total_seconds() / 86400, 0.0)
+    warning_days = lifetime * float(catalog.CERT_RENEW_KEEP)
+    if days < min(EXPIRY_ERROR_DAYS, warning_days / 2):
+        return "error", days, lifetime
+    if days < warning_days:
+        return "warning", days, lifetime
+    return "ok", days, lifetime
 
 
 def blocklist_status(answers: Sequence[str], error: str | None) -> tuple[Status, str]:
@@ -682,7 +690,7 @@ def check_tls(t: Target, probes: Mapping[int, PortProbe]) -> list[Result]:
         subject = f"port {port}"
         if not p.answered or not p.cert:
             for check, exp in (("tls-name", s.hostname), ("tls-chain", "a trusted chain"),
-                               ("tls-expiry", f"> {EXPIRY_WARNING_DAYS} days"), ("tls-version", "refused")):
+                               ("tls-expiry", "> a third of its lifetime left"), ("tls-version", "refused")):
                 out.append(_skipped(check, port, exp))
             continue
         cert = x509.load_der_x509_certificate(p.cert)
@@ -690,9 +698,10 @@ def check_tls(t: Target, probes: Mapping[int, PortProbe]) -> list[Result]:
         out.append(result("tls-name", "ok" if name_matches(s.hostname, names) else "error", subject, s.hostname,
                           _show(names) or "no DNS name"))
         out.append(_chain_result(t, p, cert))
-        status, days = expiry_status(cert.not_valid_after_utc, now)
-        out.append(result("tls-expiry", status, subject, f"> {EXPIRY_WARNING_DAYS} days left",
-                          f"{days:.0f} days left ({cert.not_valid_after_utc:%Y-%m-%d})" if days >= 0
+        status, days, lifetime = expiry_status(cert.not_valid_before_utc, cert.not_valid_after_utc, now)
+        out.append(result("tls-expiry", status, subject,
+                          f"> {lifetime * catalog.CERT_RENEW_KEEP:.0f} days left (a third of {lifetime:.0f})",
+                          f"{days:.0f} days left of {lifetime:.0f} ({cert.not_valid_after_utc:%Y-%m-%d})" if days >= 0
                           else f"expired {-days:.0f} days ago ({cert.not_valid_after_utc:%Y-%m-%d})"))
         out.append(tls_version_result(t, p))
     return out

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from mailserver import catalog, clients, docs, doctor, records
+from mailserver import catalog, clients, docs, doctor, plan, records
 from tests.support import dev_settings
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
@@ -77,12 +77,33 @@ def test_every_planned_record_is_covered_by_a_check(overrides: dict[str, object]
 # --- certificates, resources, blocklists -----------------------------------------------------
 
 
-@pytest.mark.parametrize("days,status", [(60, "ok"), (14.5, "ok"), (13.9, "warning"), (10, "warning"),
-                                         (3.1, "warning"), (2.9, "error"), (0.5, "error"), (-2, "error")])
-def test_certificate_expiry_thresholds(days: float, status: str) -> None:
-    got, left = doctor.expiry_status(NOW + dt.timedelta(days=days), NOW)
-    assert got == status
-    assert left == pytest.approx(days)
+@pytest.mark.parametrize("lifetime,left,status", [
+    # Let's Encrypt's 90-day certificates: a third is 30 days.
+    (90, 89, "ok"), (90, 62, "ok"), (90, 30.1, "ok"), (90, 29.9, "warning"), (90, 14, "warning"),
+    (90, 3.1, "warning"), (90, 2.9, "error"), (90, 0.5, "error"), (90, -2, "error"),
+    # 64-day ones (from 2027-02-10): 21.3 days.
+    (64, 63, "ok"), (64, 36, "ok"), (64, 21.4, "ok"), (64, 21.2, "warning"), (64, 3.1, "warning"),
+    (64, 2.9, "error"), (64, -0.1, "error"),
+    # 45-day ones (from 2028-02-16): 15 days; once the old 14-day mark was reached, too late.
+    (45, 44, "ok"), (45, 17, "ok"), (45, 15.1, "ok"), (45, 14.9, "warning"), (45, 3.1, "warning"),
+    (45, 2.9, "error"), (45, -30, "error"),
+    # A short-lived certificate (6 days) is warned about in its last 2 days and an error only in
+    # the last one: a healthy one, renewed at two thirds, is never an error.
+    (6, 2.1, "ok"), (6, 1.9, "warning"), (6, 1.1, "warning"), (6, 0.9, "error"),
+])
+def test_certificate_expiry_is_judged_against_its_own_lifetime(lifetime: float, left: float, status: str) -> None:
+    not_after = NOW + dt.timedelta(days=left)
+    got, days, length = doctor.expiry_status(not_after - dt.timedelta(days=lifetime), not_after, NOW)
+    assert (got, days, length) == (status, pytest.approx(left), pytest.approx(lifetime))
+
+
+@pytest.mark.parametrize("lifetime", catalog.CERT_LIFETIMES_DAYS)
+def test_a_certificate_renewed_on_schedule_is_never_flagged(lifetime: int) -> None:
+    """Up to the second daily try of acme.sh's renewal (the latest the schedule allows), the
+    doctor says ok; the renewed certificate starts over."""
+    left = plan.renewal_days_left(lifetime, plan.acme_renewal_days(), catalog.ACME_RENEWAL_ATTEMPTS)
+    not_after = NOW + dt.timedelta(days=float(left))
+    assert doctor.expiry_status(not_after - dt.timedelta(days=lifetime), not_after, NOW)[0] == "ok"
 
 
 def test_certificate_names_match_exactly_or_by_one_wildcard_label() -> None:

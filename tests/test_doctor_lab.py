@@ -180,10 +180,14 @@ def test_expired_certificate(env: Env) -> None:
 
 
 def test_certificate_expiring_soon_is_a_warning(env: Env) -> None:
+    """A 45-day certificate (Let's Encrypt's from 2028) with 14 days left: less than a third of
+    its lifetime, though more than the 14 days a fixed threshold used to allow."""
     now = dt.datetime.now(dt.UTC)
-    soon = env.ca.issue(env.target.settings.hostname, not_after=now + dt.timedelta(days=10, hours=1))
+    not_after = now + dt.timedelta(days=14, hours=1)
+    soon = env.ca.issue(env.target.settings.hostname, not_before=not_after - dt.timedelta(days=45),
+                        not_after=not_after)
     with_fault(lambda: env.lab.install_certificate(*soon), lambda: env.lab.install_certificate(*env.good_cert),
-               lambda: expect_only(env, {"tls-expiry": "warning"}, {"tls-expiry": "10 days left"}))
+               lambda: expect_only(env, {"tls-expiry": "warning"}, {"tls-expiry": "14 days left of 45"}))
 
 
 def test_wrong_name_certificate(env: Env) -> None:

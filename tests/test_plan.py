@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from mailserver import catalog, plan, settings
 from mailserver.settings import Settings
 
@@ -114,3 +116,40 @@ def test_client_settings_follow_submission() -> None:
 
 def test_ssh_command() -> None:
     assert plan.ssh_command(load(), IP) == f"ssh ec2-user@{IP}"
+
+
+# --- certificate renewal schedule -------------------------------------------------------------
+
+
+def test_renewal_days_suit_lets_encrypts_lifetimes() -> None:
+    """acme.sh gets --days 28: it renews 27 days after issue, and its first two daily tries
+    come while a third of a 90-, 64- or 45-day certificate is left."""
+    assert plan.acme_renewal_days() == 28
+    for lifetime in catalog.CERT_LIFETIMES_DAYS:
+        for attempt in range(1, catalog.ACME_RENEWAL_ATTEMPTS + 1):
+            assert plan.renewal_days_left(lifetime, 28, attempt) >= lifetime * catalog.CERT_RENEW_KEEP
+
+
+@pytest.mark.parametrize("lifetime,days_left", [
+    (90, (61, 60)),  # hours are dropped: each try leaves 23 h more than this
+    (64, (35, 34)),
+    (45, (16, 15)),  # a third of 45 is 15: the second try is the last one in time
+])
+def test_renewal_tries_leave_these_days(lifetime: int, days_left: tuple[int, int]) -> None:
+    tries = [plan.renewal_days_left(lifetime, plan.acme_renewal_days(), k) for k in (1, 2)]
+    assert [int(d) for d in tries] == list(days_left)
+
+
+def test_renewal_days_are_the_latest_that_work() -> None:
+    """One day more and the second try on a 45-day certificate can come too late. acme.sh 3.1.3's
+    default (30 days, no --days) can miss a third already at the first try, by an hour."""
+    days = plan.acme_renewal_days()
+    assert plan.renewal_days_left(45, days + 1, 2) < 15 <= plan.renewal_days_left(45, days + 1, 1)
+    assert 15 - plan.renewal_days_left(45, 30, 1) == plan.CERT_BACKDATE_DAYS
+
+
+def test_renewal_days_follow_the_shortest_lifetime_and_refuse_impossible_ones() -> None:
+    assert plan.acme_renewal_days((90,)) == 58
+    assert plan.acme_renewal_days((90, 6)) == 2  # a short-lived certificate: tries on days 1 and 2
+    with pytest.raises(ValueError, match="3-day certificate"):
+        plan.acme_renewal_days((3,))
