@@ -8,8 +8,8 @@ import pulumi
 
 from components import preflight as aws_lookup
 from components.mailserver import MailServer, MailServerArgs
-from mailserver import plan, preflight, render
-from mailserver import settings as settings_mod
+from mailserver.core import outputs, preflight, relay, render
+from mailserver.core import settings as settings_mod
 
 
 def main() -> dict[str, Any]:
@@ -30,9 +30,9 @@ def main() -> dict[str, Any]:
         "hostname": settings.hostname,
         "domains": list(settings.domains),
         "dnsRecords": server.dns_records,
-        "clientSettings": plan.client_settings(settings),
-        "sshCommand": server.public_ip.apply(lambda ip: plan.ssh_command(settings, ip)),
-        "port25Warning": plan.port25_warning(settings),
+        "clientSettings": outputs.client_settings(settings),
+        "sshCommand": server.public_ip.apply(lambda ip: outputs.ssh_command(settings, ip)),
+        "port25Warning": outputs.port25_warning(settings),
         "acmeServer": settings.acme_server,
         # Cloudflare creates these names' DNS records and certificates for the Worker that serves
         # the MTA-STS policy and the autoconfig document.
@@ -43,12 +43,12 @@ def main() -> dict[str, Any]:
     }
     if server.ses is not None:
         exports["sesRelay"] = {
-            "endpoint": plan.ses_relayhost(settings),
+            "endpoint": relay.ses_relayhost(settings),
             "region": settings.ses_region,
             "identities": list(settings.domains),
-            "mailFromDomains": [plan.ses_mail_from_domain(d) for d in settings.domains],
+            "mailFromDomains": [relay.ses_mail_from_domain(d) for d in settings.domains],
             "dnsRecords": server.ses.records,
-            "sandbox": plan.ses_sandbox_note(settings),
+            "sandbox": relay.ses_sandbox_note(settings),
         }
     if server.private_key is not None:
         exports["sshPrivateKey"] = pulumi.Output.secret(server.private_key)

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mailserver.lab import Lab
-from mailserver.settings import ROOT, parse, read_stack_file
+from mailserver.core.settings import ROOT, parse, read_stack_file
+from mailserver.lab.server import Lab
 
 from . import delivery, program, sessions
 from .common import MIB, BenchError, MemorySampler, Results, machine, memory

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Self
 
-from mailserver import netns
+from mailserver.lab import netns
 
 MIB = 1024 * 1024
 # Clients and tools the benchmarks run inside a namespace: not part of the server's footprint.

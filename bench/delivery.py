@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from mailserver.lab import Lab
+from mailserver.lab.server import Lab
 
 from .common import BenchError, server_pids, wait_until
 

@@ -15,8 +15,8 @@ from typing import Any
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 
-from mailserver import settings as settings_mod
-from mailserver.settings import ROOT
+from mailserver.core import settings as settings_mod
+from mailserver.core.settings import ROOT
 
 
 class CountingMonitor(pulumi_mocks.MockMonitor):

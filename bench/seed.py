@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Self
 
-from mailserver import netns
-from mailserver.lab import LAB_BASE
+from mailserver.lab import netns
+from mailserver.lab.server import LAB_BASE
 
 from .common import BenchError, count_files
 

@@ -14,8 +14,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mailserver import catalog, clients, netns
-from mailserver.lab import Lab
+from mailserver import clients
+from mailserver.core import catalog
+from mailserver.lab import netns
+from mailserver.lab.server import Lab
 
 from .common import BenchError, wait_until
 

@@ -7,8 +7,8 @@ import dataclasses
 import pulumi
 import pulumi_tls as tls
 
-from mailserver import catalog
-from mailserver.settings import Settings
+from mailserver.core import catalog
+from mailserver.core.settings import Settings
 
 
 @dataclasses.dataclass(frozen=True)

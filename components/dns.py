@@ -10,8 +10,8 @@ from typing import Any
 import pulumi
 import pulumi_cloudflare as cloudflare
 
-from mailserver import plan, records
-from mailserver.settings import Settings
+from mailserver.core import records
+from mailserver.core.settings import Settings
 
 # The plan is pure and wants a string, but the address is only known after the EIP exists:
 # plan with this marker, then put the real address wherever the marker landed.
@@ -30,7 +30,7 @@ class MailDnsArgs:
     dkim_public_keys: Mapping[tuple[str, str], pulumi.Input[str]] = dataclasses.field(default_factory=dict)
 
 
-def _data(rec: plan.Record) -> dict[str, Any]:
+def _data(rec: records.Record) -> dict[str, Any]:
     return dict(rec.data)
 
 
@@ -48,7 +48,7 @@ class MailDns(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         ip = pulumi.Output.from_input(args.public_ip)
 
-        planned: list[tuple[plan.Record, pulumi.Input[str]]] = []
+        planned: list[tuple[records.Record, pulumi.Input[str]]] = []
         for rec in records.planned_records(s, IP_PLACEHOLDER):
             content: pulumi.Input[str] = rec.content
             if IP_PLACEHOLDER in rec.content:

@@ -8,16 +8,16 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_tls as tls
 
-from mailserver import catalog, plan
-from mailserver.render import Bundle
-from mailserver.settings import Settings
+from mailserver.core import catalog, firewall
+from mailserver.core.render import Bundle
+from mailserver.core.settings import Settings
 
 
 @dataclasses.dataclass(frozen=True)
 class MailHostArgs:
     settings: Settings
     bundle: Bundle
-    # The image (mailserver/preflight.py): the pinned amiId, or the newest official one.
+    # The image (mailserver/core/preflight.py): the pinned amiId, or the newest official one.
     ami_id: str
     # The mail volume (components/storage.py): the instance is placed in its zone and attached to it.
     availability_zone: pulumi.Input[str]
@@ -57,7 +57,7 @@ class MailHost(pulumi.ComponentResource):
             opts=child,
         )
         rules: list[pulumi.Resource] = []
-        for rule in plan.firewall_rules(s):
+        for rule in firewall.firewall_rules(s):
             rule_cls = (aws.vpc.SecurityGroupIngressRule if rule.direction == "ingress"
                         else aws.vpc.SecurityGroupEgressRule)
             rules.append(rule_cls(

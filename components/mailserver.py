@@ -8,9 +8,9 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from mailserver.preflight import Placement
-from mailserver.render import Bundle
-from mailserver.settings import Secrets, Settings
+from mailserver.core.preflight import Placement
+from mailserver.core.render import Bundle
+from mailserver.core.settings import Secrets, Settings
 
 from .dkim import DkimKeys, DkimKeysArgs
 from .dns import MailDns, MailDnsArgs

@@ -1,4 +1,4 @@
-"""Read-only AWS lookups that mailserver/preflight.py judges before any resource is created.
+"""Read-only AWS lookups that mailserver/core/preflight.py judges before any resource is created.
 
 Plain (synchronous) invokes, so their answers are known while the program still decides what
 to create: a region without the image, a type no zone offers, or an account without a default
@@ -12,8 +12,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from mailserver import catalog, preflight
-from mailserver.settings import AWS_REGION_KEY, Settings
+from mailserver.core import catalog, preflight
+from mailserver.core.settings import AWS_REGION_KEY, Settings
 
 # What the provider's aws_ami data source says when nothing matches (terraform-provider-aws,
 # internal/service/ec2/ec2_ami_data_source.go: "Your query returned no results. Please change

@@ -13,9 +13,9 @@ import pulumi
 import pulumi_cloudflare as cloudflare
 from pulumi_command import remote
 
-from mailserver import catalog, render, storage
-from mailserver.render import Bundle
-from mailserver.settings import Secrets, Settings
+from mailserver.core import catalog, render, storage
+from mailserver.core.render import Bundle
+from mailserver.core.settings import Secrets, Settings
 
 # Cloudflare's published permission-group ids (Cloudflare's "API token permissions" page;
 # confirm with cloudflare.get_api_token_permission_groups_list). acme.sh's dns_cf hook writes

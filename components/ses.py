@@ -13,8 +13,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_cloudflare as cloudflare
 
-from mailserver import catalog, plan, render
-from mailserver.settings import Settings
+from mailserver.core import catalog, relay, render
+from mailserver.core.settings import Settings
 
 
 def _tokens(attributes: Any) -> list[str]:
@@ -28,7 +28,7 @@ def _fill(text: str, tokens: dict[str, list[str]]) -> str:
     """Put SES's Easy DKIM tokens where the plan left placeholders."""
     for domain, found in tokens.items():
         for i, token in enumerate(found):
-            text = text.replace(plan.dkim_token_placeholder(domain, i), token)
+            text = text.replace(relay.dkim_token_placeholder(domain, i), token)
     return text
 
 
@@ -65,7 +65,7 @@ class SesRelay(pulumi.ComponentResource):
             aws.sesv2.EmailIdentityMailFromAttributes(
                 f"{name}-mail-from-{d}",
                 email_identity=identities[d].email_identity,
-                mail_from_domain=plan.ses_mail_from_domain(d),
+                mail_from_domain=relay.ses_mail_from_domain(d),
                 behavior_on_mx_failure="USE_DEFAULT_VALUE",
                 region=region,
                 opts=child,
@@ -74,7 +74,7 @@ class SesRelay(pulumi.ComponentResource):
         tokens: pulumi.Output[dict[str, list[str]]] = pulumi.Output.all(
             **{d: ident.dkim_signing_attributes.apply(_tokens) for d, ident in identities.items()})
         created = []
-        for rec in plan.ses_records(s):
+        for rec in relay.ses_records(s):
             created.append(cloudflare.DnsRecord(
                 f"{name}-{rec.name}",
                 zone_id=rec.zone_id,
@@ -91,7 +91,7 @@ class SesRelay(pulumi.ComponentResource):
         user = aws.iam.User(f"{name}-smtp-user", path="/mailserver/",
                             tags={"Purpose": f"SES SMTP relay of {s.hostname}"}, opts=child)
         policy = aws.iam.UserPolicy(f"{name}-send-only", user=user.name,
-                                    policy=self.identity_arns.apply(plan.ses_send_policy), opts=child)
+                                    policy=self.identity_arns.apply(relay.ses_send_policy), opts=child)
         key = aws.iam.AccessKey(
             f"{name}-smtp-key",
             user=user.name,
@@ -105,7 +105,7 @@ class SesRelay(pulumi.ComponentResource):
         # because SES refuses an unauthorised sender with a permanent 554 that bounces mail.
         def login(values: list[Any]) -> str:
             key_id, secret, _policy_id = values
-            return render.relay_credentials_stdin(key_id, plan.ses_smtp_password(secret, region))
+            return render.relay_credentials_stdin(key_id, relay.ses_smtp_password(secret, region))
 
         self.credentials = pulumi.Output.secret(pulumi.Output.all(key.id, key.secret, policy.id).apply(login))
         self.records = pulumi.Output.from_input(

@@ -9,14 +9,14 @@ from typing import Any, cast
 import pulumi
 import pulumi_aws as aws
 
-from mailserver import storage
-from mailserver.settings import Settings
+from mailserver.core import storage
+from mailserver.core.settings import Settings
 
 
 @dataclasses.dataclass(frozen=True)
 class MailStorageArgs:
     settings: Settings
-    # The zone of a new volume (mailserver/preflight.py: the first standard zone offering the
+    # The zone of a new volume (mailserver/core/preflight.py: the first standard zone offering the
     # instance type). An existing volume stays where it is.
     availability_zone: str
 

@@ -7,8 +7,8 @@ import dataclasses
 import pulumi
 import pulumi_cloudflare as cloudflare
 
-from mailserver import web
-from mailserver.settings import Settings
+from mailserver.core import web
+from mailserver.core.settings import Settings
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,15 +8,15 @@ USAGE = "usage: python -m mailserver lab [--stack NAME] [--check] [--keep] | doc
 def main() -> int:
     command = sys.argv[1] if len(sys.argv) >= 2 else ""
     if command == "lab":
-        from .lab import main as lab_main
+        from mailserver.lab.server import main as lab_main
 
         return lab_main(sys.argv[2:])
     if command == "doctor":
-        from .doctor import main as doctor_main
+        from mailserver.doctor import main as doctor_main
 
         return doctor_main(sys.argv[2:])
     if command == "docs":
-        from .docs import main as docs_main
+        from mailserver.docs import main as docs_main
 
         return docs_main(sys.argv[2:])
     print(USAGE, file=sys.stderr)

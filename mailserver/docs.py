@@ -8,8 +8,8 @@ import re
 import sys
 from pathlib import Path
 
-from . import catalog
-from .settings import ROOT, schema
+from mailserver.core import catalog
+from mailserver.core.settings import ROOT, schema
 
 README = ROOT / "README.md"
 
@@ -43,7 +43,7 @@ def port_table() -> str:
 
 
 def doctor_table() -> str:
-    from .doctor import check_table
+    from mailserver.doctor import check_table
 
     return check_table()
 

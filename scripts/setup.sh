@@ -13,13 +13,13 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 
-# python3 itself first: the package list below comes from mailserver/catalog.py.
+# python3 itself first: the package list below comes from mailserver/core/catalog.py.
 if ! command -v python3 >/dev/null; then
   apt-get update -q
   apt-get install -y -q python3 python3-venv
 fi
 
-read -r -a packages <<< "$(python3 -m mailserver.catalog debian-packages)"
+read -r -a packages <<< "$(python3 -m mailserver.core.catalog debian-packages)"
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from mailserver import netns
+from mailserver.lab import netns
 
 DNS_ADDRESS = "127.0.0.53"  # on the namespace's loopback, beside the mail server's 127.0.0.1
 

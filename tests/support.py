@@ -6,10 +6,10 @@ import email.message
 from typing import TYPE_CHECKING, Any
 
 from mailserver import clients
-from mailserver.settings import ROOT, Secrets, Settings, parse, read_stack_file
+from mailserver.core.settings import ROOT, Secrets, Settings, parse, read_stack_file
 
 if TYPE_CHECKING:
-    from mailserver.lab import Lab
+    from mailserver.lab.server import Lab
 
 DEV_STACK = ROOT / "Pulumi.dev.yaml"
 PASSWORDS = {

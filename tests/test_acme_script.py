@@ -4,7 +4,7 @@ Cloudflare). What is proven here is the script's own logic: the pinned files are
 anything is installed, the installer gets exactly those files laid out like the release, an
 older acme.sh is replaced, and a certificate issued under another renewal schedule is issued
 again with --days. How acme.sh itself keeps --days is cited from its source in
-mailserver/plan.py (renewal_days_left) and in the script's comments.
+mailserver/core/certificates.py (renewal_days_left) and in the script's comments.
 
 The tests render with the catalog's URLs but the stand-in files' sums: the real sums are those
 of acme.sh 3.1.3's files, which are not part of this project.
@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from mailserver import catalog, plan, render
+from mailserver.core import catalog, certificates, render
 from tests.support import dev_settings
 
 HOST = dev_settings()[0].hostname
 SERVER = dev_settings()[0].acme_server
-DAYS = plan.acme_renewal_days()
+DAYS = certificates.acme_renewal_days()
 
 # A stand-in acme.sh release. It mimics the behaviour the script relies on, each from acme.sh
 # 3.1.3's source: --version prints the project URL and v$VER (version()); --install copies

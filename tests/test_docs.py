@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 
 from mailserver import docs
-from mailserver.settings import PROJECT_FILE, schema
+from mailserver.core.settings import PROJECT_FILE, schema
 
 
 def test_readme_sections_match_pulumi_yaml_and_port_table() -> None:
@@ -31,7 +31,7 @@ def test_every_schema_key_has_type_description_and_a_default_or_is_required() ->
 def test_what_pulumi_yaml_asks_of_the_runtime_is_in_the_deploy_requirements() -> None:
     """Pulumi runs the named typechecker from the project's virtualenv before every preview and
     up; the README's deploy step installs requirements.txt alone, so it must be pinned there."""
-    from mailserver.settings import ROOT
+    from mailserver.core.settings import ROOT
 
     options = yaml.safe_load(PROJECT_FILE.read_text())["runtime"]["options"]
     pinned = {line.split("==")[0].strip().lower() for line in (ROOT / "requirements.txt").read_text().splitlines()

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from mailserver import catalog, clients, docs, doctor, plan, records
+from mailserver import clients, docs, doctor
+from mailserver.core import catalog, certificates, records
 from tests.support import dev_settings
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
@@ -101,7 +102,7 @@ def test_certificate_expiry_is_judged_against_its_own_lifetime(lifetime: float, 
 def test_a_certificate_renewed_on_schedule_is_never_flagged(lifetime: int) -> None:
     """Up to the second daily try of acme.sh's renewal (the latest the schedule allows), the
     doctor says ok; the renewed certificate starts over."""
-    left = plan.renewal_days_left(lifetime, plan.acme_renewal_days(), catalog.ACME_RENEWAL_ATTEMPTS)
+    left = certificates.renewal_days_left(lifetime, certificates.acme_renewal_days(), catalog.ACME_RENEWAL_ATTEMPTS)
     not_after = NOW + dt.timedelta(days=float(left))
     assert doctor.expiry_status(not_after - dt.timedelta(days=lifetime), not_after, NOW)[0] == "ok"
 

@@ -21,9 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from mailserver import clients, doctor, netns, plan, records
-from mailserver.lab import Lab, public_key_pem
-from mailserver.settings import ROOT, Settings
+from mailserver import clients, doctor
+from mailserver.core import records, relay
+from mailserver.core.settings import ROOT, Settings
+from mailserver.lab import netns
+from mailserver.lab.server import Lab, public_key_pem
 from tests.doctor_support import DNS_ADDRESS, LabDns, TestCa, self_signed
 from tests.support import dev_settings
 
@@ -39,7 +41,7 @@ def served_records(s: Settings, dkim_keys: dict[str, str]) -> dict[str, list[tup
     Worker's names. Zone-file data, names absolute."""
     planned = list(records.planned_records(s, LAB_IP))
     planned += [records.dkim_record(s, d, s.dkim_selector, public_key_pem(k)) for d, k in dkim_keys.items()]
-    planned += [r for r in plan.ses_records(s) if r.type != "CNAME"]
+    planned += [r for r in relay.ses_records(s) if r.type != "CNAME"]
     out: dict[str, list[tuple[str, str]]] = {}
 
     def absolute(name: str) -> str:

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from components import provision
-from mailserver import catalog, render
+from mailserver.core import catalog, render
 from tests.support import dev_settings
 
 BASE = catalog.el_packages("centos-stream-9")

@@ -18,9 +18,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from mailserver import clients, netns
-from mailserver.catalog import SERVICES
-from mailserver.lab import Lab
+from mailserver import clients
+from mailserver.core.catalog import SERVICES
+from mailserver.lab import netns
+from mailserver.lab.server import Lab
 from tests.support import dev_settings, stored
 
 ALICE = "alice@example.com"

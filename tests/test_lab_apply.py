@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from mailserver import clients, netns, render
-from mailserver.lab import Lab, LabError
-from mailserver.settings import parse
+from mailserver import clients
+from mailserver.core import render
+from mailserver.core.settings import parse
+from mailserver.lab import netns
+from mailserver.lab.server import Lab, LabError
 from tests.support import PASSWORDS, dev_raw, dev_settings
 
 ALICE = "alice@example.com"

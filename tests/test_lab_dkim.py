@@ -9,8 +9,10 @@ from collections.abc import Iterator
 import dkim
 import pytest
 
-from mailserver import clients, netns, records
-from mailserver.lab import Lab, public_key_pem
+from mailserver import clients
+from mailserver.core import records
+from mailserver.lab import netns
+from mailserver.lab.server import Lab, public_key_pem
 from tests.support import dev_settings, stored, submit
 
 ALICE, BOB = "alice@example.com", "bob@example.net"

@@ -19,9 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from mailserver import catalog, clients, netns
-from mailserver.catalog import SERVICES
-from mailserver.lab import Lab
+from mailserver import clients
+from mailserver.core import catalog
+from mailserver.core.catalog import SERVICES
+from mailserver.lab import netns
+from mailserver.lab.server import Lab
 from tests.support import PASSWORDS, dev_settings, stored, submit
 
 ALICE, BOB = "alice@example.com", "bob@example.net"

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from mailserver import clients, netns, render
-from mailserver.lab import Lab, LabError
+from mailserver import clients
+from mailserver.core import render
+from mailserver.lab import netns
+from mailserver.lab.server import Lab, LabError
 from tests.support import dev_settings
 
 

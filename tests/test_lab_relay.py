@@ -20,8 +20,10 @@ from pathlib import Path
 import dkim
 import pytest
 
-from mailserver import clients, netns, render
-from mailserver.lab import Lab, LabError
+from mailserver import clients
+from mailserver.core import render
+from mailserver.lab import netns
+from mailserver.lab.server import Lab, LabError
 from tests.relay_standin import RelayStandIn
 from tests.support import PASSWORDS, dev_settings
 from tests.test_lab_dkim import published_dns

@@ -26,7 +26,7 @@ from pulumi.runtime import rpc
 from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.sync_await import _sync_await
 
-from mailserver.lab import generate_rsa_key, public_key_pem
+from mailserver.lab.server import generate_rsa_key, public_key_pem
 from tests import cloud_facts
 from tests.cloud_facts import World
 
@@ -246,7 +246,7 @@ program = _load_program()
 def stack_config(overrides: dict[str, Any] | None = None, passwords: dict[str, str] | None = None,
                  stack: str = "dev") -> dict[str, str]:
     """Pulumi config (namespaced keys, string values) for a stack file plus test passwords."""
-    from mailserver import settings
+    from mailserver.core import settings
 
     raw: dict[str, Any] = settings.read_stack_file(ROOT / f"Pulumi.{stack}.yaml")
     raw["mailboxPasswords"] = [f"{m}:{p}" for m, p in (passwords or PASSWORDS).items()]
@@ -307,7 +307,7 @@ def _ingress(g: Graph) -> set[tuple[int, str]]:
 
 
 def test_ingress_is_exactly_the_enabled_ports_plus_admin_ssh(graph: Graph) -> None:
-    from mailserver import catalog
+    from mailserver.core import catalog
 
     public = {s.port for s in catalog.SERVICES if not s.admin_only}
     want = {(p, c) for p in public for c in ("0.0.0.0/0", "::/0")} | {(22, "198.51.100.7/32")}
@@ -422,14 +422,14 @@ def test_generated_private_key_export_is_secret(graph: Graph) -> None:
 
 
 def test_exports(graph: Graph) -> None:
-    from mailserver import plan
+    from mailserver.core import outputs
 
     e = {k: v.value for k, v in graph.exports.items()}
     assert set(e) == {"publicIp", "hostname", "domains", "dnsRecords", "clientSettings", "sshCommand",
                       "sshPrivateKey", "port25Warning", "acmeServer", "sesRelay", "webHostnames",
                       "dataVolumeId", "restoreInstructions"}
     assert e["hostname"] == "mail.example.com" and e["domains"] == ["example.com", "example.net"]
-    assert e["acmeServer"] == "letsencrypt_test" and e["port25Warning"] == plan.PORT25_SES_NOTE
+    assert e["acmeServer"] == "letsencrypt_test" and e["port25Warning"] == outputs.PORT25_SES_NOTE
     assert e["clientSettings"]["imaps"]["port"] == 993
     assert not any(v.secret for k, v in graph.exports.items() if k != "sshPrivateKey")
 
@@ -488,7 +488,7 @@ def test_commands_connect_to_the_eip_as_the_ssh_user(graph: Graph) -> None:
 
 def graph_bundle() -> Any:
     """The bundle the default graph's settings render to."""
-    from mailserver import render, settings
+    from mailserver.core import render, settings
 
     s, _ = settings.parse({**settings.read_stack_file(ROOT / "Pulumi.dev.yaml"),
                            "mailboxPasswords": [f"{m}:{p}" for m, p in PASSWORDS.items()]})
@@ -566,7 +566,7 @@ def test_image_is_the_newest_official_one_for_release_and_architecture(os_name: 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_example_stacks_run_through(stack: str) -> None:
-    from mailserver import settings
+    from mailserver.core import settings
 
     mailboxes = settings.read_stack_file(ROOT / f"Pulumi.{stack}.yaml")["mailboxes"]
     g = build(passwords={m: f"a long password for {m}" for m in mailboxes}, stack=stack)
@@ -659,7 +659,7 @@ def test_components_are_mailserver_types(graph: Graph) -> None:
 def build_refused(overrides: dict[str, Any]) -> tuple[Any, Mocks, RecordingMonitor]:
     """Run the program with settings it must refuse; returns the SettingsError behind the
     pulumi.RunError it raised, and the mocks, which must have seen no resource and no invoke."""
-    from mailserver.settings import SettingsError
+    from mailserver.core.settings import SettingsError
 
     mocks = Mocks()
     monitor = RecordingMonitor(mocks)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailserver import plan, records
+from mailserver.core import records
 from tests.support import dev_settings
 from tests.test_program import (
     COMMAND,
@@ -40,7 +40,7 @@ def by_name(g: Graph) -> dict[tuple[str, str], list[dict[str, object]]]:
 def test_every_planned_record_is_created_as_planned(graph: Graph) -> None:
     settings, _ = dev_settings()
     created = by_name(graph)
-    planned = [*plan.dns_records(settings, EIP), *records.deliverability_records(settings),
+    planned = [*records.dns_records(settings, EIP), *records.deliverability_records(settings),
                *records.srv_records(settings)]
     for rec in planned:
         matches = created[(rec.fqdn, rec.type)]
@@ -52,7 +52,7 @@ def test_every_planned_record_is_created_as_planned(graph: Graph) -> None:
             assert rec.content in [m["content"] for m in matches]
         for m in matches:
             assert m["zoneId"] == rec.zone_id
-            assert m["ttl"] == plan.DNS_TTL
+            assert m["ttl"] == records.DNS_TTL
             assert m["proxied"] is False
     assert not any(name == "@" or name.endswith(".") for name, _ in created)
 

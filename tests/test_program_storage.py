@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mailserver import catalog, render, storage
+from mailserver.core import catalog, render, storage
 from tests.support import dev_settings
 from tests.test_program import (
     COMMAND,

@@ -11,15 +11,15 @@ import pytest
 import spf
 from dkim.util import parse_tag_value
 
-from mailserver import catalog, plan, records
-from mailserver.lab import generate_rsa_key, public_key_pem
+from mailserver.core import catalog, records
+from mailserver.lab.server import generate_rsa_key, public_key_pem
 from tests.support import dev_settings
 
 IP = "198.51.100.7"
 
 
-def zone(settings: Any) -> list[plan.Record]:
-    return [*plan.dns_records(settings, IP), *records.deliverability_records(settings), *records.srv_records(settings)]
+def zone(settings: Any) -> list[records.Record]:
+    return [*records.dns_records(settings, IP), *records.deliverability_records(settings), *records.srv_records(settings)]
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[tuple[str, str], 
     yield answers
 
 
-def load(answers: dict[tuple[str, str], list[Any]], recs: list[plan.Record]) -> None:
+def load(answers: dict[tuple[str, str], list[Any]], recs: list[records.Record]) -> None:
     for r in recs:
         if r.type == "TXT":
             value: Any = tuple(s.encode() for s in records.untxt_strings(r.content))
@@ -123,7 +123,7 @@ def test_records_are_full_names_dns_only_with_short_ttl() -> None:
     for r in zone(settings):
         assert r.fqdn != "@" and "." in r.fqdn and not r.fqdn.endswith(".")
         assert r.proxied is False
-        assert r.ttl == plan.DNS_TTL
+        assert r.ttl == records.DNS_TTL
         assert r.zone_id in dict(settings.zone_ids).values()
 
 

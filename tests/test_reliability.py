@@ -30,8 +30,9 @@ from pathlib import Path
 
 import pytest
 
-from mailserver import clients, netns
-from mailserver.lab import Lab
+from mailserver import clients
+from mailserver.lab import netns
+from mailserver.lab.server import Lab
 from tests.support import dev_settings
 
 ALICE, BOB = "alice@example.com", "bob@example.net"

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
-from mailserver import catalog, render
-from mailserver.lab import install_fail2ban_package_files, lab_layout
-from mailserver.render import Bundle
-from mailserver.settings import Settings
+from mailserver.core import catalog, render
+from mailserver.core.render import Bundle
+from mailserver.core.settings import Settings
+from mailserver.lab.server import install_fail2ban_package_files, lab_layout
 from tests.support import dev_settings
 
 USER_DATA_LIMIT = 16384  # EC2's limit on raw user-data

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from pulumi.runtime import rpc
 
-from mailserver import catalog, plan, render
-from mailserver.settings import SettingsError
+from mailserver.core import catalog, outputs, relay, render
+from mailserver.core.settings import SettingsError
 from tests.support import dev_settings
 from tests.test_program import (
     ACCESS_KEY,
@@ -60,7 +60,7 @@ def direct() -> Graph:
 
 
 def smtp_password(region: str = "eu-central-1") -> str:
-    return plan.ses_smtp_password(SES_SECRET_KEY, region)
+    return relay.ses_smtp_password(SES_SECRET_KEY, region)
 
 
 def bundle_files(g: Graph) -> dict[str, str]:
@@ -112,13 +112,13 @@ def test_bad_relay_settings_name_the_key_and_the_fix(overrides: dict[str, Any], 
     ("us-west-1", "another+secret+key", "BKVmjjMDFk/qqw8EROW99bjCS65PF8WKvK5bSr4Y6EqF"),
 ])
 def test_smtp_password_matches_the_providers_conversion(region: str, secret: str, password: str) -> None:
-    assert plan.ses_smtp_password(secret, region) == password
+    assert relay.ses_smtp_password(secret, region) == password
 
 
 def test_ses_records_with_real_tokens() -> None:
     s, _ = dev_settings(relay="ses")
     tokens = {d: dkim_tokens(d) for d in DOMAINS}
-    recs = {(r.fqdn, r.type): r for r in plan.ses_records(s, tokens)}
+    recs = {(r.fqdn, r.type): r for r in relay.ses_records(s, tokens)}
     assert len(recs) == len(DOMAINS) * (catalog.SES_DKIM_TOKENS + 2)
     for d in DOMAINS:
         for t in tokens[d]:
@@ -149,7 +149,7 @@ def test_relay_none_creates_nothing_of_ses(direct: Graph) -> None:
     for r in direct.of(DNS):
         assert "amazonses" not in str(plain(r.inputs)) and not r.inputs["name"].startswith("bounce.")
     assert "sesRelay" not in direct.exports
-    assert direct.exports["port25Warning"].value == plan.PORT25_WARNING
+    assert direct.exports["port25Warning"].value == outputs.PORT25_WARNING
     main_cf = bundle_files(direct)["files/etc/postfix/main.cf"]
     # Direct delivery: TLS when offered, DANE-verified where the receiver publishes TLSA (the default).
     assert postconf(main_cf, "relayhost") is None and postconf(main_cf, "smtp_tls_security_level") == "dane"
@@ -249,7 +249,7 @@ def test_exports_name_the_relay_and_how_to_leave_the_sandbox(ses: Graph) -> None
     assert e["identities"] == list(DOMAINS) and e["mailFromDomains"] == [f"bounce.{d}" for d in DOMAINS]
     assert "sandbox" in e["sandbox"] and "production access" in e["sandbox"].lower()
     assert len(e["dnsRecords"]) == len(DOMAINS) * 5
-    assert ses.exports["port25Warning"].value == plan.PORT25_SES_NOTE
+    assert ses.exports["port25Warning"].value == outputs.PORT25_SES_NOTE
 
 
 def test_main_cf_relays_with_mandatory_tls_and_sasl(ses: Graph) -> None:

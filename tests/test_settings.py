@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from mailserver import settings
-from mailserver.settings import Settings, SettingsError
+from mailserver.core import settings
+from mailserver.core.settings import Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parent.parent
 ALICE_PW = "alice-Secr3t-Pa55-d0e1f2"

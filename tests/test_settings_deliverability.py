@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from mailserver.settings import SettingsError
+from mailserver.core.settings import SettingsError
 from tests.support import dev_settings
 
 

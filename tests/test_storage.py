@@ -1,4 +1,4 @@
-"""The mail volume's pure parts (mailserver/storage.py) and the validation of its settings."""
+"""The mail volume's pure parts (mailserver/core/storage.py) and the validation of its settings."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from mailserver import catalog, storage
-from mailserver.settings import SettingsError, parse
+from mailserver.core import catalog, storage
+from mailserver.core.settings import SettingsError, parse
 from tests.support import dev_raw, dev_settings
 
 # --- settings ---------------------------------------------------------------------------

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from mailserver import catalog, render
-from mailserver.lab import lab_layout
+from mailserver.core import catalog, render
+from mailserver.lab.server import lab_layout
 from tests.support import dev_settings
 
 IMAGE_MIB = 300  # mkfs.xfs refuses filesystems under 300 MiB

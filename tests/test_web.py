@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from dkim.util import parse_tag_value
 
-from mailserver import catalog, plan, records, web
-from mailserver.settings import Settings
+from mailserver.core import catalog, records, web
+from mailserver.core.settings import Settings
 from tests.support import dev_settings
 
 RUNNER = """
@@ -59,7 +59,7 @@ def test_policy_is_served_for_every_domain_and_matches_the_mx(tmp_path: Path, mo
         assert policy["mode"] == [mode]
         assert 86400 <= int(policy["max_age"][0]) <= 31557600
         # The policy's MX list covers exactly the MX records we publish.
-        mx = {r.content for r in plan.dns_records(settings, "198.51.100.7") if r.type == "MX"}
+        mx = {r.content for r in records.dns_records(settings, "198.51.100.7") if r.type == "MX"}
         assert set(policy["mx"]) == mx
 
 

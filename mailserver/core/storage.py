@@ -8,8 +8,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from . import catalog
-from .settings import Settings
+from mailserver.core import catalog
+from mailserver.core.settings import Settings
 
 
 class NoZoneError(ValueError):

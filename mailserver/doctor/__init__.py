@@ -40,8 +40,9 @@ import dns.resolver
 import dns.reversename
 from cryptography import x509
 
-from . import catalog, clients, plan, records, web
-from .settings import AWS_REGION_KEY, Settings, parse
+from mailserver import clients
+from mailserver.core import catalog, records, relay, web
+from mailserver.core.settings import AWS_REGION_KEY, Settings, parse
 
 Status = Literal["ok", "warning", "error", "unknown", "skipped"]
 Category = Literal["outside", "inside"]
@@ -53,7 +54,7 @@ EXIT_OK, EXIT_ERROR_FOUND, EXIT_SETUP = 0, 1, 2
 # Certificate expiry, judged against the certificate's own lifetime (notAfter - notBefore), as
 # Let's Encrypt's shrinks from 90 to 64 (2027) and 45 days (2028). Warning: less than
 # catalog.CERT_RENEW_KEEP (a third) of it left. acme.sh renews while more is left, two daily tries
-# before that point (plan.acme_renewal_days), so less means renewal has failed at least twice.
+# before that point (certificates.acme_renewal_days), so less means renewal has failed at least twice.
 # Error: expired, or in the last EXPIRY_ERROR_DAYS, the time left to fix renewal before senders
 # that enforce MTA-STS stop delivering. A fixed floor, because fixing takes the same days whatever
 # the lifetime; only a certificate too short to be warned about for twice that long (under 18
@@ -349,7 +350,7 @@ def name_matches(hostname: str, names: Iterable[str]) -> bool:
 # --- what the stack intends ----------------------------------------------------------------
 
 
-def record_check(rec: plan.Record) -> str:
+def record_check(rec: records.Record) -> str:
     """The check that covers a planned record."""
     prefixes = (("ses-", "dns-ses"), ("mx-", "dns-mx"), ("spf-", "dns-spf"), ("dmarc-", "dns-dmarc"),
                 ("mta-sts-", "dns-mta-sts"), ("tlsrpt-", "dns-tls-rpt"), ("dkim-", "dns-dkim"))
@@ -366,21 +367,21 @@ def record_check(rec: plan.Record) -> str:
 
 
 def expected_records(s: Settings, ip: str, dkim: Mapping[str, str | None],
-                     ses_dkim: Sequence[tuple[str, str]] = ()) -> list[tuple[plan.Record, str | None]]:
+                     ses_dkim: Sequence[tuple[str, str]] = ()) -> list[tuple[records.Record, str | None]]:
     """(record, content) pairs the stack intends; content None means "present and well-formed"
     (DKIM keys the doctor does not know: pass an outputs file to compare them)."""
-    out: list[tuple[plan.Record, str | None]] = [(r, r.content) for r in records.planned_records(s, ip)]
+    out: list[tuple[records.Record, str | None]] = [(r, r.content) for r in records.planned_records(s, ip)]
     for name, content in sorted(dkim.items()):
         domain = name.split("._domainkey.", 1)[1]
         selector = name.split("._domainkey.", 1)[0]
-        out.append((plan.Record(f"dkim-{selector}-{domain}", s.zone_id(domain), name, "TXT", content or ""), content))
+        out.append((records.Record(f"dkim-{selector}-{domain}", s.zone_id(domain), name, "TXT", content or ""), content))
     if s.relay == "ses":
         # The Easy DKIM tokens exist only once SES made them: compared when the outputs name them.
-        for rec in plan.ses_records(s):
+        for rec in relay.ses_records(s):
             if rec.type != "CNAME":
                 out.append((rec, rec.content))
         for name, target in ses_dkim:
-            out.append((plan.Record(f"ses-dkim-{name}", "", name, "CNAME", target), target))
+            out.append((records.Record(f"ses-dkim-{name}", "", name, "CNAME", target), target))
     return out
 
 
@@ -939,7 +940,7 @@ def services_script(layout: catalog.Layout) -> str:
 
 def expected_jails(s: Settings) -> list[str]:
     """The jails the VM's rendered jail.local enables: the bundle is the one source."""
-    from . import render  # the renderer pulls in Jinja2 and the templates; only inside checks need it
+    from mailserver.core import render  # the renderer pulls in Jinja2 and the templates; only inside checks need it
 
     jail = next(f for f in render.render(s).files if f.path == catalog.PRODUCTION.fail2ban_jail)
     parser = configparser.ConfigParser(interpolation=None, strict=False)
@@ -1251,7 +1252,7 @@ def adhoc_raw(domains: list[str], host: str | None) -> dict[str, Any]:
 
 
 def build_target(args: argparse.Namespace) -> Target:
-    from .lab import lab_layout, lab_passwords, load_stack
+    from mailserver.lab.server import lab_layout, lab_passwords, load_stack
 
     if args.domain:
         raw = adhoc_raw(args.domain, args.host)

@@ -5,7 +5,7 @@ master.cf, dovecot's listeners, the lab, the tests and the README all read from 
 port opened in the firewall is always a port a daemon listens on, and the other way round.
 
 It imports nothing outside the standard library, so `.ci/run` can ask it for the Debian
-package list before any virtual environment exists (`python3 -m mailserver.catalog`).
+package list before any virtual environment exists (`python3 -m mailserver.core.catalog`).
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ DKIM_KEY_BITS = 2048  # EL's dovecot lacks libsodium: no ARGON2 there.
 # acme.sh: a pinned release, so a new upstream version never changes a running server unseen.
 # 3.1.3 (tag commit 76d1377f, 2026-04-28) is the newest release and the first whose default
 # renewal (30 days after issue, down from 60) and --days suit Let's Encrypt's shorter lifetimes
-# (plan.acme_renewal_days). Pinned by version and by each file's sha256: acme.sh.j2 fetches the
+# (certificates.acme_renewal_days). Pinned by version and by each file's sha256: acme.sh.j2 fetches the
 # two files it needs and refuses both unless every sum matches. The sums are those of the git
 # blobs at the tag (`git show 3.1.3:acme.sh | sha256sum`), which is what raw.githubusercontent.com
 # serves for it; GitHub's archive tarballs are not byte-stable, so the release's tarball is not used.
@@ -364,7 +364,7 @@ def main(argv: list[str]) -> int:
     if argv[1:] == ["debian-packages"]:
         print(" ".join(DEBIAN_PACKAGES))
         return 0
-    print("usage: python3 -m mailserver.catalog debian-packages", file=sys.stderr)
+    print("usage: python3 -m mailserver.core.catalog debian-packages", file=sys.stderr)
     return 2
 
 

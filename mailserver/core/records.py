@@ -1,7 +1,7 @@
 """Deliverability and client-setup records: SPF, DMARC, DKIM, MTA-STS, TLS-RPT, CAA and
 RFC 6186/8314 SRV.
 
-Pure functions from settings to `plan.Record`s. Large receivers (Gmail, Outlook) demand SPF or
+Pure functions from settings to `Record`s, with the A and MX records of the mail host. Large receivers (Gmail, Outlook) demand SPF or
 DKIM alignment plus DMARC since 2024; SRV records let mail clients find the right ports by
 themselves. TXT contents are quoted RFC 1035 strings, split at 255 bytes, because that is what
 Cloudflare's API stores without warnings or drift.
@@ -10,13 +10,40 @@ Cloudflare's API stores without warnings or drift.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import re
 
-from . import web
-from .catalog import SERVICES
-from .plan import Record, dns_records
-from .settings import Settings
+from mailserver.core import web
+from mailserver.core.catalog import SERVICES
+from mailserver.core.settings import Settings
+
+DNS_TTL = 300  # short enough to fix a mistake quickly, long enough to cache
+
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    name: str  # resource name suffix
+    zone_id: str
+    fqdn: str  # full name, never "@" (Cloudflare returns FQDNs; relative names drift)
+    type: str
+    content: str
+    priority: int | None = None
+    ttl: int = DNS_TTL
+    proxied: bool = False  # Cloudflare cannot proxy SMTP/IMAP: mail records are DNS-only
+    # Structured value for the types Cloudflare takes only that way (SRV, CAA); content
+    # then stays the zone-file form, for outputs and for comparing with what DNS serves.
+    data: tuple[tuple[str, str | int], ...] = ()
+
+
+def dns_records(s: Settings, public_ip: str) -> tuple[Record, ...]:
+    """The A record of the mail host and one MX per mail domain, each in its own zone."""
+    records = [Record("a-host", s.zone_id(s.hostname_zone), s.hostname, "A", public_ip)]
+    for d in s.domains:
+        records.append(Record(f"mx-{d}", s.zone_id(d), d, "MX", s.hostname, priority=10))
+    return tuple(records)
+
 
 TXT_CHUNK = 255
 # Only Let's Encrypt may issue for the mail host: acme.sh uses it, and nothing else should.

@@ -3,8 +3,8 @@ autoconfig document, both served by one small Cloudflare Worker rendered here. P
 
 from __future__ import annotations
 
-from .render import _env
-from .settings import Settings
+from mailserver.core.settings import Settings
+from mailserver.core.templates import environment
 
 # A week: long enough that a resolver outage does not drop the policy, short enough that a
 # changed MX is picked up soon. RFC 8461 allows up to a year.
@@ -22,7 +22,7 @@ def autoconfig_xml(s: Settings) -> str:
     services = [svc for svc in s.services if svc.auth and not svc.admin_only]
     # Implicit TLS first: RFC 8314 prefers it, and clients take the first that works.
     order = sorted(services, key=lambda svc: svc.tls != "implicit")
-    return _env().get_template("web/autoconfig.xml.j2").render(
+    return environment().get_template("web/autoconfig.xml.j2").render(
         s=s,
         incoming=[svc for svc in order if svc.protocol in ("imap", "pop3")],
         outgoing=[svc for svc in order if svc.protocol == "smtp"],
@@ -30,7 +30,7 @@ def autoconfig_xml(s: Settings) -> str:
 
 
 def worker_script(s: Settings) -> str:
-    return _env().get_template("web/worker.js.j2").render(
+    return environment().get_template("web/worker.js.j2").render(
         s=s, policy=mta_sts_policy(s), autoconfig=autoconfig_xml(s))
 
 

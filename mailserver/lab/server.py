@@ -23,8 +23,10 @@ import time
 from pathlib import Path
 from typing import Self
 
-from . import catalog, clients, netns, render
-from .settings import ROOT, Secrets, Settings, parse, read_stack_file
+from mailserver import clients
+from mailserver.core import catalog, render
+from mailserver.core.settings import ROOT, Secrets, Settings, parse, read_stack_file
+from mailserver.lab import netns
 
 LAB_BASE = Path("/var/lib/mailserver-lab")
 # What the fail2ban package installs and our jail file builds on (on EL the package puts

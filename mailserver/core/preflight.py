@@ -13,8 +13,8 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 
-from . import catalog, storage
-from .settings import Problem, Settings, SettingsError
+from mailserver.core import catalog, storage
+from mailserver.core.settings import Problem, Settings, SettingsError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,10 +21,10 @@ from typing import Any
 
 import yaml
 
-from . import catalog
+from mailserver.core import catalog
 
 PROJECT = "mailserver"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 PROJECT_FILE = ROOT / "Pulumi.yaml"
 
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"

@@ -15,12 +15,10 @@ import tarfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-import jinja2
+from mailserver.core import catalog, certificates, relay
+from mailserver.core.settings import Secrets, Settings
+from mailserver.core.templates import environment
 
-from . import catalog, plan
-from .settings import ROOT, Secrets, Settings
-
-TEMPLATE_DIRS = (ROOT / "templates", ROOT / "cloud-init")
 # Where the bundle is unpacked on a host: files/ mirrors the target paths, scripts/ runs.
 SCRIPTS = ("apply.sh", "set-passwords.sh", "set-dkim-keys.sh", "set-relay-credentials.sh", "baseline.sh", "acme.sh",
            "prepare-volume.sh", "use-local-resolver.sh", "packages.sh")
@@ -63,17 +61,6 @@ class Bundle:
 
     def digest(self) -> str:
         return hashlib.sha256(self.tarball()).hexdigest()
-
-
-def _env() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader([str(d) for d in TEMPLATE_DIRS]),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,
-    )
 
 
 def _lines(pairs: Iterable[tuple[str, str]]) -> str:
@@ -123,11 +110,11 @@ def relayhost(s: Settings, layout: catalog.Layout) -> str:
     so the password map's key always matches the relayhost exactly."""
     if s.relay == "none":
         return ""
-    return layout.relayhost or plan.ses_relayhost(s)
+    return layout.relayhost or relay.ses_relayhost(s)
 
 
 def render(s: Settings, layout: catalog.Layout = catalog.PRODUCTION) -> Bundle:
-    env = _env()
+    env = environment()
     services = s.services
     login_services: dict[str, list[catalog.Service]] = {}
     for svc in services:
@@ -145,7 +132,7 @@ def render(s: Settings, layout: catalog.Layout = catalog.PRODUCTION) -> Bundle:
         "removed_packages": catalog.EL_REMOVED_PACKAGES,
         "acme_version": catalog.ACME_SH_VERSION,
         "acme_files": catalog.ACME_SH_FILES,
-        "acme_renew_days": plan.acme_renewal_days(),
+        "acme_renew_days": certificates.acme_renewal_days(),
         "acme_attempts": catalog.ACME_RENEWAL_ATTEMPTS,
         "acme_lifetimes": "/".join(map(str, catalog.CERT_LIFETIMES_DAYS)),
         "zone_id": s.zone_id(s.hostname_zone),

@@ -1,0 +1,36 @@
+"""What the stack tells its operator: client settings, the SSH command, the port-25 note."""
+
+from __future__ import annotations
+
+from mailserver.core.settings import Settings
+
+
+def client_settings(s: Settings) -> dict[str, dict[str, object]]:
+    """What a mail client needs, per protocol, from the port table."""
+    out: dict[str, dict[str, object]] = {}
+    for svc in s.services:
+        if svc.admin_only or not svc.auth:
+            continue
+        security = "SSL/TLS" if svc.tls == "implicit" else "STARTTLS"
+        out[svc.name] = {"host": s.hostname, "port": svc.port, "security": security,
+                         "username": "your full e-mail address", "auth": "normal password"}
+    return out
+
+
+def ssh_command(s: Settings, ip: str) -> str:
+    return f"ssh {s.ssh_user}@{ip}"
+
+
+PORT25_WARNING = (
+    "AWS blocks outbound port 25 on new accounts: this server receives mail but cannot deliver "
+    "to other servers until AWS approves the 'Request to remove email sending limitations' form "
+    "(it also sets the reverse DNS). Until then outgoing mail waits in the queue."
+)
+PORT25_SES_NOTE = (
+    "AWS blocks outbound port 25 on new accounts; with relay ses that does not stop sending: "
+    "outgoing mail leaves through Amazon SES on port 587. Port 25 serves incoming mail only."
+)
+
+
+def port25_warning(s: Settings) -> str:
+    return PORT25_SES_NOTE if s.relay == "ses" else PORT25_WARNING
