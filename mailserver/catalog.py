@@ -66,6 +66,37 @@ def public_mail_services(flags: dict[str, bool]) -> tuple[Service, ...]:
 POSTFIX_TLS_PROTOCOLS = "!SSLv2, !SSLv3, !TLSv1, !TLSv1.1"
 DOVECOT_TLS_MIN = "TLSv1.2"
 
+# EL's system-wide crypto policy (update-crypto-policies(8)) reaches OpenSSL applications in
+# two ways: openssl.cnf, which sets the protocol floor, security level, groups and signature
+# algorithms for every application that loads it, and the cipher string "PROFILE=SYSTEM",
+# which only EL's OpenSSL understands (Fedora/CentOS openssl patch "Add support for
+# PROFILE=SYSTEM system default cipherlist"; Debian's OpenSSL rejects it: "no cipher match").
+#
+# Postfix: EL's package sets no cipher parameter (Fedora/CentOS postfix-3.x-config.patch only
+# adds the certificate, CA and security levels), so postfix keeps its own cipher grades and
+# follows the policy through openssl.cnf, which tls_config_file = default loads (postconf(5);
+# "none", which postconf(5) recommends, would cut postfix off from the policy). Fedora's
+# crypto-policy packaging guideline names postfix as an application that may keep its own
+# cipher settings. Postfix 3.5.20, 3.7.6 and 3.8.1 introduced the parameter: all our targets.
+POSTFIX_TLS_CONFIG_FILE = "default"
+# Dovecot: its built-in ssl_cipher_list overrides the policy, so EL's package sets
+# PROFILE=SYSTEM in conf.d/10-ssl.conf (Fedora/CentOS dovecot-2.0-defaultconfig.patch), which
+# our dovecot.conf, written whole, replaces. The VM sets it again; the lab keeps dovecot's own.
+DOVECOT_EL_CIPHER_LIST = "PROFILE=SYSTEM"
+# Diffie-Hellman parameters for dovecot's ssl_dh (the VM's). Dovecot 2.3 has none built in:
+# without ssl_dh it starts without a word (unless a 2.2-era ssl-parameters.dat lies in
+# /var/lib/dovecot), then fails each handshake that negotiates finite-field DHE with
+# "Diffie-Hellman key exchange requested, but no DH parameters provided" (dovecot/core 2.3.16,
+# src/lib-ssl-iostream/iostream-openssl-context.c and src/config/old-set-parser.c). DHE needs
+# an RSA certificate and ours are ECDSA, so today this guards a later switch to RSA. EL's
+# package provides no file: Fedora's dovecot-2.0-defaultconfig.patch, which EL's 10-ssl.conf
+# comes from, leaves upstream's ssl_dh line commented, and Fedora's spec stopped generating
+# ssl-params in 2.3.2.1-3; Red Hat's RHEL 9 "Deploying mail servers" guide adds DH parameters
+# as an optional step. We write the RFC 7919 group rather than generate primes: instant, and
+# 3072 bits pass even the FUTURE policy's security level 3, where OpenSSL refuses a 2048-bit
+# group ("dh key too small") and dovecot would then fail every TLS connection.
+DH_GROUP = "ffdhe3072"
+
 # Users and ids on the host. vmail owns every mailbox; a fixed uid keeps a re-attached data
 # volume readable by a rebuilt instance.
 VMAIL_USER = "vmail"
@@ -273,6 +304,12 @@ class Layout:
     @property
     def users_file(self) -> str:
         return f"{self.dovecot_dir}/users"
+
+    @property
+    def dovecot_dh_file(self) -> str:
+        # Where dovecot 2.3 itself points (10-ssl.conf's example, and its migration warning
+        # "please set ssl_dh=</etc/dovecot/dh.pem"); SELinux labels it like the directory.
+        return f"{self.dovecot_dir}/dh.pem"
 
     @property
     def fail2ban_jail(self) -> str:

@@ -7,6 +7,7 @@ import configparser
 import itertools
 import re
 import shutil
+import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,6 +60,10 @@ def test_main_cf_parses_without_warnings(bundle: Bundle, tree: Path) -> None:
     # postfix reads the values we meant (a typo in a parameter name would vanish here).
     assert settings["smtpd_tls_auth_only"] == "yes"
     assert settings["smtpd_tls_protocols"] == catalog.POSTFIX_TLS_PROTOCOLS
+    # EL's crypto policy reaches postfix through openssl.cnf, as in EL's own package: loaded,
+    # and postfix's cipher grades left as EL's main.cf leaves them.
+    assert settings["tls_config_file"] == catalog.POSTFIX_TLS_CONFIG_FILE
+    assert not [k for k in settings if k.startswith("tls_") and k.endswith("_cipherlist")]
     assert "reject_unauth_destination" in settings["smtpd_relay_restrictions"]
     assert not any(v.startswith(("hash:", "btree:")) for v in settings.values()), "Stream 10 has no Berkeley DB"
 
@@ -151,6 +156,12 @@ def test_doveconf_accepts_the_config(lab_layout_tree: catalog.Layout) -> None:
     assert value("ssl") == "required"
     assert value("ssl_min_protocol") == catalog.DOVECOT_TLS_MIN
     assert value("protocols") == "imap pop3 lmtp"
+    # Debian's OpenSSL knows no PROFILE=SYSTEM ("no cipher match"), so the lab keeps dovecot's
+    # own cipher list, and the ssl_dh file only the VM's baseline writes.
+    assert run(["openssl", "ciphers", catalog.DOVECOT_EL_CIPHER_LIST]).returncode != 0
+    default_ciphers = run(["doveconf", "-c", layout.dovecot_conf, "-d", "-h", "ssl_cipher_list"]).stdout.strip()
+    assert value("ssl_cipher_list") == default_ciphers != catalog.DOVECOT_EL_CIPHER_LIST
+    assert value("ssl_dh") == ""
     # The sockets postfix uses are open to postfix only (the seed's auth socket was 0666).
     for service, socket, mode in (("auth", "auth", "0660"), ("lmtp", "dovecot-lmtp", "0600")):
         block = run(["doveconf", "-c", layout.dovecot_conf, f"service/{service}"]).stdout
@@ -380,3 +391,60 @@ def test_vm_apply_restarts_unbound_only_for_a_new_config_and_never_reloads_it(ch
     assert calls == ["enable unbound", "restart unbound" if changed else "start unbound"]
     assert not any(c.startswith("reload") for c in calls)
 
+
+
+# -- EL's own defaults, and what the lab keeps -----------------------------------------------
+
+
+def test_the_vm_dovecot_keeps_els_tls_defaults(bundle: Bundle, tmp_path: Path) -> None:
+    """EL's dovecot package sets PROFILE=SYSTEM in conf.d/10-ssl.conf, which our dovecot.conf
+    replaces: the VM's file says it again, with ssl_dh, and keeps every TLS guarantee. doveconf
+    parses a cipher list without asking OpenSSL (Debian's would refuse PROFILE=SYSTEM only when
+    dovecot sets up TLS), and reads no <file at parse time, so the VM's file is checked as is."""
+    conf = tmp_path / "dovecot.conf"
+    conf.write_text(bundle.file(catalog.PRODUCTION.dovecot_conf).content)
+    proc = run(["doveconf", "-c", str(conf), "-n"])
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    names = ("ssl_cipher_list", "ssl_dh", "ssl", "ssl_min_protocol", "disable_plaintext_auth")
+    values = run(["doveconf", "-c", str(conf), "-h", *names]).stdout.splitlines()
+    assert dict(zip(names, values, strict=True)) == {
+        "ssl_cipher_list": catalog.DOVECOT_EL_CIPHER_LIST, "ssl_dh": f"<{catalog.PRODUCTION.dovecot_dh_file}",
+        "ssl": "required", "ssl_min_protocol": catalog.DOVECOT_TLS_MIN, "disable_plaintext_auth": "yes"}
+
+
+def dh_step(baseline: str, path: Path) -> str:
+    """The baseline's ssl_dh step, pointed at `path`."""
+    start = baseline.index(f"dh={catalog.PRODUCTION.dovecot_dh_file}\n")
+    end = baseline.index("\nfi\n", start) + len("\nfi\n")
+    return "set -euo pipefail\n" + baseline[start:end].replace(catalog.PRODUCTION.dovecot_dh_file, str(path), 1)
+
+
+def test_the_vm_baseline_writes_dh_parameters_dovecot_can_load_once(tmp_path: Path) -> None:
+    """The VM's baseline writes the RFC 7919 group when the file is missing or unreadable and
+    keeps a good one. Python's load_dh_params makes the calls dovecot 2.3 makes
+    (PEM_read_bio_DHparams, SSL_CTX_set_tmp_dh), at security level 3, the FUTURE policy's,
+    where OpenSSL refuses a 2048-bit group and dovecot would then fail every TLS connection."""
+    assert "dhparam" not in render.render(dev_settings()[0], lab_layout(tmp_path / "lab")).scripts["baseline.sh"]
+    dh = tmp_path / "dh.pem"
+    step = dh_step(render.render(dev_settings()[0]).scripts["baseline.sh"], dh)
+
+    def apply_step() -> str:
+        proc = subprocess.run(["bash", "-c", step], capture_output=True, text=True, check=False, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    assert "written" in apply_step()
+    text = run(["openssl", "pkeyparam", "-in", str(dh), "-noout", "-text"]).stdout
+    assert f"GROUP: {catalog.DH_GROUP}" in text and "(3072 bit)" in text
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.set_ciphers("DEFAULT@SECLEVEL=3")
+    ctx.load_dh_params(str(dh))
+    # Idempotent: a good file stays as it is, the operator's own (another group) included.
+    first = dh.read_bytes()
+    assert apply_step() == "" and dh.read_bytes() == first
+    own = run(["openssl", "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt", "group:ffdhe4096"]).stdout
+    dh.write_text(own)
+    assert apply_step() == "" and dh.read_text() == own
+    # A file that does not read as DH parameters is replaced.
+    dh.write_text("not a pem file\n")
+    assert "written" in apply_step() and dh.read_bytes() == first
