@@ -218,6 +218,12 @@ def el_packages(os_name: str) -> tuple[str, ...]:
 # image's 50-redhat.conf and cloud-init's 50-cloud-init.conf: sshd keeps the first value it
 # reads, so ours win.
 SSHD_DROPIN = "/etc/ssh/sshd_config.d/01-mailserver.conf"
+# The programs that log sshd's authentication failures, and their unit. OpenSSH 9.8 moved
+# authentication into sshd-session (RHEL 10 ships 9.9), older ones log it as sshd. fail2ban's
+# stock sshd filter, in Debian's 1.0.2 and EPEL's 1.1.0 alike, knows only sshd (fail2ban issue
+# 3747; fixed upstream after 1.1.0 by commits 2fed408c and 54c0effc), so the jail says both.
+SSHD_UNIT = "sshd.service"
+SSHD_COMMANDS: tuple[str, ...] = ("sshd", "sshd-session")
 UNBOUND_CONF = "/etc/unbound/unbound.conf"
 # resolv.conf names unbound alone: if it dies, acme.sh, dnf and outbound mail lose DNS
 # until someone logs in, so systemd restarts it.

@@ -164,6 +164,8 @@ def render(s: Settings, layout: catalog.Layout = catalog.PRODUCTION) -> Bundle:
         "mail_ports": [svc.port for svc in catalog.public_mail_services({"submission": s.submission})],
         "ssh_port": next(svc.port for svc in catalog.SERVICES if svc.daemon == "sshd"),
         "ignoreip": fail2ban_ignoreip(s),
+        "sshd_unit": catalog.SSHD_UNIT,
+        "sshd_commands": catalog.SSHD_COMMANDS,
         "auto": catalog.AUTO_UPDATES[s.os],
         "resolver": catalog.RESOLVER,
         "root_key": catalog.UNBOUND_ROOT_KEY,

@@ -296,6 +296,10 @@ def test_fail2ban_accepts_the_vm_jails(settings: Settings, bundle: Bundle, tmp_p
         assert f"['set', '{jail}', 'maxretry', {settings.fail2ban_max_retry}]" in dump
         assert f"['set', '{jail}', 'bantime', '{settings.fail2ban_ban_time}']" in dump
     assert "nft " in dump and "firewallcmd" not in dump
+    # OpenSSH 9.8+ logs authentication from sshd-session: the journal is read for both programs.
+    # (+ separates alternatives.)
+    assert ("['set', 'sshd', 'addjournalmatch', '_SYSTEMD_UNIT=sshd.service', '+', '_COMM=sshd', '+', "
+            "'_COMM=sshd-session']") in dump
     # Never the host's own clients or the operator (postfix's [::1]/128 written as fail2ban wants).
     assert "'addignoreip', '127.0.0.1/32', '::1/128', '198.51.100.7/32']" in dump
 
@@ -448,3 +452,26 @@ def test_the_vm_baseline_writes_dh_parameters_dovecot_can_load_once(tmp_path: Pa
     # A file that does not read as DH parameters is replaced.
     dh.write_text("not a pem file\n")
     assert "written" in apply_step() and dh.read_bytes() == first
+
+
+@pytest.mark.parametrize("logtype", ["journal", "file"])
+@pytest.mark.parametrize("program", catalog.SSHD_COMMANDS)
+def test_the_vm_sshd_jail_catches_sshd_and_sshd_session(program: str, logtype: str, tmp_path: Path) -> None:
+    """OpenSSH 9.8 and later log authentication from sshd-session, older ones from sshd. The
+    jail's own filter line, run by the real fail2ban-regex over the package's filters, finds a
+    failed login from either. journal: the line as fail2ban's systemd backend builds it from a
+    journal entry ("host program[pid]: message"), as the VM reads it; file: a syslog line."""
+    jail = configparser.ConfigParser(interpolation=None)
+    jail.read_string(render.render(dev_settings()[0]).file(catalog.PRODUCTION.fail2ban_jail).content)
+    found = re.fullmatch(r"(\w+)\[(.*)\]", jail["sshd"]["filter"])
+    assert found, jail["sshd"]["filter"]
+    name, options = found.groups()
+    confdir = tmp_path / "fail2ban"
+    install_fail2ban_package_files(confdir)
+    stamp = "2026-12-01T10:00:00 mail.example.com" if logtype == "journal" else "Dec  1 10:00:00 mail"
+    log = tmp_path / "log"
+    # OpenSSH's own wording (auth2.c), as every bot that guesses user names produces it.
+    log.write_text(f"{stamp} {program}[1234]: Invalid user admin from 203.0.113.5 port 4242\n")
+    proc = run(["fail2ban-regex", "-c", str(confdir), str(log), f"{name}[logtype={logtype}, {options}]"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Lines: 1 lines, 0 ignored, 1 matched, 0 missed" in proc.stdout, proc.stdout
