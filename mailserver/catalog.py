@@ -181,6 +181,9 @@ EL_PACKAGES: tuple[str, ...] = (
     # A local validating, caching resolver: Spamhaus refuses DNSBL queries that arrive through
     # public or AWS resolvers, and DANE needs DNSSEC answers the host can trust.
     "unbound",
+    # dnf's versionlock plugin: unattended updates stay within postfix's and dovecot's
+    # installed major.minor (VERSION_LOCKS, lock-versions.sh).
+    "python3-dnf-plugin-versionlock",
 )
 # opendkim lives in EPEL, which needs CRB (for libmilter) on Stream 9; cloud-init enables
 # both before it installs EL_PACKAGES.
@@ -206,6 +209,24 @@ AUTO_UPDATES: dict[str, AutoUpdates] = {
     "centos-stream-9": AutoUpdates("dnf-automatic", "/etc/dnf/automatic.conf", "dnf-automatic.timer"),
     "centos-stream-10": AutoUpdates("dnf-automatic", "/etc/dnf/automatic.conf", "dnf-automatic.timer"),
 }
+
+
+# Unattended updates (dnf-automatic) never leave the installed major.minor of these: dovecot
+# 2.4 reads none of our 2.3 configuration (apply.sh refuses it), and a new postfix minor
+# changes defaults and compatibility levels. Each group's first package decides the version;
+# the others are built from the same source package and require its exact version, so they
+# are locked to the same series (a lock on postfix alone would leave dnf unable to update
+# postfix-lmdb, and dnf-automatic's whole run would fail on it). lock-versions.sh writes one
+# "<name>-<major>.<minor>.*" entry per package with `dnf versionlock add --raw` (dnf-plugins-
+# core doc/versionlock.rst: --raw keeps the pattern instead of resolving it to one NEVRA). An
+# entry without an epoch matches any epoch (libdnf Query::addFilter(HyNevra) filters the
+# epoch only when one is given; EL's postfix has epoch 2, dovecot epoch 1).
+VERSION_LOCKS: tuple[tuple[str, ...], ...] = (
+    ("postfix", "postfix-lmdb"),
+    ("dovecot", "dovecot-pigeonhole"),
+)
+# The plugin's lock list (locklist in /etc/dnf/plugins/versionlock.conf, as the package ships it).
+VERSIONLOCK_LIST = "/etc/dnf/plugins/versionlock.list"
 
 
 def el_packages(os_name: str) -> tuple[str, ...]:

@@ -24,6 +24,8 @@ TEMPLATE_DIRS = (ROOT / "templates", ROOT / "cloud-init")
 # Where the bundle is unpacked on a host: files/ mirrors the target paths, scripts/ runs.
 SCRIPTS = ("apply.sh", "set-passwords.sh", "set-dkim-keys.sh", "set-relay-credentials.sh", "baseline.sh", "acme.sh",
            "prepare-volume.sh", "use-local-resolver.sh")
+# Scripts for the VM's own package manager: never part of the lab's bundle.
+VM_SCRIPTS = ("lock-versions.sh",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,6 +168,8 @@ def render(s: Settings, layout: catalog.Layout = catalog.PRODUCTION) -> Bundle:
         "ignoreip": fail2ban_ignoreip(s),
         "sshd_unit": catalog.SSHD_UNIT,
         "sshd_commands": catalog.SSHD_COMMANDS,
+        "version_locks": catalog.VERSION_LOCKS,
+        "versionlock_list": catalog.VERSIONLOCK_LIST,
         "auto": catalog.AUTO_UPDATES[s.os],
         "resolver": catalog.RESOLVER,
         "root_key": catalog.UNBOUND_ROOT_KEY,
@@ -199,7 +203,8 @@ def render(s: Settings, layout: catalog.Layout = catalog.PRODUCTION) -> Bundle:
         ]
     ctx["files"] = files
     ctx["postfix_maps"] = [f"{pf}/{name}" for name in ("vmailbox", "virtual", "senders")]
-    scripts = {name: env.get_template(f"scripts/{name}.j2").render(ctx) for name in SCRIPTS}
+    names = SCRIPTS + (VM_SCRIPTS if layout.systemd else ())
+    scripts = {name: env.get_template(f"scripts/{name}.j2").render(ctx) for name in names}
     ctx["baseline"] = scripts["baseline.sh"]
     user_data = env.get_template("user-data.yaml.j2").render(ctx)
     return Bundle(files=tuple(files), scripts=scripts, user_data=user_data)

@@ -200,7 +200,7 @@ def test_every_script_passes_shellcheck(target: str, tmp_path: Path) -> None:
         scripts.append(str(path))
     proc = run(["shellcheck", "--shell=bash", "--severity=style", *scripts])
     assert proc.returncode == 0, proc.stdout
-    assert set(b.scripts) == set(render.SCRIPTS)
+    assert set(b.scripts) == set(render.SCRIPTS) | (set(render.VM_SCRIPTS) if layout.systemd else set())
 
 
 def test_no_script_or_config_mentions_the_seeds_unsafe_settings(bundle: Bundle) -> None:
@@ -475,3 +475,82 @@ def test_the_vm_sshd_jail_catches_sshd_and_sshd_session(program: str, logtype: s
     proc = run(["fail2ban-regex", "-c", str(confdir), str(log), f"{name}[logtype={logtype}, {options}]"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Lines: 1 lines, 0 ignored, 1 matched, 0 missed" in proc.stdout, proc.stdout
+
+
+# -- unattended updates stay within the installed postfix and dovecot series -----------------
+
+
+class LockHost:
+    """lock-versions.sh against stand-in rpm (the installed versions) and dnf (its versionlock
+    add --raw, writing the list as the plugin does); every dnf call is recorded."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.script = tmp_path / "lock-versions.sh"
+        self.script.write_text(render.render(dev_settings()[0]).scripts["lock-versions.sh"])
+        self.versions, self.bin = tmp_path / "versions", tmp_path / "bin"
+        self.versions.mkdir()
+        self.bin.mkdir()
+        self.list, self.calls = tmp_path / "versionlock.list", tmp_path / "dnf-calls"
+        (self.bin / "rpm").write_text('#!/bin/sh\n[ "$1 $2" = "-q --qf" ] || exit 2\ncat "$VERSIONS/$4"\n')
+        (self.bin / "dnf").write_text(
+            '#!/bin/sh\necho "$*" >>"$CALLS"\n[ "$1 $2 $3 $4" = "-q versionlock add --raw" ] || exit 2\nshift 4\n'
+            'printf "\\n# Added lock on %s\\n" "$(date)" >>"$LOCKLIST"\nprintf "%s\\n" "$@" >>"$LOCKLIST"\n')
+        for f in self.bin.iterdir():
+            f.chmod(0o755)
+
+    def install(self, **versions: str) -> None:
+        for name, version in versions.items():
+            (self.versions / name).write_text(f"{version}\n")
+
+    def run(self) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": f"{self.bin}:/usr/bin:/bin", "VERSIONS": str(self.versions), "CALLS": str(self.calls),
+               "LOCKLIST": str(self.list)}
+        proc = subprocess.run(["bash", str(self.script), str(self.list)], capture_output=True, text=True, env=env,
+                              check=False, timeout=30)
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    def entries(self) -> list[str]:
+        return [line.strip() for line in self.list.read_text().splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+
+    def dnf_calls(self) -> list[str]:
+        return self.calls.read_text().splitlines() if self.calls.exists() else []
+
+
+def test_lock_versions_holds_postfix_and_dovecot_to_their_series_and_follows_a_deliberate_upgrade(
+        tmp_path: Path) -> None:
+    host = LockHost(tmp_path)
+    others = "# the operator's\nkernel-0:5.14.0-427.el9.*\n  postfix-2:3.5.25-1.el9.*\n!opendkim-0:2.11.0-0.36.el9.*\n"
+    host.list.write_text(others)
+    host.install(postfix="3.5.25", dovecot="2.3.16")
+    assert "locking" in host.run().stdout
+    ours = ["postfix-3.5.*", "postfix-lmdb-3.5.*", "dovecot-2.3.*", "dovecot-pigeonhole-2.3.*"]
+    assert host.entries()[3:] == ours and host.list.read_text().startswith(others)
+    # Every package the lock names is one the host installs.
+    assert {p for group in catalog.VERSION_LOCKS for p in group} <= set(catalog.EL_PACKAGES)
+    assert host.dnf_calls() == [f"-q versionlock add --raw {' '.join(ours)}"]
+
+    # Again: nothing to do, dnf is not even asked.
+    before = host.list.read_text()
+    assert host.run().stdout == ""
+    assert host.list.read_text() == before and len(host.dnf_calls()) == 1
+
+    # After a deliberate upgrade to postfix 3.8, postfix's series moves; dovecot's and the
+    # operator's entries stay.
+    host.install(postfix="3.8.5")
+    out = host.run().stdout
+    assert "releasing postfix-3.5.* postfix-lmdb-3.5.*" in out
+    assert host.entries() == ["kernel-0:5.14.0-427.el9.*", "postfix-2:3.5.25-1.el9.*", "!opendkim-0:2.11.0-0.36.el9.*",
+                              "dovecot-2.3.*", "dovecot-pigeonhole-2.3.*", "postfix-3.8.*", "postfix-lmdb-3.8.*"]
+    assert host.dnf_calls()[-1] == "-q versionlock add --raw postfix-3.8.* postfix-lmdb-3.8.*"
+    assert host.list.read_text().startswith(others)
+
+
+def test_the_vm_apply_locks_versions_once_packages_are_installed_and_the_lab_never(tmp_path: Path) -> None:
+    apply = render.render(dev_settings()[0]).scripts["apply.sh"]
+    lock = apply.index('bash "$stage/scripts/lock-versions.sh"')
+    assert apply.index('dnf -y -q install "${missing[@]}"') < lock < apply.index("install_file 0644 root root")
+    assert "python3-dnf-plugin-versionlock" in catalog.el_packages("centos-stream-10")
+    lab = render.render(dev_settings()[0], lab_layout(tmp_path))
+    assert "lock-versions.sh" not in lab.scripts and "lock-versions" not in lab.scripts["apply.sh"]
