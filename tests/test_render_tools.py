@@ -7,6 +7,7 @@ import configparser
 import itertools
 import re
 import shutil
+import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,6 +60,10 @@ def test_main_cf_parses_without_warnings(bundle: Bundle, tree: Path) -> None:
     # postfix reads the values we meant (a typo in a parameter name would vanish here).
     assert settings["smtpd_tls_auth_only"] == "yes"
     assert settings["smtpd_tls_protocols"] == catalog.POSTFIX_TLS_PROTOCOLS
+    # EL's crypto policy reaches postfix through openssl.cnf, as in EL's own package: loaded,
+    # and postfix's cipher grades left as EL's main.cf leaves them.
+    assert settings["tls_config_file"] == catalog.POSTFIX_TLS_CONFIG_FILE
+    assert not [k for k in settings if k.startswith("tls_") and k.endswith("_cipherlist")]
     assert "reject_unauth_destination" in settings["smtpd_relay_restrictions"]
     assert not any(v.startswith(("hash:", "btree:")) for v in settings.values()), "Stream 10 has no Berkeley DB"
 
@@ -151,6 +156,12 @@ def test_doveconf_accepts_the_config(lab_layout_tree: catalog.Layout) -> None:
     assert value("ssl") == "required"
     assert value("ssl_min_protocol") == catalog.DOVECOT_TLS_MIN
     assert value("protocols") == "imap pop3 lmtp"
+    # Debian's OpenSSL knows no PROFILE=SYSTEM ("no cipher match"), so the lab keeps dovecot's
+    # own cipher list, and the ssl_dh file only the VM's baseline writes.
+    assert run(["openssl", "ciphers", catalog.DOVECOT_EL_CIPHER_LIST]).returncode != 0
+    default_ciphers = run(["doveconf", "-c", layout.dovecot_conf, "-d", "-h", "ssl_cipher_list"]).stdout.strip()
+    assert value("ssl_cipher_list") == default_ciphers != catalog.DOVECOT_EL_CIPHER_LIST
+    assert value("ssl_dh") == ""
     # The sockets postfix uses are open to postfix only (the seed's auth socket was 0666).
     for service, socket, mode in (("auth", "auth", "0660"), ("lmtp", "dovecot-lmtp", "0600")):
         block = run(["doveconf", "-c", layout.dovecot_conf, f"service/{service}"]).stdout
@@ -191,7 +202,7 @@ def test_every_script_passes_shellcheck(target: str, tmp_path: Path) -> None:
         scripts.append(str(path))
     proc = run(["shellcheck", "--shell=bash", "--severity=style", *scripts])
     assert proc.returncode == 0, proc.stdout
-    assert set(b.scripts) == set(render.SCRIPTS)
+    assert set(b.scripts) == set(render.SCRIPTS) | (set(render.VM_SCRIPTS) if layout.systemd else set())
 
 
 def test_no_script_or_config_mentions_the_seeds_unsafe_settings(bundle: Bundle) -> None:
@@ -287,6 +298,10 @@ def test_fail2ban_accepts_the_vm_jails(settings: Settings, bundle: Bundle, tmp_p
         assert f"['set', '{jail}', 'maxretry', {settings.fail2ban_max_retry}]" in dump
         assert f"['set', '{jail}', 'bantime', '{settings.fail2ban_ban_time}']" in dump
     assert "nft " in dump and "firewallcmd" not in dump
+    # OpenSSH 9.8+ logs authentication from sshd-session: the journal is read for both programs.
+    # (+ separates alternatives.)
+    assert ("['set', 'sshd', 'addjournalmatch', '_SYSTEMD_UNIT=sshd.service', '+', '_COMM=sshd', '+', "
+            "'_COMM=sshd-session']") in dump
     # Never the host's own clients or the operator (postfix's [::1]/128 written as fail2ban wants).
     assert "'addignoreip', '127.0.0.1/32', '::1/128', '198.51.100.7/32']" in dump
 
@@ -381,3 +396,162 @@ def test_vm_apply_restarts_unbound_only_for_a_new_config_and_never_reloads_it(ch
     assert calls == ["enable unbound", "restart unbound" if changed else "start unbound"]
     assert not any(c.startswith("reload") for c in calls)
 
+
+
+# -- EL's own defaults, and what the lab keeps -----------------------------------------------
+
+
+def test_the_vm_dovecot_keeps_els_tls_defaults(bundle: Bundle, tmp_path: Path) -> None:
+    """EL's dovecot package sets PROFILE=SYSTEM in conf.d/10-ssl.conf, which our dovecot.conf
+    replaces: the VM's file says it again, with ssl_dh, and keeps every TLS guarantee. doveconf
+    parses a cipher list without asking OpenSSL (Debian's would refuse PROFILE=SYSTEM only when
+    dovecot sets up TLS), and reads no <file at parse time, so the VM's file is checked as is."""
+    conf = tmp_path / "dovecot.conf"
+    conf.write_text(bundle.file(catalog.PRODUCTION.dovecot_conf).content)
+    proc = run(["doveconf", "-c", str(conf), "-n"])
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    names = ("ssl_cipher_list", "ssl_dh", "ssl", "ssl_min_protocol", "disable_plaintext_auth")
+    values = run(["doveconf", "-c", str(conf), "-h", *names]).stdout.splitlines()
+    assert dict(zip(names, values, strict=True)) == {
+        "ssl_cipher_list": catalog.DOVECOT_EL_CIPHER_LIST, "ssl_dh": f"<{catalog.PRODUCTION.dovecot_dh_file}",
+        "ssl": "required", "ssl_min_protocol": catalog.DOVECOT_TLS_MIN, "disable_plaintext_auth": "yes"}
+
+
+def dh_step(baseline: str, path: Path) -> str:
+    """The baseline's ssl_dh step, pointed at `path`."""
+    start = baseline.index(f"dh={catalog.PRODUCTION.dovecot_dh_file}\n")
+    end = baseline.index("\nfi\n", start) + len("\nfi\n")
+    return "set -euo pipefail\n" + baseline[start:end].replace(catalog.PRODUCTION.dovecot_dh_file, str(path), 1)
+
+
+def test_the_vm_baseline_writes_dh_parameters_dovecot_can_load_once(tmp_path: Path) -> None:
+    """The VM's baseline writes the RFC 7919 group when the file is missing or unreadable and
+    keeps a good one. Python's load_dh_params makes the calls dovecot 2.3 makes
+    (PEM_read_bio_DHparams, SSL_CTX_set_tmp_dh), at security level 3, the FUTURE policy's,
+    where OpenSSL refuses a 2048-bit group and dovecot would then fail every TLS connection."""
+    assert "dhparam" not in render.render(dev_settings()[0], lab_layout(tmp_path / "lab")).scripts["baseline.sh"]
+    dh = tmp_path / "dh.pem"
+    step = dh_step(render.render(dev_settings()[0]).scripts["baseline.sh"], dh)
+
+    def apply_step() -> str:
+        proc = subprocess.run(["bash", "-c", step], capture_output=True, text=True, check=False, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    assert "written" in apply_step()
+    text = run(["openssl", "pkeyparam", "-in", str(dh), "-noout", "-text"]).stdout
+    assert f"GROUP: {catalog.DH_GROUP}" in text and "(3072 bit)" in text
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.set_ciphers("DEFAULT@SECLEVEL=3")
+    ctx.load_dh_params(str(dh))
+    # Idempotent: a good file stays as it is, the operator's own (another group) included.
+    first = dh.read_bytes()
+    assert apply_step() == "" and dh.read_bytes() == first
+    own = run(["openssl", "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt", "group:ffdhe4096"]).stdout
+    dh.write_text(own)
+    assert apply_step() == "" and dh.read_text() == own
+    # A file that does not read as DH parameters is replaced.
+    dh.write_text("not a pem file\n")
+    assert "written" in apply_step() and dh.read_bytes() == first
+
+
+@pytest.mark.parametrize("logtype", ["journal", "file"])
+@pytest.mark.parametrize("program", catalog.SSHD_COMMANDS)
+def test_the_vm_sshd_jail_catches_sshd_and_sshd_session(program: str, logtype: str, tmp_path: Path) -> None:
+    """OpenSSH 9.8 and later log authentication from sshd-session, older ones from sshd. The
+    jail's own filter line, run by the real fail2ban-regex over the package's filters, finds a
+    failed login from either. journal: the line as fail2ban's systemd backend builds it from a
+    journal entry ("host program[pid]: message"), as the VM reads it; file: a syslog line."""
+    jail = configparser.ConfigParser(interpolation=None)
+    jail.read_string(render.render(dev_settings()[0]).file(catalog.PRODUCTION.fail2ban_jail).content)
+    found = re.fullmatch(r"(\w+)\[(.*)\]", jail["sshd"]["filter"])
+    assert found, jail["sshd"]["filter"]
+    name, options = found.groups()
+    confdir = tmp_path / "fail2ban"
+    install_fail2ban_package_files(confdir)
+    stamp = "2026-12-01T10:00:00 mail.example.com" if logtype == "journal" else "Dec  1 10:00:00 mail"
+    log = tmp_path / "log"
+    # OpenSSH's own wording (auth2.c), as every bot that guesses user names produces it.
+    log.write_text(f"{stamp} {program}[1234]: Invalid user admin from 203.0.113.5 port 4242\n")
+    proc = run(["fail2ban-regex", "-c", str(confdir), str(log), f"{name}[logtype={logtype}, {options}]"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Lines: 1 lines, 0 ignored, 1 matched, 0 missed" in proc.stdout, proc.stdout
+
+
+# -- unattended updates stay within the installed postfix and dovecot series -----------------
+
+
+class LockHost:
+    """lock-versions.sh against stand-in rpm (the installed versions) and dnf (its versionlock
+    add --raw, writing the list as the plugin does); every dnf call is recorded."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.script = tmp_path / "lock-versions.sh"
+        self.script.write_text(render.render(dev_settings()[0]).scripts["lock-versions.sh"])
+        self.versions, self.bin = tmp_path / "versions", tmp_path / "bin"
+        self.versions.mkdir()
+        self.bin.mkdir()
+        self.list, self.calls = tmp_path / "versionlock.list", tmp_path / "dnf-calls"
+        (self.bin / "rpm").write_text('#!/bin/sh\n[ "$1 $2" = "-q --qf" ] || exit 2\ncat "$VERSIONS/$4"\n')
+        (self.bin / "dnf").write_text(
+            '#!/bin/sh\necho "$*" >>"$CALLS"\n[ "$1 $2 $3 $4" = "-q versionlock add --raw" ] || exit 2\nshift 4\n'
+            'printf "\\n# Added lock on %s\\n" "$(date)" >>"$LOCKLIST"\nprintf "%s\\n" "$@" >>"$LOCKLIST"\n')
+        for f in self.bin.iterdir():
+            f.chmod(0o755)
+
+    def install(self, **versions: str) -> None:
+        for name, version in versions.items():
+            (self.versions / name).write_text(f"{version}\n")
+
+    def run(self) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": f"{self.bin}:/usr/bin:/bin", "VERSIONS": str(self.versions), "CALLS": str(self.calls),
+               "LOCKLIST": str(self.list)}
+        proc = subprocess.run(["bash", str(self.script), str(self.list)], capture_output=True, text=True, env=env,
+                              check=False, timeout=30)
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    def entries(self) -> list[str]:
+        return [line.strip() for line in self.list.read_text().splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+
+    def dnf_calls(self) -> list[str]:
+        return self.calls.read_text().splitlines() if self.calls.exists() else []
+
+
+def test_lock_versions_holds_postfix_and_dovecot_to_their_series_and_follows_a_deliberate_upgrade(
+        tmp_path: Path) -> None:
+    host = LockHost(tmp_path)
+    others = "# the operator's\nkernel-0:5.14.0-427.el9.*\n  postfix-2:3.5.25-1.el9.*\n!opendkim-0:2.11.0-0.36.el9.*\n"
+    host.list.write_text(others)
+    host.install(postfix="3.5.25", dovecot="2.3.16")
+    assert "locking" in host.run().stdout
+    ours = ["postfix-3.5.*", "postfix-lmdb-3.5.*", "dovecot-2.3.*", "dovecot-pigeonhole-2.3.*"]
+    assert host.entries()[3:] == ours and host.list.read_text().startswith(others)
+    # Every package the lock names is one the host installs.
+    assert {p for group in catalog.VERSION_LOCKS for p in group} <= set(catalog.EL_PACKAGES)
+    assert host.dnf_calls() == [f"-q versionlock add --raw {' '.join(ours)}"]
+
+    # Again: nothing to do, dnf is not even asked.
+    before = host.list.read_text()
+    assert host.run().stdout == ""
+    assert host.list.read_text() == before and len(host.dnf_calls()) == 1
+
+    # After a deliberate upgrade to postfix 3.8, postfix's series moves; dovecot's and the
+    # operator's entries stay.
+    host.install(postfix="3.8.5")
+    out = host.run().stdout
+    assert "releasing postfix-3.5.* postfix-lmdb-3.5.*" in out
+    assert host.entries() == ["kernel-0:5.14.0-427.el9.*", "postfix-2:3.5.25-1.el9.*", "!opendkim-0:2.11.0-0.36.el9.*",
+                              "dovecot-2.3.*", "dovecot-pigeonhole-2.3.*", "postfix-3.8.*", "postfix-lmdb-3.8.*"]
+    assert host.dnf_calls()[-1] == "-q versionlock add --raw postfix-3.8.* postfix-lmdb-3.8.*"
+    assert host.list.read_text().startswith(others)
+
+
+def test_the_vm_apply_locks_versions_once_packages_are_installed_and_the_lab_never(tmp_path: Path) -> None:
+    apply = render.render(dev_settings()[0]).scripts["apply.sh"]
+    lock = apply.index('bash "$stage/scripts/lock-versions.sh"')
+    assert apply.index('dnf -y -q install "${missing[@]}"') < lock < apply.index("install_file 0644 root root")
+    assert "python3-dnf-plugin-versionlock" in catalog.el_packages("centos-stream-10")
+    lab = render.render(dev_settings()[0], lab_layout(tmp_path))
+    assert "lock-versions.sh" not in lab.scripts and "lock-versions" not in lab.scripts["apply.sh"]

@@ -67,6 +67,37 @@ def public_mail_services(flags: dict[str, bool]) -> tuple[Service, ...]:
 POSTFIX_TLS_PROTOCOLS = "!SSLv2, !SSLv3, !TLSv1, !TLSv1.1"
 DOVECOT_TLS_MIN = "TLSv1.2"
 
+# EL's system-wide crypto policy (update-crypto-policies(8)) reaches OpenSSL applications in
+# two ways: openssl.cnf, which sets the protocol floor, security level, groups and signature
+# algorithms for every application that loads it, and the cipher string "PROFILE=SYSTEM",
+# which only EL's OpenSSL understands (Fedora/CentOS openssl patch "Add support for
+# PROFILE=SYSTEM system default cipherlist"; Debian's OpenSSL rejects it: "no cipher match").
+#
+# Postfix: EL's package sets no cipher parameter (Fedora/CentOS postfix-3.x-config.patch only
+# adds the certificate, CA and security levels), so postfix keeps its own cipher grades and
+# follows the policy through openssl.cnf, which tls_config_file = default loads (postconf(5);
+# "none", which postconf(5) recommends, would cut postfix off from the policy). Fedora's
+# crypto-policy packaging guideline names postfix as an application that may keep its own
+# cipher settings. Postfix 3.5.20, 3.7.6 and 3.8.1 introduced the parameter: all our targets.
+POSTFIX_TLS_CONFIG_FILE = "default"
+# Dovecot: its built-in ssl_cipher_list overrides the policy, so EL's package sets
+# PROFILE=SYSTEM in conf.d/10-ssl.conf (Fedora/CentOS dovecot-2.0-defaultconfig.patch), which
+# our dovecot.conf, written whole, replaces. The VM sets it again; the lab keeps dovecot's own.
+DOVECOT_EL_CIPHER_LIST = "PROFILE=SYSTEM"
+# Diffie-Hellman parameters for dovecot's ssl_dh (the VM's). Dovecot 2.3 has none built in:
+# without ssl_dh it starts without a word (unless a 2.2-era ssl-parameters.dat lies in
+# /var/lib/dovecot), then fails each handshake that negotiates finite-field DHE with
+# "Diffie-Hellman key exchange requested, but no DH parameters provided" (dovecot/core 2.3.16,
+# src/lib-ssl-iostream/iostream-openssl-context.c and src/config/old-set-parser.c). DHE needs
+# an RSA certificate and ours are ECDSA, so today this guards a later switch to RSA. EL's
+# package provides no file: Fedora's dovecot-2.0-defaultconfig.patch, which EL's 10-ssl.conf
+# comes from, leaves upstream's ssl_dh line commented, and Fedora's spec stopped generating
+# ssl-params in 2.3.2.1-3; Red Hat's RHEL 9 "Deploying mail servers" guide adds DH parameters
+# as an optional step. We write the RFC 7919 group rather than generate primes: instant, and
+# 3072 bits pass even the FUTURE policy's security level 3, where OpenSSL refuses a 2048-bit
+# group ("dh key too small") and dovecot would then fail every TLS connection.
+DH_GROUP = "ffdhe3072"
+
 # Users and ids on the host. vmail owns every mailbox; a fixed uid keeps a re-attached data
 # volume readable by a rebuilt instance.
 VMAIL_USER = "vmail"
@@ -200,6 +231,9 @@ EL_PACKAGES: tuple[str, ...] = (
     # A local validating, caching resolver: Spamhaus refuses DNSBL queries that arrive through
     # public or AWS resolvers, and DANE needs DNSSEC answers the host can trust.
     "unbound",
+    # dnf's versionlock plugin: unattended updates stay within postfix's and dovecot's
+    # installed major.minor (VERSION_LOCKS, lock-versions.sh).
+    "python3-dnf-plugin-versionlock",
 )
 # From EPEL only. Brute force: fail2ban-server, not the fail2ban metapackage, whose
 # fail2ban-firewalld part pulls in firewalld and makes firewalld-rich-rules the ban action;
@@ -249,6 +283,24 @@ AUTO_UPDATES: dict[str, AutoUpdates] = {
 }
 
 
+# Unattended updates (dnf-automatic) never leave the installed major.minor of these: dovecot
+# 2.4 reads none of our 2.3 configuration (apply.sh refuses it), and a new postfix minor
+# changes defaults and compatibility levels. Each group's first package decides the version;
+# the others are built from the same source package and require its exact version, so they
+# are locked to the same series (a lock on postfix alone would leave dnf unable to update
+# postfix-lmdb, and dnf-automatic's whole run would fail on it). lock-versions.sh writes one
+# "<name>-<major>.<minor>.*" entry per package with `dnf versionlock add --raw` (dnf-plugins-
+# core doc/versionlock.rst: --raw keeps the pattern instead of resolving it to one NEVRA). An
+# entry without an epoch matches any epoch (libdnf Query::addFilter(HyNevra) filters the
+# epoch only when one is given; EL's postfix has epoch 2, dovecot epoch 1).
+VERSION_LOCKS: tuple[tuple[str, ...], ...] = (
+    ("postfix", "postfix-lmdb"),
+    ("dovecot", "dovecot-pigeonhole"),
+)
+# The plugin's lock list (locklist in /etc/dnf/plugins/versionlock.conf, as the package ships it).
+VERSIONLOCK_LIST = "/etc/dnf/plugins/versionlock.list"
+
+
 def el_packages(os_name: str) -> tuple[str, ...]:
     """The distribution's packages the host of `os_name` needs: the common list plus its update tool."""
     return (*EL_PACKAGES, AUTO_UPDATES[os_name].package)
@@ -264,6 +316,12 @@ def all_el_packages(os_name: str) -> tuple[str, ...]:
 # image's 50-redhat.conf and cloud-init's 50-cloud-init.conf: sshd keeps the first value it
 # reads, so ours win.
 SSHD_DROPIN = "/etc/ssh/sshd_config.d/01-mailserver.conf"
+# The programs that log sshd's authentication failures, and their unit. OpenSSH 9.8 moved
+# authentication into sshd-session (RHEL 10 ships 9.9), older ones log it as sshd. fail2ban's
+# stock sshd filter, in Debian's 1.0.2 and EPEL's 1.1.0 alike, knows only sshd (fail2ban issue
+# 3747; fixed upstream after 1.1.0 by commits 2fed408c and 54c0effc), so the jail says both.
+SSHD_UNIT = "sshd.service"
+SSHD_COMMANDS: tuple[str, ...] = ("sshd", "sshd-session")
 UNBOUND_CONF = "/etc/unbound/unbound.conf"
 # resolv.conf names unbound alone: if it dies, acme.sh, dnf and outbound mail lose DNS
 # until someone logs in, so systemd restarts it.
@@ -350,6 +408,12 @@ class Layout:
     @property
     def users_file(self) -> str:
         return f"{self.dovecot_dir}/users"
+
+    @property
+    def dovecot_dh_file(self) -> str:
+        # Where dovecot 2.3 itself points (10-ssl.conf's example, and its migration warning
+        # "please set ssl_dh=</etc/dovecot/dh.pem"); SELinux labels it like the directory.
+        return f"{self.dovecot_dir}/dh.pem"
 
     @property
     def fail2ban_jail(self) -> str:

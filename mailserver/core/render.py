@@ -21,7 +21,9 @@ from mailserver.core.templates import environment
 
 # Where the bundle is unpacked on a host: files/ mirrors the target paths, scripts/ runs.
 SCRIPTS = ("apply.sh", "set-passwords.sh", "set-dkim-keys.sh", "set-relay-credentials.sh", "baseline.sh", "acme.sh",
-           "prepare-volume.sh", "use-local-resolver.sh", "packages.sh")
+           "prepare-volume.sh", "use-local-resolver.sh")
+# Scripts for the VM's own package manager: never part of the lab's bundle.
+VM_SCRIPTS = ("packages.sh", "lock-versions.sh")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +129,9 @@ def render(s: Settings, layout: catalog.Layout = catalog.PRODUCTION) -> Bundle:
         "login_services": login_services,
         "tls_protocols": catalog.POSTFIX_TLS_PROTOCOLS,
         "tls_min": catalog.DOVECOT_TLS_MIN,
+        "tls_config_file": catalog.POSTFIX_TLS_CONFIG_FILE,
+        "el_cipher_list": catalog.DOVECOT_EL_CIPHER_LIST,
+        "dh_group": catalog.DH_GROUP,
         "password_scheme": catalog.PASSWORD_SCHEME,
         "vmail_user": catalog.VMAIL_USER,
         "removed_packages": catalog.EL_REMOVED_PACKAGES,
@@ -158,6 +163,10 @@ def render(s: Settings, layout: catalog.Layout = catalog.PRODUCTION) -> Bundle:
         "mail_ports": [svc.port for svc in catalog.public_mail_services({"submission": s.submission})],
         "ssh_port": next(svc.port for svc in catalog.SERVICES if svc.daemon == "sshd"),
         "ignoreip": fail2ban_ignoreip(s),
+        "sshd_unit": catalog.SSHD_UNIT,
+        "sshd_commands": catalog.SSHD_COMMANDS,
+        "version_locks": catalog.VERSION_LOCKS,
+        "versionlock_list": catalog.VERSIONLOCK_LIST,
         "auto": catalog.AUTO_UPDATES[s.os],
         "resolver": catalog.RESOLVER,
         "root_key": catalog.UNBOUND_ROOT_KEY,
@@ -191,9 +200,11 @@ def render(s: Settings, layout: catalog.Layout = catalog.PRODUCTION) -> Bundle:
         ]
     ctx["files"] = files
     ctx["postfix_maps"] = [f"{pf}/{name}" for name in ("vmailbox", "virtual", "senders")]
-    scripts = {name: env.get_template(f"scripts/{name}.j2").render(ctx) for name in SCRIPTS}
+    names = SCRIPTS + (VM_SCRIPTS if layout.systemd else ())
+    scripts = {name: env.get_template(f"scripts/{name}.j2").render(ctx) for name in names}
     ctx["baseline"] = scripts["baseline.sh"]
-    ctx["packages_script"] = scripts["packages.sh"]
+    # user-data is the VM's alone; the lab's bundle carries one without the package step.
+    ctx["packages_script"] = scripts.get("packages.sh", "")
     user_data = env.get_template("user-data.yaml.j2").render(ctx)
     return Bundle(files=tuple(files), scripts=scripts, user_data=user_data)
 
