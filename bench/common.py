@@ -1,4 +1,4 @@
-"""What the benchmarks share: the table they fill, process memory, the machine, waiting."""
+"""What the benchmarks share: the table they fill, process memory, the machine."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import os
 import platform
 import subprocess
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Self
 
@@ -50,16 +48,6 @@ class Results:
     def table(self) -> list[Row]:
         """The rows grouped in GROUPS order, in the order they were added within a group."""
         return sorted(self.rows, key=lambda r: GROUPS.index(r.group))
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout: float, interval: float = 0.02) -> float:
-    """Poll `check` until true; returns the time.monotonic() at which it was first seen true."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise BenchError(f"{what}: not after {timeout}s")
-        time.sleep(interval)
-    return time.monotonic()
 
 
 def count_files(directory: Path) -> int:

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import IO
 
 from mailserver.lab.server import Lab
+from mailserver.waiting import wait_until
 
-from .common import BenchError, server_pids, wait_until
+from .common import BenchError, server_pids
 
 SENDER = "bench@outside.example"
 RECIPIENT = "alice@example.com"
@@ -48,7 +49,8 @@ def deliver_to(run: Callable[[list[str]], object], stored: Callable[[], int], rc
     before = stored()
     start = time.monotonic()
     smtp_source(run, sessions, count, size, rcpt)
-    done = wait_until(f"{count} messages stored for {rcpt}", lambda: stored() - before >= count, timeout, 0.01)
+    wait_until(lambda: stored() - before >= count, timeout, 0.01, f"{count} messages to be stored for {rcpt}", error=BenchError)
+    done = time.monotonic()  # when they were first seen stored
     time.sleep(0.2)  # anything beyond `count` would show now
     got = stored() - before
     if got != count:
@@ -106,9 +108,9 @@ def fsyncs_per_message(lab: Lab, count: int) -> tuple[float, dict[str, int]]:
         tracer = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
         try:
             # strace says "Process N attached" once per thread it attaches to.
-            wait_until("strace attached", lambda: _attached(err) >= len(pids), 30, 0.05)
+            wait_until(lambda: _attached(err) >= len(pids), 30, 0.05, "strace to attach", error=BenchError)
             deliver_to(lab.run, lab_stored(lab), RECIPIENT, 5, 1024, count)
-            wait_until("queue empty", lambda: not lab.queue_ids(), 60, 0.1)
+            wait_until(lambda: not lab.queue_ids(), 60, 0.1, "the queue to empty", error=BenchError)
             time.sleep(0.5)
         finally:
             tracer.send_signal(signal.SIGINT)

@@ -18,8 +18,9 @@ from mailserver import clients
 from mailserver.core import catalog
 from mailserver.lab import netns
 from mailserver.lab.server import Lab
+from mailserver.waiting import wait_until
 
-from .common import BenchError, wait_until
+from .common import BenchError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +98,7 @@ def submission_messages(lab: Lab, port: int, user: str, password: str, rcpt: str
         finally:
             conn.quit()
     rate = in_threads(lab, threads, total, work)
-    wait_until(f"{total} submitted messages stored", lambda: stored() - before >= total, 300, 0.05)
+    wait_until(lambda: stored() - before >= total, 300, 0.05, f"{total} submitted messages to be stored", error=BenchError)
     time.sleep(0.2)
     if stored() - before != total:
         raise BenchError(f"submitted {total} messages on {port}, {stored() - before} stored")

@@ -51,7 +51,7 @@ def test_wrong_lmtp_socket_path_is_caught(lab: Lab) -> None:
         with clients.smtp(25) as conn:
             conn.send_message(msg)
         # What test_lab_e2e's stored() waits for never happens: the mail stays queued.
-        with pytest.raises(LabError, match="queue not empty"):
+        with pytest.raises(LabError, match="for the mail queue to empty"):
             lab.wait_queue_empty(timeout=5)
         assert not any(msg["Message-ID"].encode() in p.read_bytes() for p in lab.maildir_files("alice@example.com"))
     finally:

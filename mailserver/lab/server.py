@@ -19,7 +19,6 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Self
 
@@ -27,6 +26,7 @@ from mailserver import clients
 from mailserver.core import catalog, render
 from mailserver.core.settings import ROOT, Secrets, Settings, parse, read_stack_file
 from mailserver.lab import netns
+from mailserver.waiting import wait_until
 
 LAB_BASE = Path("/var/lib/mailserver-lab")
 # What the fail2ban package installs and our jail file builds on (on EL the package puts
@@ -195,11 +195,8 @@ class Lab:
         if pid is None:
             raise LabError("dovecot is not running")
         os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + timeout
-        while Path(f"/proc/{pid}").exists():
-            if time.monotonic() > deadline:
-                raise LabError(f"dovecot's master {pid} still exists {timeout}s after SIGKILL")
-            time.sleep(0.05)
+        wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout, 0.05, f"dovecot's master {pid} to go after SIGKILL",
+                   error=LabError)
 
     def start_dovecot(self) -> None:
         self.run(["dovecot", "-c", self.layout.dovecot_conf])
@@ -222,8 +219,55 @@ class Lab:
         cert.write_text(cert_pem)
         cert.chmod(0o644)
         if reload:
-            self.run(["postfix", "-c", self.layout.postfix_dir, "reload"])
-            self.run(["doveadm", "-c", self.layout.dovecot_conf, "reload"])
+            self.reload_postfix()
+            self.reload_dovecot()
+
+    def postfix_pid(self) -> int | None:
+        """The postfix master's pid, or None when postfix is not running."""
+        try:
+            return int((Path(self.layout.queue_dir) / "pid" / "master.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def serving_processes(self) -> set[tuple[int, str, str]]:
+        """(pid, start time, name) of every child of postfix's and dovecot's master processes
+        that serves the configuration it started with: all of them but dovecot's log and
+        anvil, which dovecot keeps across a reload. The start time tells a new process
+        apart from an old one whose pid was reused."""
+        masters = {pid for pid in (self.postfix_pid(), self.dovecot_pid()) if pid is not None}
+        found = set()
+        for pid in self.pids():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:  # gone meanwhile
+                continue
+            name = stat[stat.index("(") + 1:stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2:].split()  # from field 3 (state) on: ppid, ..., starttime (22)
+            if int(fields[1]) in masters and name not in ("log", "anvil"):
+                found.add((pid, fields[19], name))
+        return found
+
+    def wait_reloaded(self, before: set[tuple[int, str, str]], timeout: float = 10.0) -> None:
+        """Return once none of `before` (serving_processes() taken before a reload) is left:
+        until then a daemon process may still answer a new connection with the old
+        configuration (an idle smtpd, a login process, the old auth or config process)."""
+        def left() -> set[tuple[int, str, str]]:
+            return before & self.serving_processes()
+
+        wait_until(lambda: not left(), timeout, 0.05, "the daemon processes from before the reload to exit",
+                   detail=lambda: f"still running: {sorted(left())}", error=LabError)
+
+    def reload_postfix(self) -> None:
+        """`postfix reload`, returning once every postfix process started before it is gone."""
+        before = self.serving_processes()
+        self.run(["postfix", "-c", self.layout.postfix_dir, "reload"])
+        self.wait_reloaded(before)
+
+    def reload_dovecot(self) -> None:
+        """`doveadm reload`, returning once every dovecot process started before it is gone."""
+        before = self.serving_processes()
+        self.run(["doveadm", "-c", self.layout.dovecot_conf, "reload"])
+        self.wait_reloaded(before)
 
     # -- fail2ban, when a test asks for it ------------------------------------------------
 
@@ -239,11 +283,8 @@ class Lab:
         """fail2ban inside the lab's namespace: its nftables rules exist only there."""
         self.fail2ban_client("-x", "start")
         self.fail2ban = True
-        deadline = time.monotonic() + timeout
-        while "pong" not in self.fail2ban_client("ping", check=False):
-            if time.monotonic() > deadline:
-                raise LabError(f"fail2ban did not answer after {timeout}s; see {self.layout.fail2ban_log}")
-            time.sleep(0.2)
+        wait_until(lambda: "pong" in self.fail2ban_client("ping", check=False), timeout, 0.2, "fail2ban to answer",
+                   detail=lambda: f"see {self.layout.fail2ban_log}", error=LabError)
 
     def stop_fail2ban(self) -> None:
         """Unban everything (fail2ban removes its nftables table on stop) and stop it."""
@@ -270,7 +311,9 @@ class Lab:
             shutil.rmtree(stage / sub, ignore_errors=True)
         stage.mkdir(parents=True, exist_ok=True)
         render.write_tree(bundle, stage)
+        before = self.serving_processes()  # nothing on the first apply: it starts the daemons
         out = self.run(["bash", str(stage / "scripts/apply.sh")]).stdout
+        self.wait_reloaded(before)  # apply.sh reloads postfix and dovecot
         out += self.run(["bash", str(stage / "scripts/set-passwords.sh")],
                         stdin=render.password_stdin(settings, secrets)).stdout
         for d in settings.domains:
@@ -283,13 +326,13 @@ class Lab:
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         ports = [svc.port for svc in self.settings.services if not svc.admin_only]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            listening = self.run(["ss", "-Hltn"]).stdout
-            if all(f":{p} " in listening for p in ports):
-                return
-            time.sleep(0.2)
-        raise LabError(f"not all of {ports} listen after {timeout}s; see {self.root}/log")
+
+        def listening() -> bool:
+            out = self.run(["ss", "-Hltn"]).stdout
+            return all(f":{p} " in out for p in ports)
+
+        wait_until(listening, timeout, 0.2, f"all of ports {ports} to listen", detail=lambda: f"see {self.root}/log",
+                   error=LabError)
 
     # -- helpers for clients -----------------------------------------------------------
 
@@ -305,11 +348,8 @@ class Lab:
         return [line for line in out.splitlines() if line.strip()]
 
     def wait_queue_empty(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.queue_ids():
-            if time.monotonic() > deadline:
-                raise LabError(f"mail queue not empty after {timeout}s: {self.queue_ids()}")
-            time.sleep(0.2)
+        wait_until(lambda: not self.queue_ids(), timeout, 0.2, "the mail queue to empty",
+                   detail=lambda: f"still queued: {self.queue_ids()}", error=LabError)
 
     def maildir_files(self, address: str) -> list[Path]:
         local, domain = address.split("@")
