@@ -1,9 +1,10 @@
 """The Pulumi program's own cost: the time to evaluate __main__.py under Pulumi's mocks and
 the number of resources it registers, for growing numbers of mailboxes.
 
-It reuses tests/test_program.py's mocks and stack config (the test module loads __main__.py
-with importlib and runs main() under pulumi.runtime.test), so the benchmark evaluates the
-program exactly as the test suite does; only the monitor differs: it counts registrations.
+It reuses the program tests' harness (tests/program/harness.py: the mocks and the stack
+config; it loads __main__.py with importlib and runs main() under pulumi.runtime.test), so the
+benchmark evaluates the program exactly as the test suite does; only the monitor differs: it
+counts registrations. The harness is a plain module, not a test module: it needs no pytest.
 """
 
 from __future__ import annotations
@@ -43,13 +44,13 @@ def mailboxes(n: int) -> tuple[list[str], dict[str, str]]:
 def evaluate(n: int) -> tuple[float, collections.Counter[str]]:
     """Seconds to run the program once under mocks (settings, render, every resource) with n
     mailboxes, and the resources it registered, by type."""
-    from tests import test_program  # the suite's mocks and config; imports __main__.py once
+    from tests.program import harness  # the suite's mocks and config; imports __main__.py once
 
     boxes, passwords = mailboxes(n)
-    mocks = test_program.Mocks()
+    mocks = harness.Mocks()
     monitor = CountingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project="mailserver", stack="bench", preview=False, monitor=monitor)
-    pulumi.runtime.set_all_config(test_program.stack_config({"mailboxes": boxes}, passwords),
+    pulumi.runtime.set_all_config(harness.stack_config({"mailboxes": boxes}, passwords),
                                   secret_keys=["mailserver:mailboxPasswords"])
 
     async def resolve(values: dict[str, Any]) -> None:
@@ -58,7 +59,7 @@ def evaluate(n: int) -> tuple[float, collections.Counter[str]]:
 
     @pulumi.runtime.test
     def run() -> Any:
-        return resolve(test_program.program.main())
+        return resolve(harness.program.main())
 
     start = time.monotonic()
     run()

@@ -1,7 +1,7 @@
 """What AWS and Cloudflare really answer, as data: the one place the program's mocks take
 their facts from, each with its public source.
 
-The mocks in tests/test_program.py answer every lookup from here and filter as the real API
+The mocks of tests/program/harness.py answer every lookup from here and filter as the real API
 filters (EC2's name wildcards, owners, architecture, the instance type's offerings), so a
 query the real service would answer with nothing gets nothing here too. A program that asks
 for the wrong image name, or an instance type no zone offers, fails under these mocks as it
@@ -79,6 +79,14 @@ DEFAULT_VPC = "vpc-0d1e2f3a4b5c6d7e8"
 # Easy DKIM gives three tokens per identity, published as three CNAMEs (Amazon SES developer
 # guide, "Easy DKIM in Amazon SES").
 SES_EASY_DKIM_TOKENS = 3
+
+
+def easy_dkim_tokens(domain: str) -> list[str]:
+    """Easy DKIM tokens as SES returns them for a domain: 32 lower-case letters and digits
+    (made up in that shape)."""
+    return [f"{domain.replace('.', '')}{i}".ljust(32, "x") for i in range(SES_EASY_DKIM_TOKENS)]
+
+
 # Cloudflare API token permission groups, id -> name (Cloudflare's "API token permissions"
 # reference, developers.cloudflare.com/fundamentals/api/reference/permissions/, and the
 # answer of GET /user/tokens/permission_groups).

@@ -1,20 +1,24 @@
-"""Shared test data: the dev stack with known passwords, and helpers to vary it."""
+"""Shared test data for every layer: the dev stack with known passwords, and helpers to vary it."""
 
 from __future__ import annotations
 
-import email.message
-from typing import TYPE_CHECKING, Any
+import re
+from typing import Any
 
-from mailserver import clients
 from mailserver.core.settings import ROOT, Secrets, Settings, parse, read_stack_file
-
-if TYPE_CHECKING:
-    from mailserver.lab.server import Lab
 
 DEV_STACK = ROOT / "Pulumi.dev.yaml"
 PASSWORDS = {
     "alice@example.com": "correct horse battery",
     "bob@example.net": "another long password",
+}
+
+# The stacks every rendered bundle is checked for: the dev stack and two that take other branches.
+STACK_VARIANTS: dict[str, dict[str, Any]] = {
+    "dev": {},
+    "stream10-x86-no587": {"os": "centos-stream-10", "instanceType": "t3.small", "submission": False},
+    # The dev stack relays through SES; this one delivers directly (relay: none).
+    "direct": {"relay": "none"},
 }
 
 
@@ -29,17 +33,7 @@ def dev_settings(**overrides: Any) -> tuple[Settings, Secrets]:
     return parse(dev_raw(**overrides))
 
 
-def submit(lab: Lab, port: int, user: str, msg: email.message.EmailMessage) -> None:
-    """Send as a logged-in user: 465 with implicit TLS, otherwise STARTTLS first."""
-    implicit = port == 465
-    with clients.smtp(port, implicit_tls=implicit, ctx=lab.tls()) as conn:
-        if not implicit:
-            conn.starttls(context=lab.tls())
-        conn.login(user, PASSWORDS[user])
-        conn.send_message(msg, from_addr=user)
-
-
-def stored(lab: Lab, address: str, msg_id: str) -> list[bytes]:
-    """The copies of a message in a mailbox, once the queue is empty."""
-    lab.wait_queue_empty()
-    return [p.read_bytes() for p in lab.maildir_files(address) if msg_id.encode() in p.read_bytes()]
+def main_cf_value(main_cf: str, name: str) -> str | None:
+    """A parameter's value in main.cf's text as rendered ("name = value" lines), or None."""
+    found = re.search(rf"^{name} = (.*)$", main_cf, re.MULTILINE)
+    return found.group(1) if found else None

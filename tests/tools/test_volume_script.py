@@ -22,6 +22,8 @@ from mailserver.core import catalog, render
 from mailserver.lab.server import lab_layout
 from tests.support import dev_settings
 
+pytestmark = pytest.mark.root  # loop devices, mkfs, mount
+
 IMAGE_MIB = 300  # mkfs.xfs refuses filesystems under 300 MiB
 FSTAB_HEAD = "# test fstab\nUUID=0000-root / xfs defaults 0 0\n"
 
@@ -255,20 +257,7 @@ def test_larger_volume_gets_a_larger_filesystem(disk: Disk) -> None:
     assert shutil.disk_usage(disk.mountpoint).total > before + (150 << 20)
 
 
-# --- the rendered text ----------------------------------------------------------------
-
-
-def test_selinux_labels_follow_the_mount_and_nothing_disables_selinux() -> None:
-    bundle = render.render(dev_settings()[0])
-    lines = bundle.scripts["prepare-volume.sh"].splitlines()
-    mount = next(i for i, line in enumerate(lines) if line.strip().startswith("mount --fstab"))
-    semanage = next(i for i, line in enumerate(lines) if line.strip().startswith("semanage fcontext -a -t mail_spool_t"))
-    restorecon = next(i for i, line in enumerate(lines) if line.strip().startswith("restorecon -R"))
-    assert mount < semanage < restorecon
-    # one place labels the mail: no other script or first-boot step does it before the mount
-    texts = [bundle.user_data, *bundle.scripts.values(), *(f.content for f in bundle.files)]
-    assert sum("mail_spool_t" in t for t in texts) == 1
-    assert not any(re.search(r"setenforce|SELINUX=(permissive|disabled)|selinux=0", t) for t in texts)
+# --- in the lab ----------------------------------------------------------------------
 
 
 def test_lab_layout_renders_a_no_op(tmp_path: Path) -> None:

@@ -173,21 +173,6 @@ def issue_calls(h: Host) -> list[str]:
     return [c for c in h.acme_calls() if " --issue " in c]
 
 
-def test_the_pins_come_from_the_catalog() -> None:
-    """Version, file URLs and sums are written once, in the catalog; the script names each file
-    at the pinned tag and checks it against its sum."""
-    text = render.render(dev_settings()[0]).scripts["acme.sh"]
-    assert f"version={catalog.ACME_SH_VERSION}\n" in text
-    assert [f.path for f in catalog.ACME_SH_FILES] == ["acme.sh", "dnsapi/dns_cf.sh"]
-    for f in catalog.ACME_SH_FILES:
-        assert f.url == f"https://raw.githubusercontent.com/acmesh-official/acme.sh/{catalog.ACME_SH_VERSION}/{f.path}"
-        assert len(f.sha256) == 64 and int(f.sha256, 16) >= 0
-        assert f'"{f.url}"' in text
-        assert f"\n{f.sha256}  {f.path}\n" in text
-    assert f"renew_days={DAYS}\n" in text
-    assert '--days "$renew_days"' in text
-
-
 def test_a_new_host_gets_the_pinned_files_and_a_certificate_on_the_schedule(host: Host, script: str) -> None:
     proc = host.run(script)
     assert proc.returncode == 0, proc.stderr

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mailserver.core import catalog, certificates, firewall, outputs, records, settings
-from mailserver.core.settings import Settings
+from mailserver.core.settings import ROOT, Settings
 
-ROOT = Path(__file__).resolve().parent.parent
 IP = "203.0.113.9"
 
 

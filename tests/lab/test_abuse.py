@@ -22,7 +22,8 @@ from mailserver import clients
 from mailserver.core.catalog import SERVICES
 from mailserver.lab import netns
 from mailserver.lab.server import Lab
-from tests.support import dev_settings, stored
+from tests.lab.support import stored
+from tests.support import dev_settings
 
 ALICE = "alice@example.com"
 MAX_RETRY = 3

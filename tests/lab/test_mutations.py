@@ -5,23 +5,13 @@ from __future__ import annotations
 
 import re
 import smtplib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mailserver import clients
 from mailserver.core import render
-from mailserver.lab import netns
 from mailserver.lab.server import Lab, LabError
-from tests.support import dev_settings
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    settings, secrets = dev_settings()
-    with Lab(settings, secrets) as running, netns.entered(running.ns):
-        yield running
 
 
 def apply_mutated(lab: Lab, pattern: str, replacement: str) -> None:
@@ -50,7 +40,7 @@ def test_wrong_lmtp_socket_path_is_caught(lab: Lab) -> None:
         msg = clients.message("someone@outside.example", ["alice@example.com"], "mutation")
         with clients.smtp(25) as conn:
             conn.send_message(msg)
-        # What test_lab_e2e's stored() waits for never happens: the mail stays queued.
+        # What tests/lab/support.py's stored() waits for never happens: the mail stays queued.
         with pytest.raises(LabError, match="for the mail queue to empty"):
             lab.wait_queue_empty(timeout=5)
         assert not any(msg["Message-ID"].encode() in p.read_bytes() for p in lab.maildir_files("alice@example.com"))
@@ -62,7 +52,7 @@ def test_wrong_lmtp_socket_path_is_caught(lab: Lab) -> None:
 
 
 def relay_attempt(lab: Lab) -> tuple[int, bytes] | str:
-    """What test_lab_e2e's relay test sees: the RCPT reply, or why there was none."""
+    """What tests/lab/test_e2e.py's relay test sees: the RCPT reply, or why there was none."""
     try:
         return clients.rcpt_reply("victim@elsewhere.example")
     except (smtplib.SMTPException, OSError) as e:

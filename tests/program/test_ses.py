@@ -1,6 +1,5 @@
-"""relay: ses, without AWS: the settings, the pure plan, and the resource graph under mocks.
-
-The graph tests reuse test_program's recording mocks: with relay ses the SES identities, their
+"""relay: ses, without AWS: the resource graph under mocks (the settings and the pure plan
+are in tests/unit/test_ses.py). With relay ses the SES identities, their
 Easy DKIM CNAMEs, the MAIL FROM MX and SPF records, an IAM user allowed nothing but
 ses:SendRawEmail on exactly those identities, and its access key exist, and the SMTP login
 reaches the host only as a secret stdin. With relay none none of it exists.
@@ -8,21 +7,14 @@ reaches the host only as a secret stdin. With relay none none of it exists.
 
 from __future__ import annotations
 
-import base64
-import gzip
-import io
 import json
-import re
-import tarfile
-from typing import Any
 
 import pytest
 from pulumi.runtime import rpc
 
-from mailserver.core import catalog, outputs, relay, render
-from mailserver.core.settings import SettingsError
-from tests.support import dev_settings
-from tests.test_program import (
+from mailserver.core import outputs, relay
+from tests.cloud_facts import easy_dkim_tokens
+from tests.program.harness import (
     ACCESS_KEY,
     ACCOUNT,
     COMMAND,
@@ -31,6 +23,7 @@ from tests.test_program import (
     IAM_USER_POLICY,
     INSTANCE,
     PASSWORDS,
+    SES_ACCESS_KEY_ID,
     SES_IDENTITY,
     SES_MAIL_FROM,
     SES_PROVIDER_PASSWORD,
@@ -38,14 +31,14 @@ from tests.test_program import (
     Graph,
     build,
     build_refused,
-    dkim_tokens,
+    bundle_files,
     plain,
     visible_strings,
 )
+from tests.support import main_cf_value
 
 DOMAINS = ("example.com", "example.net")
 ZONES = {"example.com": "023e105f4ecef8ad9ca31a8372d0c353", "example.net": "5b7d3f0c1e2a4b6c8d9e0f1a2b3c4d5e"}
-KEY_ID = "AKIAMOCKSMTPUSER0001"
 SES_TYPES = (SES_IDENTITY, SES_MAIL_FROM, IAM_USER, IAM_USER_POLICY, ACCESS_KEY)
 
 
@@ -63,84 +56,6 @@ def smtp_password(region: str = "eu-central-1") -> str:
     return relay.ses_smtp_password(SES_SECRET_KEY, region)
 
 
-def bundle_files(g: Graph) -> dict[str, str]:
-    stdin = g.one(COMMAND, "-config").inputs["stdin"]
-    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(base64.b64decode(stdin)))) as tar:
-        return {m.name: tar.extractfile(m).read().decode() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
-
-
-def postconf(main_cf: str, name: str) -> str | None:
-    found = re.search(rf"^{name} = (.*)$", main_cf, re.MULTILINE)
-    return found.group(1) if found else None
-
-
-# --- settings -----------------------------------------------------------------------------
-
-
-def test_relay_defaults_to_none_and_sesregion_to_the_stacks_region() -> None:
-    s, _ = dev_settings(relay="none")
-    assert (s.relay, s.ses_region) == ("none", "")
-    s, _ = dev_settings(relay="ses")
-    assert (s.relay, s.ses_region) == ("ses", "eu-central-1")  # aws:region of Pulumi.dev.yaml
-    s, _ = dev_settings(relay="ses", sesRegion="us-west-2")
-    assert s.ses_region == "us-west-2"
-
-
-@pytest.mark.parametrize(("overrides", "key", "fix"), [
-    ({"relay": "sendgrid"}, "relay", "ses"),
-    ({"relay": "ses", "sesRegion": "Frankfurt"}, "sesRegion", "eu-central-1"),
-    ({"relay": "ses", "aws:region": None}, "sesRegion", "aws:region"),
-    ({"relay": "ses", "aws:region": "mars-1"}, "sesRegion", "aws:region"),
-])
-def test_bad_relay_settings_name_the_key_and_the_fix(overrides: dict[str, Any], key: str, fix: str) -> None:
-    with pytest.raises(SettingsError) as err:
-        dev_settings(**overrides)
-    problems = [p for p in err.value.problems if p.key == key]
-    assert problems and any(fix in p.fix for p in problems), str(err.value)
-    assert f"mailserver:{key}:" in str(err.value)
-
-
-# --- pure plan ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("region", "secret", "password"), [
-    # terraform-provider-aws's TestSESSMTPPasswordFromSecretKeySigV4 (internal/service/iam):
-    # the conversion behind the provider's ses_smtp_password_v4, known to work against SES.
-    ("eu-central-1", "some+secret+key", "BMXhUYlu5Z3gSXVQORxlVa7XPaz91aGWdfHxvkOZdWZ2"),
-    ("eu-central-1", "another+secret+key", "BBbphbrQmrKMx42d1N6+C7VINYEBGI5v9VsZeTxwskfh"),
-    ("us-west-1", "some+secret+key", "BH+jbMzper5WwlwUar9E1ySBqHa9whi0GPo+sJ0mVYJj"),
-    ("us-west-1", "another+secret+key", "BKVmjjMDFk/qqw8EROW99bjCS65PF8WKvK5bSr4Y6EqF"),
-])
-def test_smtp_password_matches_the_providers_conversion(region: str, secret: str, password: str) -> None:
-    assert relay.ses_smtp_password(secret, region) == password
-
-
-def test_ses_records_with_real_tokens() -> None:
-    s, _ = dev_settings(relay="ses")
-    tokens = {d: dkim_tokens(d) for d in DOMAINS}
-    recs = {(r.fqdn, r.type): r for r in relay.ses_records(s, tokens)}
-    assert len(recs) == len(DOMAINS) * (catalog.SES_DKIM_TOKENS + 2)
-    for d in DOMAINS:
-        for t in tokens[d]:
-            assert recs[(f"{t}._domainkey.{d}", "CNAME")].content == f"{t}.dkim.amazonses.com"
-        assert recs[(f"bounce.{d}", "MX")].content == "feedback-smtp.eu-central-1.amazonses.com"
-        assert recs[(f"bounce.{d}", "TXT")].content == '"v=spf1 include:amazonses.com -all"'
-    assert "{" not in json.dumps([r.fqdn + r.content for r in recs.values()])  # no placeholder left
-
-
-def test_relayhost_is_rendered_once_for_main_cf_and_the_credentials_key() -> None:
-    s, _ = dev_settings(relay="ses", sesRegion="ap-southeast-2")
-    b = render.render(s)
-    main_cf = b.file(f"{catalog.PRODUCTION.postfix_dir}/main.cf").content
-    relayhost = "[email-smtp.ap-southeast-2.amazonaws.com]:587"
-    assert postconf(main_cf, "relayhost") == relayhost
-    assert f"relayhost='{relayhost}'" in b.scripts["set-relay-credentials.sh"]
-    assert f"key='{relayhost}'" in b.scripts["apply.sh"]
-
-
-# --- the resource graph -------------------------------------------------------------------
-
-
 def test_relay_none_creates_nothing_of_ses(direct: Graph) -> None:
     for typ in SES_TYPES:
         assert not direct.of(typ), typ
@@ -152,7 +67,7 @@ def test_relay_none_creates_nothing_of_ses(direct: Graph) -> None:
     assert direct.exports["port25Warning"].value == outputs.PORT25_WARNING
     main_cf = bundle_files(direct)["files/etc/postfix/main.cf"]
     # Direct delivery: TLS when offered, DANE-verified where the receiver publishes TLSA (the default).
-    assert postconf(main_cf, "relayhost") is None and postconf(main_cf, "smtp_tls_security_level") == "dane"
+    assert main_cf_value(main_cf, "relayhost") is None and main_cf_value(main_cf, "smtp_tls_security_level") == "dane"
 
 
 def test_one_identity_per_domain_with_easy_dkim_in_the_ses_region(ses: Graph) -> None:
@@ -166,7 +81,7 @@ def test_one_identity_per_domain_with_easy_dkim_in_the_ses_region(ses: Graph) ->
 
 def test_dkim_cnames_for_every_token(ses: Graph) -> None:
     cnames = {r.inputs["name"]: r.inputs for r in ses.of(DNS) if r.inputs["type"] == "CNAME"}
-    want = {f"{t}._domainkey.{d}": (d, t) for d in DOMAINS for t in dkim_tokens(d)}
+    want = {f"{t}._domainkey.{d}": (d, t) for d in DOMAINS for t in easy_dkim_tokens(d)}
     assert set(cnames) == set(want)
     for name, (d, t) in want.items():
         rec = cnames[name]
@@ -203,7 +118,7 @@ def test_iam_user_may_only_send_as_the_mail_domains(ses: Graph) -> None:
         f"arn:aws:ses:eu-central-1:{ACCOUNT}:identity/{d}" for d in DOMAINS)
     assert not {"NotAction", "NotResource", "Condition"} & set(statement)
     # no other policy of any kind reaches the user (the snapshot role's policy goes to a role
-    # that only dlm.amazonaws.com may assume, tests/test_program_storage.py)
+    # that only dlm.amazonaws.com may assume, tests/program/test_storage.py)
     assert not [r for r in ses.resources if r.typ.startswith("aws:iam/") and "olicy" in r.typ
                 and r is not attached and "role" not in r.inputs]
 
@@ -215,7 +130,7 @@ def test_access_key_and_the_login_travel_only_as_secrets(ses: Graph) -> None:
     login = ses.one(COMMAND, "-relay-credentials")
     assert rpc.is_rpc_secret(login.inputs["stdin"])
     # username = access key id; password = SigV4 conversion of the secret for the SES region
-    assert plain(login.inputs["stdin"]) == f"{KEY_ID}\t{smtp_password()}\n"
+    assert plain(login.inputs["stdin"]) == f"{SES_ACCESS_KEY_ID}\t{smtp_password()}\n"
     assert login.inputs["logging"] == "none"
     assert {"stdout", "stderr"} <= set(login.additional_secret_outputs)
     assert login.inputs["create"].startswith("sudo bash /var/lib/mailserver/scripts/set-relay-credentials.sh # ")
@@ -238,7 +153,7 @@ def test_no_credential_in_user_data_bundle_exports_or_any_visible_input(ses: Gra
         for name, export in ses.exports.items():
             assert export.secret or secret not in json.dumps(export.value, default=str), name
     # the access key id is not a secret by itself, but it is no one's business either
-    assert KEY_ID not in json.dumps({k: v.value for k, v in ses.exports.items() if not v.secret}, default=str)
+    assert SES_ACCESS_KEY_ID not in json.dumps({k: v.value for k, v in ses.exports.items() if not v.secret}, default=str)
 
 
 def test_exports_name_the_relay_and_how_to_leave_the_sandbox(ses: Graph) -> None:
@@ -254,13 +169,13 @@ def test_exports_name_the_relay_and_how_to_leave_the_sandbox(ses: Graph) -> None
 
 def test_main_cf_relays_with_mandatory_tls_and_sasl(ses: Graph) -> None:
     main_cf = bundle_files(ses)["files/etc/postfix/main.cf"]
-    assert postconf(main_cf, "relayhost") == "[email-smtp.eu-central-1.amazonaws.com]:587"
-    assert postconf(main_cf, "smtp_sasl_auth_enable") == "yes"
-    assert postconf(main_cf, "smtp_sasl_security_options") == "noanonymous"
-    assert postconf(main_cf, "smtp_sasl_password_maps") == "lmdb:/etc/postfix/sasl_passwd"
-    assert postconf(main_cf, "smtp_tls_security_level") == "encrypt"
+    assert main_cf_value(main_cf, "relayhost") == "[email-smtp.eu-central-1.amazonaws.com]:587"
+    assert main_cf_value(main_cf, "smtp_sasl_auth_enable") == "yes"
+    assert main_cf_value(main_cf, "smtp_sasl_security_options") == "noanonymous"
+    assert main_cf_value(main_cf, "smtp_sasl_password_maps") == "lmdb:/etc/postfix/sasl_passwd"
+    assert main_cf_value(main_cf, "smtp_tls_security_level") == "encrypt"
     # local delivery is untouched
-    assert postconf(main_cf, "virtual_transport") == "lmtp:unix:private/dovecot-lmtp"
+    assert main_cf_value(main_cf, "virtual_transport") == "lmtp:unix:private/dovecot-lmtp"
 
 
 def test_ses_region_moves_identities_endpoint_feedback_mx_and_password() -> None:
@@ -268,10 +183,10 @@ def test_ses_region_moves_identities_endpoint_feedback_mx_and_password() -> None
     assert {r.inputs["region"] for r in g.of(SES_IDENTITY) + g.of(SES_MAIL_FROM)} == {"us-west-2"}
     mx = {r.inputs["content"] for r in g.of(DNS) if r.inputs["name"].startswith("bounce.") and r.inputs["type"] == "MX"}
     assert mx == {"feedback-smtp.us-west-2.amazonses.com"}
-    assert postconf(bundle_files(g)["files/etc/postfix/main.cf"], "relayhost") == \
+    assert main_cf_value(bundle_files(g)["files/etc/postfix/main.cf"], "relayhost") == \
         "[email-smtp.us-west-2.amazonaws.com]:587"
     stdin = plain(g.one(COMMAND, "-relay-credentials").inputs["stdin"])
-    assert stdin == f"{KEY_ID}\t{smtp_password('us-west-2')}\n" != f"{KEY_ID}\t{smtp_password()}\n"
+    assert stdin == f"{SES_ACCESS_KEY_ID}\t{smtp_password('us-west-2')}\n" != f"{SES_ACCESS_KEY_ID}\t{smtp_password()}\n"
 
 
 def test_relay_ses_without_any_region_fails_before_any_resource() -> None:

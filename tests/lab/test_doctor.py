@@ -26,7 +26,7 @@ from mailserver.core import records, relay
 from mailserver.core.settings import ROOT, Settings
 from mailserver.lab import netns
 from mailserver.lab.server import Lab, public_key_pem
-from tests.doctor_support import DNS_ADDRESS, LabDns, TestCa, self_signed
+from tests.lab.doctor_support import DNS_ADDRESS, LabDns, TestCa, self_signed
 from tests.support import dev_settings
 
 LAB_IP = clients.SERVER

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mailserver.core import settings
-from mailserver.core.settings import Settings, SettingsError
+from mailserver.core.settings import ROOT, Settings, SettingsError
 
-ROOT = Path(__file__).resolve().parent.parent
 ALICE_PW = "alice-Secr3t-Pa55-d0e1f2"
 BOB_PW = "bob-Secr3t-Pa55-a9b8c7"
 

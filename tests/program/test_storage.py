@@ -11,18 +11,23 @@ import hashlib
 import json
 from typing import Any
 
-import pytest
-
 from mailserver.core import catalog, render, storage
-from tests.support import dev_settings
-from tests.test_program import (
+from tests.program.harness import (
+    ASSOCIATION,
+    ATTACHMENT,
     COMMAND,
+    DLM,
     DNS,
     EIP,
+    EIP_TYPE,
+    GET_OFFERINGS,
     INGRESS,
     INSTANCE,
     OFFERED_ZONES,
     PASSWORDS,
+    PTR,
+    ROLE,
+    ROLE_POLICY,
     VOLUME,
     VOLUME_ID,
     Graph,
@@ -32,25 +37,13 @@ from tests.test_program import (
     instance_id,
     plain,
 )
+from tests.support import dev_settings
 
-EIP_TYPE = "aws:ec2/eip:Eip"
-ASSOCIATION = "aws:ec2/eipAssociation:EipAssociation"
-ATTACHMENT = "aws:ec2/volumeAttachment:VolumeAttachment"
-PTR = "aws:ec2/eipDomainName:EipDomainName"
-DLM = "aws:dlm/lifecyclePolicy:LifecyclePolicy"
-ROLE = "aws:iam/role:Role"
-ROLE_POLICY = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
-GET_OFFERINGS = "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings"
 DLM_MANAGED_POLICY = "arn:aws:iam::aws:policy/service-role/AWSDataLifecycleManagerServiceRole"
-# Two official arm64 Stream 9 builds (tests/cloud_facts.py): an operator moving the pin to the newer.
+# Two official arm64 Stream 9 builds (tests/program/cloud_facts.py): an operator moving the pin to the newer.
 OLD_AMI, NEW_AMI = "ami-0a9a1e5d2b3f40003", "ami-0a9a1e5d2b3f40004"
 # Host, volume, address and names: what a mail setting must never touch.
 INFRASTRUCTURE = (INSTANCE, VOLUME, ATTACHMENT, EIP_TYPE, ASSOCIATION, PTR, DLM, ROLE, ROLE_POLICY)
-
-
-@pytest.fixture(scope="module")
-def graph() -> Graph:
-    return build()
 
 
 def by_urn(g: Graph) -> dict[str, Registered]:

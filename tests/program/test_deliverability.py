@@ -4,29 +4,21 @@ visible, and the PTR is set only after the A record exists."""
 
 from __future__ import annotations
 
-import pytest
-
 from mailserver.core import records
-from tests.support import dev_settings
-from tests.test_program import (
+from tests.program.harness import (
     COMMAND,
     DKIM_PRIVATE_PEM,
     DKIM_PUBLIC_PEM,
     DNS,
     EIP,
+    PTR,
+    TLS_KEY,
     Graph,
     build,
     plain,
     visible_strings,
 )
-
-PTR = "aws:ec2/eipDomainName:EipDomainName"
-TLS_KEY = "tls:index/privateKey:PrivateKey"
-
-
-@pytest.fixture(scope="module")
-def graph() -> Graph:
-    return build()
+from tests.support import dev_settings
 
 
 def by_name(g: Graph) -> dict[tuple[str, str], list[dict[str, object]]]:

@@ -20,7 +20,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from components import provision
 from mailserver.core import catalog, render
@@ -146,12 +145,6 @@ def test_epel_unreachable_still_installs_postfix_and_dovecot_and_says_what_is_mi
     assert set(EPEL) <= installed(host)
 
 
-def test_stream_10_takes_epel_from_the_epel_project() -> None:
-    script = render.render(dev_settings(os="centos-stream-10")[0]).scripts["packages.sh"]
-    assert "dnf -y -q install https://dl.fedoraproject.org/pub/epel/epel-release-latest-10.noarch.rpm" in script
-    assert "install epel-release " not in script
-
-
 def test_epel_release_falls_back_to_the_epel_project_rpm(host: Path) -> None:
     proc = run_packages(host, EPEL_PACKAGE_OK="", EPEL_URL_OK="1")
     assert proc.returncode == 0, proc.stderr
@@ -226,28 +219,3 @@ def test_a_host_that_cannot_be_repaired_fails_the_command(host: Path) -> None:
     proc = run_wait(host, 1, EPEL_PACKAGE_OK="")
     assert proc.returncode != 0
     assert "still missing" in proc.stderr
-
-
-# --- user-data ------------------------------------------------------------------------------
-
-
-def test_nothing_slow_runs_before_sshd_and_one_chain_marks_failure() -> None:
-    doc = yaml.safe_load(render.render(dev_settings()[0]).user_data)
-    # bootcmd runs in cloud-init's network stage, before sshd starts; cloud-init-per would also
-    # remember a failed step as done (its semaphore is written whatever the exit code).
-    assert "bootcmd" not in doc
-    # cloud-init's packages module installs the list as one transaction: not used.
-    assert "packages" not in doc
-    (chain,) = doc["runcmd"]
-    steps = chain.split(" && ")
-    assert steps[0].endswith("/scripts/packages.sh") and steps[1].endswith("/scripts/baseline.sh")
-    written = {f["path"]: f["content"] for f in doc["write_files"]}
-    assert written[f"{catalog.PRODUCTION.state_dir}/scripts/packages.sh"] == \
-        render.render(dev_settings()[0]).scripts["packages.sh"]
-
-
-def test_apply_runs_packages_before_anything_needs_them() -> None:
-    apply = render.render(dev_settings()[0]).scripts["apply.sh"]
-    at = apply.index('bash "$stage/scripts/packages.sh"')
-    assert at < apply.index("dovecot --version") < apply.index('bash "$stage/scripts/baseline.sh"')
-

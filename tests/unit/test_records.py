@@ -130,3 +130,28 @@ def test_records_are_full_names_dns_only_with_short_ttl() -> None:
 def test_txt_refuses_quotes() -> None:
     with pytest.raises(ValueError):
         records.txt('v=spf1 "oops"')
+
+
+# --- MTA-STS and TLS-RPT (the Worker that serves the policy: tests/tools/test_web_worker.py) -
+
+
+def test_policy_id_changes_when_the_policy_changes() -> None:
+    def sts_id(mode: str) -> bytes:
+        s, _ = dev_settings(mtaStsMode=mode)
+        [rec] = [r for r in records.deliverability_records(s) if r.fqdn == "_mta-sts.example.com"]
+        tags = parse_tag_value(records.untxt(rec.content).encode())
+        assert tags[b"v"] == b"STSv1"
+        return tags[b"id"]
+
+    assert sts_id("testing") != sts_id("enforce")
+    assert sts_id("testing") == sts_id("testing")
+
+
+def test_tls_rpt_reports_reach_an_existing_address() -> None:
+    settings, _ = dev_settings()
+    for rec in records.deliverability_records(settings):
+        if rec.fqdn.startswith("_smtp._tls."):
+            tags = parse_tag_value(records.untxt(rec.content).encode())
+            assert tags[b"v"] == b"TLSRPTv1"
+            address = tags[b"rua"].decode().removeprefix("mailto:")
+            assert address in {a.source for a in settings.aliases} | set(settings.mailboxes)

@@ -14,7 +14,6 @@ import poplib
 import smtplib
 import socket
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,19 +21,12 @@ import pytest
 from mailserver import clients
 from mailserver.core import catalog
 from mailserver.core.catalog import SERVICES
-from mailserver.lab import netns
 from mailserver.lab.server import Lab
-from tests.support import PASSWORDS, dev_settings, stored, submit
+from tests.lab.support import stored, submit
+from tests.support import PASSWORDS
 
 ALICE, BOB = "alice@example.com", "bob@example.net"
 TLS_PORTS = [(s.port, s.protocol if s.tls == "starttls" else None) for s in SERVICES if s.tls != "none"]
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    settings, secrets = dev_settings()
-    with Lab(settings, secrets) as running, netns.entered(running.ns):
-        yield running
 
 
 def inbound(msg: email.message.EmailMessage, sender: str = "someone@outside.example") -> None:

@@ -1,6 +1,6 @@
 """relay: ses on real postfix: outbound mail leaves through a relay that wants AUTH over TLS.
 
-A stand-in for Amazon SES's SMTP endpoint (tests/relay_standin.py) listens on loopback inside
+A stand-in for Amazon SES's SMTP endpoint (tests/lab/relay_standin.py) listens on loopback inside
 the lab's network namespace, where the lab layout points postfix's relayhost. Its login is
 written with the same set-relay-credentials.sh that pulumi-command runs on the VM. The tests
 check what leaves (and with which protection), what stays local, and that every failure of
@@ -24,9 +24,9 @@ from mailserver import clients
 from mailserver.core import render
 from mailserver.lab import netns
 from mailserver.lab.server import Lab, LabError
-from tests.relay_standin import RelayStandIn
+from tests.lab.relay_standin import RelayStandIn
+from tests.lab.support import published_dns
 from tests.support import PASSWORDS, dev_settings
-from tests.test_lab_dkim import published_dns
 
 ALICE, BOB = "alice@example.com", "bob@example.net"
 # Shaped like SES credentials: an access key id, and a base64 password with + / =.

@@ -4,35 +4,15 @@ verifier) accepts the signature against exactly the TXT content the program publ
 from __future__ import annotations
 
 import email
-from collections.abc import Iterator
 
 import dkim
 import pytest
 
 from mailserver import clients
-from mailserver.core import records
-from mailserver.lab import netns
-from mailserver.lab.server import Lab, public_key_pem
-from tests.support import dev_settings, stored, submit
+from mailserver.lab.server import Lab
+from tests.lab.support import published_dns, stored, submit
 
 ALICE, BOB = "alice@example.com", "bob@example.net"
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    settings, secrets = dev_settings()
-    with Lab(settings, secrets) as running, netns.entered(running.ns):
-        yield running
-
-
-def published_dns(lab: Lab) -> dict[bytes, bytes]:
-    """What a resolver would answer for each DKIM name: the record content the program
-    creates in Cloudflare (quoted, split), joined back as a resolver does."""
-    out = {}
-    for domain, key in lab.dkim_keys.items():
-        content = records.txt(records.dkim(public_key_pem(key)))
-        out[f"{records.dkim_name(lab.settings.dkim_selector, domain)}.".encode()] = records.untxt(content).encode()
-    return out
 
 
 def fetch(lab: Lab, rcpt: str, msg_id: str) -> bytes:
