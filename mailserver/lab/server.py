@@ -229,12 +229,16 @@ class Lab:
         except (OSError, ValueError, IndexError):
             return None
 
-    def serving_processes(self) -> set[tuple[int, str, str]]:
-        """(pid, start time, name) of every child of postfix's and dovecot's master processes
-        that serves the configuration it started with: all of them but dovecot's log and
-        anvil, which dovecot keeps across a reload. The start time tells a new process
+    def serving_processes(self, daemons: tuple[str, ...] = ("postfix", "dovecot")) -> set[tuple[int, str, str]]:
+        """(pid, start time, name) of the processes that would answer a new client with the
+        configuration they started with: every child of postfix's master (a reload makes each
+        exit once it is idle), and dovecot's login processes (they take the connections on
+        the mail ports; after a reload dovecot tells every old process to take no new one,
+        and an old login process with no client left exits; its auth, config and stats
+        processes may stay for connections made before). The start time tells a new process
         apart from an old one whose pid was reused."""
-        masters = {pid for pid in (self.postfix_pid(), self.dovecot_pid()) if pid is not None}
+        postfix = self.postfix_pid() if "postfix" in daemons else None
+        dovecot = self.dovecot_pid() if "dovecot" in daemons else None
         found = set()
         for pid in self.pids():
             try:
@@ -243,14 +247,15 @@ class Lab:
                 continue
             name = stat[stat.index("(") + 1:stat.rindex(")")]
             fields = stat[stat.rindex(")") + 2:].split()  # from field 3 (state) on: ppid, ..., starttime (22)
-            if int(fields[1]) in masters and name not in ("log", "anvil"):
+            parent = int(fields[1])
+            if (postfix is not None and parent == postfix) or (
+                    dovecot is not None and parent == dovecot and name.endswith("-login")):
                 found.add((pid, fields[19], name))
         return found
 
     def wait_reloaded(self, before: set[tuple[int, str, str]], timeout: float = 10.0) -> None:
         """Return once none of `before` (serving_processes() taken before a reload) is left:
-        until then a daemon process may still answer a new connection with the old
-        configuration (an idle smtpd, a login process, the old auth or config process)."""
+        until then one of them may still answer a new connection with the old configuration."""
         def left() -> set[tuple[int, str, str]]:
             return before & self.serving_processes()
 
@@ -259,13 +264,13 @@ class Lab:
 
     def reload_postfix(self) -> None:
         """`postfix reload`, returning once every postfix process started before it is gone."""
-        before = self.serving_processes()
+        before = self.serving_processes(("postfix",))
         self.run(["postfix", "-c", self.layout.postfix_dir, "reload"])
         self.wait_reloaded(before)
 
     def reload_dovecot(self) -> None:
         """`doveadm reload`, returning once every dovecot process started before it is gone."""
-        before = self.serving_processes()
+        before = self.serving_processes(("dovecot",))
         self.run(["doveadm", "-c", self.layout.dovecot_conf, "reload"])
         self.wait_reloaded(before)
 

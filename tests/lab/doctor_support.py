@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import subprocess
-import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mailserver.lab import netns
+from mailserver.waiting import wait_until
 
 DNS_ADDRESS = "127.0.0.53"  # on the namespace's loopback, beside the mail server's 127.0.0.1
 
@@ -60,16 +60,19 @@ class LabDns:
                                      stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         res = dns.resolver.Resolver(configure=False)
         res.nameservers, res.lifetime = [DNS_ADDRESS], 0.5
-        deadline = time.monotonic() + 15
-        while True:
+        proc = self.proc
+
+        def answers() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"unbound exited: {(self.root / 'unbound.log').read_text()}")
             try:
                 with netns.entered(self.ns):
                     res.resolve(self.zones[0], "SOA", raise_on_no_answer=False)
-                return
             except dns.exception.DNSException:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError(f"unbound did not answer: {(self.root / 'unbound.log').read_text()}") from None
-                time.sleep(0.1)
+                return False
+            return True
+
+        wait_until(answers, 15, 0.1, "unbound to answer", detail=lambda: (self.root / "unbound.log").read_text())
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

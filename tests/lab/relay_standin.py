@@ -20,7 +20,6 @@ import socketserver
 import ssl
 import subprocess
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, Self
@@ -67,7 +66,7 @@ class RelayStandIn:
         self.received: list[Received] = []
         self.attempts: list[Attempt] = []
         self.auth_failures = 0
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()  # the lists below are filled by the server's threads
         cert, key = self_signed(certdir)
         self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.tls.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -103,30 +102,19 @@ class RelayStandIn:
 
     def _note(self, attempt: Attempt | None = None, received: Received | None = None,
               auth_failed: bool = False) -> None:
-        with self._changed:
+        with self._lock:
             if attempt is not None:
                 self.attempts.append(attempt)
             if received is not None:
                 self.received.append(received)
             self.auth_failures += auth_failed
-            self._changed.notify_all()
-
-    def wait_for(self, predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while not predicate():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._changed.wait(left)
-            return True
 
     def messages_with(self, marker: str) -> list[Received]:
-        with self._changed:
+        with self._lock:
             return [r for r in self.received if marker.encode() in r.data]
 
     def attempts_from(self, sender: str) -> list[Attempt]:
-        with self._changed:
+        with self._lock:
             return [a for a in self.attempts if a.mail_from == sender]
 
     # -- the SMTP session --------------------------------------------------------------

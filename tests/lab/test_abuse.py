@@ -11,17 +11,19 @@ from __future__ import annotations
 import email
 import imaplib
 import os
+import re
 import socket
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from mailserver import clients
 from mailserver.core.catalog import SERVICES
+from mailserver.core.settings import Secrets, Settings
 from mailserver.lab import netns
 from mailserver.lab.server import Lab
+from mailserver.waiting import wait_until
 from tests.lab.support import stored
 from tests.support import dev_settings
 
@@ -32,19 +34,47 @@ SUBMISSION, IMAPS = 587, 993
 WRONG_PLAIN = "PLAIN AGFsaWNlQGV4YW1wbGUuY29tAG5vdCB0aGUgcGFzc3dvcmQ="  # alice, a wrong password
 
 
+def defaults() -> tuple[Settings, Secrets]:
+    return dev_settings(fail2banMaxRetry=MAX_RETRY)
+
+
+def strict_settings() -> tuple[Settings, Secrets]:
+    """smtpdForbidBareNewline reject and an AUTH rate limit of 1."""
+    return dev_settings(fail2banMaxRetry=MAX_RETRY, smtpdForbidBareNewline="reject", smtpdAuthRateLimit=1)
+
+
 @pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    settings, secrets = dev_settings(fail2banMaxRetry=MAX_RETRY)
+def running() -> Iterator[Lab]:
+    """One lab with fail2ban for the module; `lab` and `strict` apply the settings a test needs."""
+    settings, secrets = defaults()
     # The machine's own network namespace, to look at from inside the lab's.
     outside = os.open("/proc/self/ns/net", os.O_RDONLY)
     try:
-        with Lab(settings, secrets) as running:
-            running.start_fail2ban()
-            running.outside_ns = f"/proc/{os.getpid()}/fd/{outside}"  # type: ignore[attr-defined]
-            with netns.entered(running.ns):
-                yield running
+        with Lab(settings, secrets) as started:
+            started.start_fail2ban()
+            started.outside_ns = f"/proc/{os.getpid()}/fd/{outside}"  # type: ignore[attr-defined]
+            with netns.entered(started.ns):
+                yield started
     finally:
         os.close(outside)
+
+
+def settled(lab: Lab, settings: Settings, secrets: Secrets) -> Lab:
+    """The lab with these settings, applied only if it runs others: tests may come in any
+    order, and an apply takes seconds."""
+    if lab.settings != settings:
+        lab.apply(settings, secrets)
+    return lab
+
+
+@pytest.fixture
+def lab(running: Lab) -> Lab:
+    return settled(running, *defaults())
+
+
+@pytest.fixture
+def strict(running: Lab) -> Lab:
+    return settled(running, *strict_settings())
 
 
 class Raw:
@@ -96,15 +126,6 @@ def can_connect(source: str, port: int, timeout: float = 3.0) -> bool:
         return False
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.3)
-    return bool(predicate())
-
-
 # -- fail2ban ---------------------------------------------------------------------------
 
 
@@ -115,6 +136,13 @@ def failed_smtp_auth(source: str) -> None:
         conn.ehlo("guesser.example")
         code, _ = conn.docmd("AUTH", WRONG_PLAIN)
         assert code == 535
+
+
+def failures_counted(lab: Lab, jail: str) -> int:
+    """The failures the jail has read from its log so far (fail2ban-client status: Total failed)."""
+    found = re.search(r"Total failed:\s*(\d+)", lab.fail2ban_client("status", jail))
+    assert found, lab.fail2ban_client("status", jail)
+    return int(found[1])
 
 
 def make_imaps(source: str) -> type[clients.IMAPS]:
@@ -130,23 +158,28 @@ def test_fail2ban_bans_after_the_configured_failures(lab: Lab, jail: str, port: 
             with pytest.raises(imaplib.IMAP4.error):
                 make_imaps(attacker)(clients.SERVER, IMAPS, ssl_context=clients.tls_context()).login(ALICE, "wrong!")
 
+    def status() -> str:
+        return lab.fail2ban_client("status", jail)
+
+    counted = failures_counted(lab, jail)
     for _ in range(MAX_RETRY - 1):
         fail()
-    # One failure short of the limit: still allowed (give fail2ban's poller time to read).
-    time.sleep(2)
+    # One failure short of the limit: once fail2ban has read both, still allowed.
+    wait_until(lambda: failures_counted(lab, jail) >= counted + MAX_RETRY - 1, 15, 0.2,
+               f"the {jail} jail to count {MAX_RETRY - 1} failures", detail=status)
     assert attacker not in lab.banned(jail)
     assert can_connect(attacker, port)
     fail()
-    assert wait_for(lambda: attacker in lab.banned(jail)), lab.fail2ban_client("status", jail)
+    wait_until(lambda: attacker in lab.banned(jail), 15, 0.3, f"the {jail} jail to ban {attacker}", detail=status)
     # The address is listed as banned a moment before the nftables rule exists.
-    assert wait_for(lambda: not can_connect(attacker, port), timeout=5)
+    wait_until(lambda: not can_connect(attacker, port), 5, 0.3, f"nftables to keep {attacker} from port {port}")
     # Banned from every mail port, not only the one it guessed on; the neighbour is not.
     for p in (port, 25, SUBMISSION, IMAPS):
         assert not can_connect(attacker, p), f"{attacker} still reaches port {p}"
         assert can_connect(NEIGHBOUR, p), f"{NEIGHBOUR} lost port {p}"
     # Unbanned, it reaches the server again (the rule is gone, not just the list entry).
     lab.fail2ban_client("set", jail, "unbanip", attacker)
-    assert wait_for(lambda: can_connect(attacker, port), timeout=5)
+    wait_until(lambda: can_connect(attacker, port), 5, 0.3, f"{attacker} to reach port {port} again")
 
 
 def test_bans_live_only_in_the_labs_namespace_and_go_with_fail2ban(lab: Lab) -> None:
@@ -158,9 +191,11 @@ def test_bans_live_only_in_the_labs_namespace_and_go_with_fail2ban(lab: Lab) -> 
     lab.fail2ban_client("set", "postfix-sasl", "banip", "127.0.0.7")
     assert "127.0.0.7" in lab.run(["nft", "list", "ruleset"]).stdout
     lab.stop_fail2ban()
-    assert "f2b-table" not in lab.run(["nft", "list", "tables"]).stdout
-    assert can_connect("127.0.0.7", SUBMISSION)
-    lab.start_fail2ban()
+    try:
+        assert "f2b-table" not in lab.run(["nft", "list", "tables"]).stdout
+        assert can_connect("127.0.0.7", SUBMISSION)
+    finally:
+        lab.start_fail2ban()  # for the tests that come after
 
 
 # -- postscreen -------------------------------------------------------------------------
@@ -224,14 +259,6 @@ def test_bare_lf_cannot_end_the_message_normalize(lab: Lab) -> None:
     [raw] = copies(lab, b"forged")
     got = email.message_from_bytes(raw)
     assert got["Subject"] == "normalize-check" and "MAIL FROM:<ceo@example.com>" in got.get_payload()
-
-
-@pytest.fixture(scope="module")
-def strict(lab: Lab) -> Lab:
-    """The same lab re-applied with smtpdForbidBareNewline reject and an AUTH rate limit of 1,
-    for the tests below; they come last in this module, so nothing needs the defaults back."""
-    lab.apply(*dev_settings(fail2banMaxRetry=MAX_RETRY, smtpdForbidBareNewline="reject", smtpdAuthRateLimit=1))
-    return lab
 
 
 def test_bare_lf_is_refused_with_reject(strict: Lab) -> None:

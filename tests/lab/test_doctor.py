@@ -1,9 +1,10 @@
 """The doctor against the lab: real postfix, dovecot and opendkim, a real DNS server (unbound)
 serving the records the program plans, and a certificate from a test CA.
 
-One lab and one DNS server for the module. The healthy lab must come out all ok (inside checks
-the lab cannot answer are "skipped in lab", never ok); then each deliberate fault must turn
-exactly its own check red, with a message that says what is wrong, and be undone after.
+One lab and one DNS server for the module, and the doctor's run on the untouched lab, made
+by the fixture: it must come out all ok (inside checks the lab cannot answer are "skipped in
+lab", never ok), and each deliberate fault must then turn exactly its own check red, with a
+message that says what is wrong, and be undone after. Any test runs alone, in any order.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from pathlib import Path
 import pytest
 
 from mailserver import clients, doctor
-from mailserver.core import records, relay
+from mailserver.core import catalog, records, relay
 from mailserver.core.settings import ROOT, Settings
 from mailserver.lab import netns
 from mailserver.lab.server import Lab, public_key_pem
+from mailserver.waiting import wait_until
 from tests.lab.doctor_support import DNS_ADDRESS, LabDns, TestCa, self_signed
 from tests.support import dev_settings
 
@@ -68,9 +70,14 @@ class Env:
     dns: LabDns
     ca: TestCa
     target: doctor.Target
-    baseline: dict[str, doctor.Status]
     good_cert: tuple[str, str]
     outputs: Path
+    healthy: list[doctor.Result]  # the doctor's run on the untouched lab
+    healthy_seconds: float
+
+    @property
+    def baseline(self) -> dict[str, doctor.Status]:
+        return doctor.summary(self.healthy)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +103,9 @@ def env() -> Iterator[Env]:
             target = doctor.Target(settings=settings, ip=LAB_IP, dkim=dkim_txt, resolver=DNS_ADDRESS,
                                    cafile=str(cafile), source=clients.OUTSIDE, timeout=3.0,
                                    runner=doctor.LocalRunner(lab.layout, where="lab"))
-            yield Env(lab, lab_dns, ca, target, {}, good, outputs)
+            started = time.monotonic()
+            healthy = doctor.run(target)
+            yield Env(lab, lab_dns, ca, target, good, outputs, healthy, time.monotonic() - started)
         finally:
             lab_dns.stop()
 
@@ -106,12 +115,14 @@ def run(env: Env) -> tuple[list[doctor.Result], dict[str, doctor.Status]]:
     return results, doctor.summary(results)
 
 
+def not_ok(results: list[doctor.Result]) -> list[doctor.Result]:
+    return [r for r in results if r.status not in ("ok", "skipped")]
+
+
 def test_healthy_lab_is_all_ok(env: Env) -> None:
-    started = time.monotonic()
-    results, summary = run(env)
-    elapsed = time.monotonic() - started
-    print(f"doctor run against the lab: {elapsed:.2f}s, {len(results)} results")
-    bad = [r for r in results if r.status not in ("ok", "skipped")]
+    results, summary = env.healthy, env.baseline
+    print(f"doctor run against the lab: {env.healthy_seconds:.2f}s, {len(results)} results")
+    bad = not_ok(results)
     assert not bad, "\n".join(map(str, bad))
     for check in doctor.CHECKS:
         if check.id in INSIDE_SKIPPED_IN_LAB:
@@ -127,7 +138,6 @@ def test_healthy_lab_is_all_ok(env: Env) -> None:
     assert len([r for r in results if r.check == "ports"]) == 7
     assert {r.subject for r in results if r.check == "services"} == {"postfix", "dovecot", "opendkim"}
     assert doctor.exit_code(results) == 0
-    env.baseline.update(summary)
 
 
 def expect_only(env: Env, changed: dict[str, doctor.Status], message: dict[str, str],
@@ -135,7 +145,7 @@ def expect_only(env: Env, changed: dict[str, doctor.Status], message: dict[str, 
     """Run the doctor: exactly the checks in `changed` move (to that status), each failing
     result says `message[check]`, every other check is as in the healthy run (or skipped
     because a port it needs does not answer, when `dependents_skipped`)."""
-    assert env.baseline, "test_healthy_lab_is_all_ok must run first"
+    assert not not_ok(env.healthy), "the untouched lab is not healthy: see test_healthy_lab_is_all_ok"
     results, summary = run(env)
     for check, status in summary.items():
         if check in changed:
@@ -237,8 +247,7 @@ def test_plaintext_auth_allowed(env: Env) -> None:
 
     def set_conf(text: str) -> None:
         conf.write_text(text)
-        env.lab.run(["doveadm", "-c", str(conf), "reload"])
-        time.sleep(0.5)
+        env.lab.reload_dovecot()
 
     # ssl = required alone already refuses plaintext logins: the fault needs both undone.
     allowed = original.replace("disable_plaintext_auth = yes", "disable_plaintext_auth = no")
@@ -270,15 +279,11 @@ def postfix_fault(env: Env, values: dict[str, str], master: dict[str, str] | Non
     master_before = {k: env.lab.run(["postconf", "-c", conf_dir, "-Ph", k]).stdout.strip() for k in master}
     assert all(master_before.values()), master_before
 
-    def reload() -> None:
-        env.lab.run(["postfix", "-c", conf_dir, "reload"])
-        time.sleep(0.5)  # the running smtpd processes finish their session and exit
-
     def do() -> None:
         env.lab.run(["postconf", "-c", conf_dir, "-e", *[f"{k}={v}" for k, v in values.items()]])
         if master:
             env.lab.run(["postconf", "-c", conf_dir, "-P", *[f"{k}={v}" for k, v in master.items()]])
-        reload()
+        env.lab.reload_postfix()  # returns once no smtpd with the old settings is left
 
     def undo() -> None:
         back = [f"{k}={explicit[k]}" for k in values if k in explicit]
@@ -289,7 +294,7 @@ def postfix_fault(env: Env, values: dict[str, str], master: dict[str, str] | Non
             env.lab.run(["postconf", "-c", conf_dir, "-X", *gone])
         if master:
             env.lab.run(["postconf", "-c", conf_dir, "-P", *[f"{k}={v}" for k, v in master_before.items()]])
-        reload()
+        env.lab.reload_postfix()
 
     return do, undo
 
@@ -325,11 +330,36 @@ def test_auth_offered_in_clear(env: Env, port: int, master: dict[str, str]) -> N
             assert "AUTH in clear answered 334" in red["port 587"]
         # Even where AUTH is open in clear, the probe sends no credentials (it cancels at
         # 334): nothing for the postfix-sasl jail to count.
-        time.sleep(0.5)
+        wait_sessions_logged(env, log, since)
         hits, report = fail2ban_hits(env, log, since, "postfix[mode=auth]")
         assert hits == 0, report
 
     with_fault(do, undo, check)
+
+
+DOVECOT_PORTS = [s.port for s in catalog.SERVICES if s.daemon == "dovecot"]
+
+
+def wait_sessions_logged(env: Env, postfix_log: str, since: int, dovecot_log: str | None = None,
+                         dovecot_since: int = 0) -> None:
+    """Return once the daemons have logged the end of every session since the offsets (the
+    doctor's client has gone before the server notices): in postfix's log each smtpd
+    "connect from" has its "disconnect from"; dovecot, whose log has no line at connect,
+    holds no connection open any more and has logged its "Disconnected"."""
+    def postfix_done() -> bool:
+        text = Path(postfix_log).read_bytes()[since:]
+        return text.count(b" connect from ") <= text.count(b" disconnect from ")
+
+    wait_until(postfix_done, 10, 0.05, "postfix to log the end of every session")
+    if dovecot_log is None:
+        return
+    match = " or ".join(f"sport = :{p}" for p in DOVECOT_PORTS)
+
+    def dovecot_done() -> bool:
+        open_ = env.lab.run(["ss", "-Htn", "state", "established", "state", "close-wait", f"( {match} )"]).stdout
+        return not open_.strip() and b"Disconnected" in Path(dovecot_log).read_bytes()[dovecot_since:]
+
+    wait_until(dovecot_done, 10, 0.05, "dovecot to close and log every session")
 
 
 def fail2ban_hits(env: Env, log: str, since: int, filter_name: str) -> tuple[int, str]:
@@ -351,7 +381,8 @@ def test_a_doctor_run_leaves_nothing_fail2ban_counts(env: Env) -> None:
     offsets = {f: Path(log).stat().st_size for f, log in logs.items()}
     results, _ = run(env)
     assert [r for r in results if r.check in ("plaintext-login", "auth-before-tls") and r.status != "ok"] == []
-    time.sleep(0.5)  # dovecot logs the disconnect after the client has gone
+    wait_sessions_logged(env, logs["postfix[mode=auth]"], offsets["postfix[mode=auth]"], logs["dovecot"],
+                         offsets["dovecot"])
     for filter_name, log in logs.items():
         hits, report = fail2ban_hits(env, log, offsets[filter_name], filter_name)
         assert hits == 0, report

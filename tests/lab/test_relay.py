@@ -13,7 +13,6 @@ import dataclasses
 import email
 import json
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +23,8 @@ from mailserver import clients
 from mailserver.core import render
 from mailserver.lab import netns
 from mailserver.lab.server import Lab, LabError
-from tests.lab.relay_standin import RelayStandIn
+from mailserver.waiting import wait_until
+from tests.lab.relay_standin import Received, RelayStandIn
 from tests.lab.support import published_dns
 from tests.support import PASSWORDS, dev_settings
 
@@ -85,25 +85,29 @@ def submit(lab: Lab, to: list[str], subject: str) -> str:
 
 
 def queue_id(lab: Lab, msg_id: str, timeout: float = 10.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = re.search(rf"([0-9A-F]+): message-id={re.escape(msg_id)}", lab.log())
-        if found:
-            return found.group(1)
-        time.sleep(0.1)
-    raise AssertionError(f"{msg_id} never reached the cleanup daemon")
+    """The message's queue id, once the cleanup daemon has logged it."""
+    found = wait_until(lambda: re.search(rf"([0-9A-F]+): message-id={re.escape(msg_id)}", lab.log()), timeout, 0.1,
+                       f"the cleanup daemon to log {msg_id}")
+    return found.group(1)
 
 
 def deferred(lab: Lab, qid: str, timeout: float = 20.0) -> list[str]:
     """Wait until the message sits in the deferred queue; return its recipients' delay reasons."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def reasons() -> list[str] | None:
         for line in lab.queue_ids():
             entry = json.loads(line)
             if entry["queue_id"] == qid and entry["queue_name"] == "deferred":
                 return [r.get("delay_reason", "") for r in entry["recipients"]]
-        time.sleep(0.2)
-    raise AssertionError(f"{qid} is not in the deferred queue: {lab.queue_ids()}\n{lab.log()[-3000:]}")
+        return None
+
+    return wait_until(reasons, timeout, 0.2, f"{qid} in the deferred queue",
+                      detail=lambda: f"{lab.queue_ids()}\n{lab.log()[-3000:]}")
+
+
+def relayed(lab: Lab, relay: RelayStandIn, msg_id: str, timeout: float = 30.0) -> list[Received]:
+    """The copies of a message the relay received, once there is one."""
+    return wait_until(lambda: relay.messages_with(msg_id), timeout, 0.05, f"the relay to receive {msg_id}",
+                      detail=lambda: lab.log()[-3000:])
 
 
 def assert_not_bounced(lab: Lab, qid: str, msg_id: str) -> None:
@@ -120,7 +124,7 @@ def assert_not_bounced(lab: Lab, qid: str, msg_id: str) -> None:
 
 def test_outbound_mail_reaches_the_relay_with_auth_over_tls(lab: Lab, relay: RelayStandIn) -> None:
     msg_id = submit(lab, ["someone@elsewhere.example"], "to the outside world")
-    assert relay.wait_for(lambda: bool(relay.messages_with(msg_id))), lab.log()[-3000:]
+    relayed(lab, relay, msg_id)
     [got] = relay.messages_with(msg_id)
     assert got.tls in ("TLSv1.2", "TLSv1.3")
     assert got.auth_user == USERNAME and got.auth_mechanism in ("PLAIN", "LOGIN")
@@ -137,7 +141,7 @@ def test_relayed_mail_carries_our_dkim_signature(lab: Lab, relay: RelayStandIn) 
     bytes the relay receives. SES adds its own Easy DKIM signature on top; both have d= the
     From domain, so DKIM aligns either way."""
     msg_id = submit(lab, ["someone@elsewhere.example"], "signed before it leaves")
-    assert relay.wait_for(lambda: bool(relay.messages_with(msg_id)))
+    relayed(lab, relay, msg_id)
     [got] = relay.messages_with(msg_id)
     signature = email.message_from_bytes(got.data)["DKIM-Signature"]
     assert signature is not None, got.data[:500]
@@ -176,7 +180,7 @@ def test_relay_tempfail_keeps_mail_queued_until_a_flush(lab: Lab, relay: RelaySt
 
     relay.mode = "accept"
     flush(lab)
-    assert relay.wait_for(lambda: bool(relay.messages_with(msg_id))), lab.log()[-3000:]
+    relayed(lab, relay, msg_id)
     lab.wait_queue_empty()
     assert_not_bounced(lab, qid, msg_id)
 
@@ -192,7 +196,7 @@ def test_relay_without_starttls_never_gets_the_login(lab: Lab, relay: RelayStand
     assert_not_bounced(lab, qid, msg_id)
     relay.mode = "accept"
     flush(lab)
-    assert relay.wait_for(lambda: bool(relay.messages_with(msg_id)))
+    relayed(lab, relay, msg_id)
 
 
 def test_wrong_password_defers_and_new_credentials_send_the_queue(lab: Lab, relay: RelayStandIn) -> None:
@@ -208,7 +212,7 @@ def test_wrong_password_defers_and_new_credentials_send_the_queue(lab: Lab, rela
     finally:
         # The script flushes the queue itself: mail that waited for the login leaves now.
         set_credentials(lab, f"{USERNAME}\t{PASSWORD}\n")
-    assert relay.wait_for(lambda: bool(relay.messages_with(msg_id)), timeout=30), lab.log()[-3000:]
+    relayed(lab, relay, msg_id)
 
 
 # -- the credentials file --------------------------------------------------------------------
@@ -275,4 +279,4 @@ def test_apply_drops_a_login_that_no_longer_applies(lab: Lab, relay: RelayStandI
         set_credentials(lab, f"{USERNAME}\t{PASSWORD}\n")
     # Back to relaying: the next message leaves through the stand-in again.
     msg_id = submit(lab, ["again@elsewhere.example"], "relay restored")
-    assert relay.wait_for(lambda: bool(relay.messages_with(msg_id)))
+    relayed(lab, relay, msg_id)

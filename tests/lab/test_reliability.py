@@ -33,6 +33,7 @@ import pytest
 from mailserver import clients
 from mailserver.lab import netns
 from mailserver.lab.server import Lab
+from mailserver.waiting import wait_until
 from tests.support import dev_settings
 
 ALICE, BOB = "alice@example.com", "bob@example.net"
@@ -115,10 +116,8 @@ class Load:
             return [a.error for a in self.attempts if a.error]
 
     def wait_accepted(self, n: int, timeout: float = 60.0) -> None:
-        end = time.monotonic() + timeout
-        while self.accepted < n:
-            assert time.monotonic() < end, f"only {self.accepted} of {n} messages accepted after {timeout}s"
-            time.sleep(0.05)
+        wait_until(lambda: self.accepted >= n, timeout, 0.05, f"{n} messages accepted",
+                   detail=lambda: f"only {self.accepted}")
 
     def _session(self, index: int) -> None:
         with netns.entered(self.lab.ns):
@@ -263,26 +262,25 @@ def drain(lab: Lab, timeout: float = 120, flush_every: float | None = 5.0) -> No
     are reset when its last process exits), and that failure marks the transport dead again
     until postfix's next retry, minutes later. Nothing is lost meanwhile; the flushes only
     bring the retry forward. Without a fault (flush_every None) it only waits."""
-    deadline = time.monotonic() + timeout
-    while lab.queue_ids():
-        if time.monotonic() > deadline:
-            queue = [json.loads(q) for q in lab.queue_ids()]
-            reasons = collections.Counter(r.get("delay_reason", "") for q in queue for r in q["recipients"])
-            dovecot = [line for line in lab.log("dovecot").splitlines() if ": Info: " not in line]
-            pytest.fail(f"{len(queue)} messages still queued after {timeout}s; reasons {reasons.most_common(3)}; "
-                        "dovecot's last errors:\n" + "\n".join(dovecot[-15:]))
-        if flush_every is not None:
+    next_flush = time.monotonic()
+
+    def empty() -> bool:
+        nonlocal next_flush
+        if not lab.queue_ids():
+            return True
+        if flush_every is not None and time.monotonic() >= next_flush:
             lab.flush_queue()
-        end = min(deadline, time.monotonic() + (flush_every or timeout))
-        while lab.queue_ids() and time.monotonic() < end:
-            time.sleep(0.2)
+            next_flush = time.monotonic() + flush_every
+        return False
 
+    def why() -> str:
+        queue = [json.loads(q) for q in lab.queue_ids()]
+        reasons = collections.Counter(r.get("delay_reason", "") for q in queue for r in q["recipients"])
+        dovecot = [line for line in lab.log("dovecot").splitlines() if ": Info: " not in line]
+        return (f"{len(queue)} messages still queued; reasons {reasons.most_common(3)}; dovecot's last errors:\n"
+                + "\n".join(dovecot[-15:]))
 
-def wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
-    end = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < end, f"{what}: not after {timeout}s"
-        time.sleep(0.1)
+    wait_until(empty, timeout, 0.2, "the queue to drain", detail=why)
 
 
 # -- one lab on the real disk for the soak and the daemon faults ---------------------------------
@@ -313,7 +311,7 @@ class TestOnDisk:
         load.wait_accepted(150)
         lab.kill_dovecot()
         # Mail keeps arriving while nothing can store it: postfix queues it and defers.
-        wait_for("deferrals while dovecot is down", lambda: lab.log()[offset:].count("status=deferred") >= 20, 60)
+        wait_until(lambda: lab.log()[offset:].count("status=deferred") >= 20, 60, 0.1, "deferrals while dovecot is down")
         load.wait_accepted(350)
         lab.start_dovecot()
         lab.wait_ready()
@@ -334,7 +332,7 @@ class TestOnDisk:
         load.wait_accepted(200)
         lab.stop_postfix()
         # Clients now get refused connections (or lose the one they had) and retry.
-        wait_for("client errors while postfix is stopped", lambda: len(load.errors) >= 5, 30)
+        wait_until(lambda: len(load.errors) >= 5, 30, 0.1, "client errors while postfix is stopped")
         lab.start_postfix()
         lab.wait_ready()
         recovered_at = time.monotonic()
@@ -381,8 +379,8 @@ def test_full_mail_filesystem_defers_then_delivers(capsys: pytest.CaptureFixture
         load = Load(lab, "disk-full", count=300, sessions=5, retry=True).run()
         assert load.errors == [], f"senders got errors: {load.errors[:5]}"
         # Every message is queued and has been tried once: all in the deferred queue.
-        wait_for("every message deferred",
-                 lambda: [json.loads(q)["queue_name"] for q in lab.queue_ids()] == ["deferred"] * load.count, 60)
+        wait_until(lambda: [json.loads(q)["queue_name"] for q in lab.queue_ids()] == ["deferred"] * load.count, 60, 0.1,
+                   "every message deferred")
         assert sum(sum(c.values()) for c in stored_ids(lab, load.tag).values()) == 0
         reasons = re.findall(r"status=deferred \((.*)\)", lab.log()[offset:])
         # Dovecot's LMTP answers 451 (at RCPT while it cannot update the quota file, at the
