@@ -425,10 +425,14 @@ PRODUCTION = Layout()
 
 
 def main(argv: list[str]) -> int:
+    usage = "usage: python3 -m mailserver.core.catalog debian-packages   (the lab's and the tests' Debian packages)"
     if argv[1:] == ["debian-packages"]:
         print(" ".join(DEBIAN_PACKAGES))
         return 0
-    print("usage: python3 -m mailserver.core.catalog debian-packages", file=sys.stderr)
+    if argv[1:2] in (["-h"], ["--help"]):
+        print(usage)
+        return 0
+    print(usage, file=sys.stderr)
     return 2
 
 
