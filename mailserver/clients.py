@@ -42,7 +42,8 @@ def tls_context(cafile: str | None = None, version: ssl.TLSVersion | None = None
     return ctx
 
 
-def message(sender: str, to: list[str], subject: str, body: str = "lab message\n", size: int = 0) -> email.message.EmailMessage:
+def message(sender: str, to: list[str], subject: str, body: str = "lab message\n",
+            size: int = 0) -> email.message.EmailMessage:
     msg = email.message.EmailMessage()
     msg["From"] = sender
     msg["To"] = ", ".join(to)

@@ -64,7 +64,8 @@ def test_links_between_documents_resolve() -> None:
             path = doc.parent / target if target else doc
             assert path.exists(), f"{doc.name} links to missing {target}"
             if anchor:
-                assert anchor in _anchors(path.read_text()), f"{doc.name} links to {target}#{anchor}, which is no heading"
+                assert anchor in _anchors(path.read_text()), \
+                    f"{doc.name} links to {target}#{anchor}, which is no heading"
 
 
 def _tree_digest() -> str:

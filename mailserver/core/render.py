@@ -93,7 +93,8 @@ def opendkim_tables(s: Settings, layout: catalog.Layout) -> dict[str, str]:
     names = {d: f"{s.dkim_selector}._domainkey.{d}" for d in s.domains}
     keys = f"{layout.opendkim_dir}/keys"
     return {
-        "KeyTable": _lines((n, f"{d}:{s.dkim_selector}:{keys}/{d}.{s.dkim_selector}.private") for d, n in names.items()),
+        "KeyTable": _lines((n, f"{d}:{s.dkim_selector}:{keys}/{d}.{s.dkim_selector}.private")
+                           for d, n in names.items()),
         "SigningTable": _lines((f"*@{d}", n) for d, n in names.items()),
         "TrustedHosts": "127.0.0.1\n::1\n",
     }
