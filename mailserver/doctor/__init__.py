@@ -350,38 +350,21 @@ def name_matches(hostname: str, names: Iterable[str]) -> bool:
 # --- what the stack intends ----------------------------------------------------------------
 
 
-def record_check(rec: records.Record) -> str:
-    """The check that covers a planned record."""
-    prefixes = (("ses-", "dns-ses"), ("mx-", "dns-mx"), ("spf-", "dns-spf"), ("dmarc-", "dns-dmarc"),
-                ("mta-sts-", "dns-mta-sts"), ("tlsrpt-", "dns-tls-rpt"), ("dkim-", "dns-dkim"))
-    if rec.type == "A":
-        return "dns-a"
-    if rec.type == "CAA":
-        return "dns-caa"
-    if rec.type == "SRV":
-        return "dns-srv"
-    for prefix, check in prefixes:
-        if rec.name.startswith(prefix):
-            return check
-    raise KeyError(f"no doctor check covers planned record {rec.name}")
-
-
 def expected_records(s: Settings, ip: str, dkim: Mapping[str, str | None],
                      ses_dkim: Sequence[tuple[str, str]] = ()) -> list[tuple[records.Record, str | None]]:
     """(record, content) pairs the stack intends; content None means "present and well-formed"
     (DKIM keys the doctor does not know: pass an outputs file to compare them)."""
     out: list[tuple[records.Record, str | None]] = [(r, r.content) for r in records.planned_records(s, ip)]
     for name, content in sorted(dkim.items()):
-        domain = name.split("._domainkey.", 1)[1]
-        selector = name.split("._domainkey.", 1)[0]
-        out.append((records.Record(f"dkim-{selector}-{domain}", s.zone_id(domain), name, "TXT", content or ""), content))
+        selector, domain = name.split("._domainkey.", 1)
+        out.append((records.dkim_txt_record(s, domain, selector, content or ""), content))
     if s.relay == "ses":
         # The Easy DKIM tokens exist only once SES made them: compared when the outputs name them.
         for rec in relay.ses_records(s):
             if rec.type != "CNAME":
                 out.append((rec, rec.content))
         for name, target in ses_dkim:
-            out.append((records.Record(f"ses-dkim-{name}", "", name, "CNAME", target), target))
+            out.append((records.Record(f"ses-dkim-{name}", "", name, "CNAME", target, check="dns-ses"), target))
     return out
 
 
@@ -504,7 +487,7 @@ def check_dns(t: Target, res: dns.resolver.Resolver) -> list[Result]:
     groups: dict[tuple[str, str, str], list[str | None]] = {}
     for rec, content in expected_records(t.settings, t.ip, t.dkim, t.ses_dkim):
         value = None if content is None else (f"{rec.priority} {content}" if rec.type == "MX" else content)
-        groups.setdefault((record_check(rec), rec.fqdn, rec.type), []).append(value)
+        groups.setdefault((rec.check, rec.fqdn, rec.type), []).append(value)
     answers = lookup_all(res, [(fqdn, rtype) for _, fqdn, rtype in groups])
     for (check, fqdn, rtype), wanted in groups.items():
         found, error = answers[(fqdn, rtype)]
