@@ -43,6 +43,7 @@ from cryptography import x509
 from mailserver import clients
 from mailserver.core import catalog, records, relay, web
 from mailserver.core.settings import AWS_REGION_KEY, Settings, parse
+from mailserver.core.stack import load_stack, random_passwords
 
 Status = Literal["ok", "warning", "error", "unknown", "skipped"]
 Category = Literal["outside", "inside"]
@@ -1235,14 +1236,12 @@ def adhoc_raw(domains: list[str], host: str | None) -> dict[str, Any]:
 
 
 def build_target(args: argparse.Namespace) -> Target:
-    from mailserver.lab.server import lab_layout, lab_passwords, load_stack
-
     if args.domain:
         raw = adhoc_raw(args.domain, args.host)
     else:
         raw = load_stack(args.stack)
         # Passwords are encrypted in the stack file and the doctor never logs in: placeholders.
-        raw["mailboxPasswords"] = lab_passwords(raw)
+        raw["mailboxPasswords"] = random_passwords(raw)
         if args.host:
             raw["hostname"] = args.host
     settings, _ = parse(raw)
@@ -1269,7 +1268,7 @@ def build_target(args: argparse.Namespace) -> Target:
     elif args.inside == "lab":
         if not args.lab_root:
             raise SetupError("--inside lab needs --lab-root (the lab's directory)")
-        runner = LocalRunner(lab_layout(Path(args.lab_root)), where="lab")
+        runner = LocalRunner(catalog.lab_layout(Path(args.lab_root)), where="lab")
     elif args.inside == "local":
         runner = LocalRunner(catalog.PRODUCTION)
     return Target(settings=settings, ip=str(ip), dkim=dkim, resolver=args.resolver,
