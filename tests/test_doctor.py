@@ -492,7 +492,7 @@ def test_port_25_gets_time_for_postscreens_greeting_whatever_the_timeout() -> No
 def test_setup_failures_exit_2_not_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     # 1 means "the server has an error"; a doctor that could not start must say otherwise.
-    monkeypatch.setattr(doctor, "lookup", lambda res, name, rtype: ([], None))  # the host does not resolve
+    monkeypatch.setattr(doctor.cli, "lookup", lambda res, name, rtype: ([], None))  # the host does not resolve
     assert doctor.main(["--domain", "example.com", "--resolver", "192.0.2.53"]) == 2
     assert "no IP: mail.example.com does not resolve" in capsys.readouterr().err
     assert doctor.main(["--stack", "dev", "--outputs", str(tmp_path / "missing.json")]) == 2
