@@ -69,53 +69,70 @@ def _peer_cert(sock: Any) -> bytes:
 def probe_port(t: Target, svc: catalog.Service) -> PortProbe:
     """Speak the port's protocol with the standard library's client, up to TLS."""
     p = PortProbe(svc)
-    implicit = svc.tls == "implicit"
+    probe = _PROTOCOL_PROBES.get(svc.protocol)
     try:
-        if svc.protocol == "smtp":
-            with clients.smtp(svc.port, source=t.source, implicit_tls=implicit, ctx=_noverify(), host=t.ip,
-                              timeout=probe_timeout(t, svc.port)) as conn:
-                code, banner = conn.ehlo("doctor.invalid")
-                if code != 250:
-                    raise smtplib.SMTPException(f"EHLO answered {code}")
-                p.greeting = f"{code} {banner.decode(errors='replace').splitlines()[0]}"
-                if implicit:
-                    p.cert = _peer_cert(conn.sock)
-                    p.smtp_auth_after_tls = conn.has_extn("auth")
-                else:
-                    p.smtp_auth_before_tls = conn.has_extn("auth")
-                    if not conn.has_extn("starttls"):
-                        raise smtplib.SMTPException("STARTTLS not offered")
-                    conn.starttls(context=_noverify())
-                    p.cert = _peer_cert(conn.sock)
-                    conn.ehlo("doctor.invalid")
-                    p.smtp_auth_after_tls = conn.has_extn("auth")
-        elif svc.protocol == "imap":
-            imap = _imap_class(t, implicit)(t.ip, svc.port, timeout=t.timeout) if not implicit else \
-                _imap_class(t, implicit)(t.ip, svc.port, ssl_context=_noverify(), timeout=t.timeout)  # type: ignore[call-arg]
-            try:
-                p.greeting = imap.welcome.decode(errors="replace")
-                if not implicit:
-                    if "STARTTLS" not in imap.capabilities:
-                        raise imaplib.IMAP4.error("STARTTLS not offered")
-                    imap.starttls(ssl_context=_noverify())
-                p.cert = _peer_cert(imap.sock)
-            finally:
-                _quietly(imap.logout)
-        elif svc.protocol == "pop3":
-            pop = _pop3_class(t, implicit)(t.ip, svc.port, timeout=t.timeout) if not implicit else \
-                _pop3_class(t, implicit)(t.ip, svc.port, context=_noverify(), timeout=t.timeout)  # type: ignore[call-arg]
-            try:
-                p.greeting = pop.getwelcome().decode(errors="replace")
-                if not implicit:
-                    if "STLS" not in pop.capa():
-                        raise poplib.error_proto("STLS not offered")
-                    pop.stls(context=_noverify())
-                p.cert = _peer_cert(pop.sock)
-            finally:
-                _quietly(pop.quit)
+        if probe is not None:
+            probe(t, p, svc.tls == "implicit")
     except (OSError, smtplib.SMTPException, imaplib.IMAP4.error, poplib.error_proto, EOFError) as e:
         p.error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
     return p
+
+
+def _probe_smtp(t: Target, p: PortProbe, implicit: bool) -> None:
+    svc = p.service
+    with clients.smtp(svc.port, source=t.source, implicit_tls=implicit, ctx=_noverify(), host=t.ip,
+                      timeout=probe_timeout(t, svc.port)) as conn:
+        code, banner = conn.ehlo("doctor.invalid")
+        if code != 250:
+            raise smtplib.SMTPException(f"EHLO answered {code}")
+        p.greeting = f"{code} {banner.decode(errors='replace').splitlines()[0]}"
+        if implicit:
+            p.cert = _peer_cert(conn.sock)
+            p.smtp_auth_after_tls = conn.has_extn("auth")
+        else:
+            p.smtp_auth_before_tls = conn.has_extn("auth")
+            if not conn.has_extn("starttls"):
+                raise smtplib.SMTPException("STARTTLS not offered")
+            conn.starttls(context=_noverify())
+            p.cert = _peer_cert(conn.sock)
+            conn.ehlo("doctor.invalid")
+            p.smtp_auth_after_tls = conn.has_extn("auth")
+
+
+def _probe_imap(t: Target, p: PortProbe, implicit: bool) -> None:
+    port = p.service.port
+    imap = _imap_class(t, implicit)(t.ip, port, timeout=t.timeout) if not implicit else \
+        _imap_class(t, implicit)(t.ip, port, ssl_context=_noverify(), timeout=t.timeout)  # type: ignore[call-arg]
+    try:
+        p.greeting = imap.welcome.decode(errors="replace")
+        if not implicit:
+            if "STARTTLS" not in imap.capabilities:
+                raise imaplib.IMAP4.error("STARTTLS not offered")
+            imap.starttls(ssl_context=_noverify())
+        p.cert = _peer_cert(imap.sock)
+    finally:
+        _quietly(imap.logout)
+
+
+def _probe_pop3(t: Target, p: PortProbe, implicit: bool) -> None:
+    port = p.service.port
+    pop = _pop3_class(t, implicit)(t.ip, port, timeout=t.timeout) if not implicit else \
+        _pop3_class(t, implicit)(t.ip, port, context=_noverify(), timeout=t.timeout)  # type: ignore[call-arg]
+    try:
+        p.greeting = pop.getwelcome().decode(errors="replace")
+        if not implicit:
+            if "STLS" not in pop.capa():
+                raise poplib.error_proto("STLS not offered")
+            pop.stls(context=_noverify())
+        p.cert = _peer_cert(pop.sock)
+    finally:
+        _quietly(pop.quit)
+
+
+# Each protocol's probe fills in the PortProbe (greeting, certificate, AUTH seen) or raises.
+_PROTOCOL_PROBES: dict[str, Callable[[Target, PortProbe, bool], None]] = {
+    "smtp": _probe_smtp, "imap": _probe_imap, "pop3": _probe_pop3,
+}
 
 
 def _quietly(fn: Callable[[], object]) -> None:
