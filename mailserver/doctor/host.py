@@ -12,12 +12,7 @@ from typing import Literal
 
 from mailserver.core import catalog
 from mailserver.doctor.aws import check_snapshots
-from mailserver.doctor.checks import (
-    CHECKS,
-    DISK_WARNING_PERCENT,
-    MEMORY_WARNING_PERCENT,
-    QUEUE_WARNING,
-)
+from mailserver.doctor.checks import CHECKS, DISK_WARNING_PERCENT, MEMORY_WARNING_PERCENT, QUEUE_WARNING
 from mailserver.doctor.intent import expected_jails
 from mailserver.doctor.target import Runner, Target
 from mailserver.doctor.verdicts import Result, Status, disk_status, memory_status, queue_status, result, show
