@@ -44,7 +44,8 @@ def lookup(res: dns.resolver.Resolver, name: str, rtype: str) -> tuple[list[str]
     return out, None
 
 
-def lookup_all(res: dns.resolver.Resolver, queries: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[list[str], str | None]]:
+def lookup_all(res: dns.resolver.Resolver, queries: Sequence[tuple[str, str]]
+               ) -> dict[tuple[str, str], tuple[list[str], str | None]]:
     """Many lookups at once: with a resolver that does not answer, the run then waits one
     timeout, not one per record."""
     unique = list(dict.fromkeys(queries))

@@ -66,9 +66,11 @@ def services_script(layout: catalog.Layout) -> str:
         f"if postfix -c {q(layout.postfix_dir)} status >/dev/null 2>&1; then echo 'postfix active'; "
         "else echo 'postfix inactive'; fi\n"
         f"pid=$(cat {q(layout.dovecot_base_dir + '/master.pid')} 2>/dev/null)\n"
-        "if [ -n \"$pid\" ] && kill -0 \"$pid\" 2>/dev/null; then echo 'dovecot active'; else echo 'dovecot inactive'; fi\n"
+        "if [ -n \"$pid\" ] && kill -0 \"$pid\" 2>/dev/null; then echo 'dovecot active'; "
+        "else echo 'dovecot inactive'; fi\n"
         f"pid=$(cat {q(layout.opendkim_run_dir + '/opendkim.pid')} 2>/dev/null)\n"
-        "if [ -n \"$pid\" ] && kill -0 \"$pid\" 2>/dev/null; then echo 'opendkim active'; else echo 'opendkim inactive'; fi\n"
+        "if [ -n \"$pid\" ] && kill -0 \"$pid\" 2>/dev/null; then echo 'opendkim active'; "
+        "else echo 'opendkim inactive'; fi\n"
     )
 
 
