@@ -14,12 +14,12 @@ import socket
 import ssl
 from typing import Any
 
+from mailserver.core import catalog
+
 SERVER = "127.0.0.1"
 OUTSIDE = "127.0.0.2"  # an untrusted client: not in mynetworks, not "local" to dovecot
-# Where the lab's postfix relays to (relay: ses), a stand-in for Amazon SES. Not port 587:
-# the lab's own submission service holds it on every address. SES listens on 2587 too.
-RELAY_STANDIN = "127.0.0.3"
-RELAY_STANDIN_PORT = 2587
+# Where the lab's postfix relays to: catalog.lab_layout's relayhost.
+RELAY_STANDIN, RELAY_STANDIN_PORT = catalog.RELAY_STANDIN, catalog.RELAY_STANDIN_PORT
 TIMEOUT = 20.0
 # OpenSSL's reasons for not even sending a ClientHello: the client's own limits, not the server's.
 LOCAL_TLS_ERRORS = ("NO_PROTOCOLS_AVAILABLE", "NO_CIPHERS_AVAILABLE")

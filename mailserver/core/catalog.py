@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from fractions import Fraction
+from pathlib import Path
 from typing import Literal
 
 TlsMode = Literal["starttls", "implicit", "none"]
@@ -427,6 +428,44 @@ class Layout:
 
 
 PRODUCTION = Layout()
+
+# Where the lab's postfix relays to (relay: ses), a stand-in for Amazon SES. Not port 587:
+# the lab's own submission service holds it on every address. SES listens on 2587 too.
+RELAY_STANDIN = "127.0.0.3"
+RELAY_STANDIN_PORT = 2587
+
+
+def lab_layout(root: Path) -> Layout:
+    """The lab's host (mailserver.lab): the only values it changes from the production host
+    are where things live, and that there is no syslog or systemd. Users, ids, ports and
+    every setting stay."""
+    r = str(root)
+    return dataclasses.replace(
+        PRODUCTION,
+        postfix_dir=f"{r}/etc/postfix",
+        dovecot_dir=f"{r}/etc/dovecot",
+        dovecot_base_dir=f"{r}/run/dovecot",
+        queue_dir=f"{r}/spool/postfix",
+        data_dir=f"{r}/lib/postfix",
+        vmail_dir=f"{r}/vmail",
+        cert_file=f"{r}/tls/cert.pem",
+        key_file=f"{r}/tls/key.pem",
+        state_dir=f"{r}/state",
+        opendkim_dir=f"{r}/etc/opendkim",
+        opendkim_conf=f"{r}/etc/opendkim/opendkim.conf",
+        opendkim_run_dir=f"{r}/run/opendkim",
+        postfix_log=f"{r}/log/postfix.log",
+        dovecot_log=f"{r}/log/dovecot.log",
+        systemd=False,
+        fail2ban_dir=f"{r}/etc/fail2ban",
+        fail2ban_run_dir=f"{r}/run/fail2ban",
+        fail2ban_db=f"{r}/lib/fail2ban/fail2ban.sqlite3",
+        fail2ban_log=f"{r}/log/fail2ban.log",
+        dns=False,  # the namespace has no resolver: no DNSBL, no DANE
+        postscreen_greet_wait="1s",
+        # Relayed mail (relay: ses) goes to a loopback stand-in, never to SES itself.
+        relayhost=f"[{RELAY_STANDIN}]:{RELAY_STANDIN_PORT}",
+    )
 
 
 def main(argv: list[str]) -> int:
