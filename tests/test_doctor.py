@@ -166,7 +166,7 @@ def test_check_list_is_one_table_with_ids_fixes_and_both_categories() -> None:
     assert all(c.title and c.verifies and c.fix for c in doctor.CHECKS)
     table = docs.doctor_table()
     assert all(f"| `{i}` |" in table for i in ids)
-    assert f"| `{ids[0]}` |" in docs.README.read_text()
+    assert f"| `{ids[0]}` |" in docs.DOCTOR.read_text()
 
 
 # --- inside checks without a shell, and over ssh -------------------------------------------------
