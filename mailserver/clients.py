@@ -42,7 +42,8 @@ def tls_context(cafile: str | None = None, version: ssl.TLSVersion | None = None
     return ctx
 
 
-def message(sender: str, to: list[str], subject: str, body: str = "lab message\n", size: int = 0) -> email.message.EmailMessage:
+def message(sender: str, to: list[str], subject: str, body: str = "lab message\n",
+            size: int = 0) -> email.message.EmailMessage:
     msg = email.message.EmailMessage()
     msg["From"] = sender
     msg["To"] = ", ".join(to)
@@ -97,7 +98,8 @@ class IMAP(_SourceBound, imaplib.IMAP4):
 class IMAPS(_SourceBound, imaplib.IMAP4_SSL):
     def _create_socket(self, timeout: Any = None) -> socket.socket:
         sock = _SourceBound._create_socket(self, timeout)
-        return self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+        context: ssl.SSLContext = self.ssl_context
+        return context.wrap_socket(sock, server_hostname=self.host)
 
 
 class POP3(_SourceBound, poplib.POP3):
@@ -107,7 +109,8 @@ class POP3(_SourceBound, poplib.POP3):
 class POP3S(_SourceBound, poplib.POP3_SSL):
     def _create_socket(self, timeout: Any = None) -> socket.socket:
         sock = _SourceBound._create_socket(self, timeout)
-        return self.context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+        context: ssl.SSLContext = self.context  # type: ignore[attr-defined]
+        return context.wrap_socket(sock, server_hostname=self.host)
 
 
 def imap_messages(port: int, user: str, password: str, ctx: ssl.SSLContext, implicit_tls: bool) -> list[bytes]:

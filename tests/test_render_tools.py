@@ -551,7 +551,7 @@ def test_lock_versions_holds_postfix_and_dovecot_to_their_series_and_follows_a_d
 def test_the_vm_apply_locks_versions_once_packages_are_installed_and_the_lab_never(tmp_path: Path) -> None:
     apply = render.render(dev_settings()[0]).scripts["apply.sh"]
     lock = apply.index('bash "$stage/scripts/lock-versions.sh"')
-    assert apply.index('dnf -y -q install "${missing[@]}"') < lock < apply.index("install_file 0644 root root")
+    assert apply.index('bash "$stage/scripts/packages.sh"') < lock < apply.index("install_file 0644 root root")
     assert "python3-dnf-plugin-versionlock" in catalog.el_packages("centos-stream-10")
     lab = render.render(dev_settings()[0], lab_layout(tmp_path))
     assert "lock-versions.sh" not in lab.scripts and "lock-versions" not in lab.scripts["apply.sh"]

@@ -147,6 +147,11 @@ SNAPSHOT_RETENTION_MAX = 1000  # DLM's limit for a count-based retain rule
 # or they would write mail onto the root disk, under the mount point.
 VMAIL_SERVICES: tuple[str, ...] = ("postfix", "dovecot")
 PASSWORD_SCHEME = "SHA512-CRYPT"
+# Dovecot's sockets that postfix talks to, relative to postfix's queue directory (where
+# postfix's chroot-safe private/ lives): LMTP delivery and SMTP AUTH. main.cf names them that
+# way, dovecot.conf under the queue directory of the Layout.
+LMTP_SOCKET = "private/dovecot-lmtp"
+AUTH_SOCKET = "private/auth"
 # OpenDKIM signs outgoing mail as a milter on loopback (SELinux knows 8891 as milter_port_t).
 OPENDKIM_ADDRESS = "127.0.0.1"
 OPENDKIM_PORT = 8891
@@ -447,10 +452,14 @@ PRODUCTION = Layout()
 
 
 def main(argv: list[str]) -> int:
+    usage = "usage: python3 -m mailserver.core.catalog debian-packages   (the lab's and the tests' Debian packages)"
     if argv[1:] == ["debian-packages"]:
         print(" ".join(DEBIAN_PACKAGES))
         return 0
-    print("usage: python3 -m mailserver.core.catalog debian-packages", file=sys.stderr)
+    if argv[1:2] in (["-h"], ["--help"]):
+        print(usage)
+        return 0
+    print(usage, file=sys.stderr)
     return 2
 
 

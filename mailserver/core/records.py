@@ -1,7 +1,8 @@
 """Deliverability and client-setup records: SPF, DMARC, DKIM, MTA-STS, TLS-RPT, CAA and
 RFC 6186/8314 SRV.
 
-Pure functions from settings to `Record`s, with the A and MX records of the mail host. Large receivers (Gmail, Outlook) demand SPF or
+Pure functions from settings to `Record`s, with the A and MX records of the mail host. Large
+receivers (Gmail, Outlook) demand SPF or
 DKIM alignment plus DMARC since 2024; SRV records let mail clients find the right ports by
 themselves. TXT contents are quoted RFC 1035 strings, split at 255 bytes, because that is what
 Cloudflare's API stores without warnings or drift.

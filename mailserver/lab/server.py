@@ -32,7 +32,8 @@ LAB_BASE = Path("/var/lib/mailserver-lab")
 # What the fail2ban package installs and our jail file builds on (on EL the package puts
 # the same under /etc/fail2ban); copied into the lab's configuration directory.
 FAIL2BAN_PACKAGE_DIR = Path("/etc/fail2ban")
-FAIL2BAN_PACKAGE_FILES = ("fail2ban.conf", "jail.conf", "paths-common.conf", "paths-debian.conf", "filter.d", "action.d")
+FAIL2BAN_PACKAGE_FILES = ("fail2ban.conf", "jail.conf", "paths-common.conf", "paths-debian.conf", "filter.d",
+                          "action.d")
 
 
 def lab_layout(root: Path) -> catalog.Layout:
@@ -373,7 +374,8 @@ def smoke_check(lab: Lab) -> list[str]:
             conn.login(user, password)
             conn.send_message(msg)
         lab.wait_queue_empty()
-        found = [m for m in clients.imap_messages(993, user, password, lab.tls(), True) if msg["Message-ID"].encode() in m]
+        found = [m for m in clients.imap_messages(993, user, password, lab.tls(), True)
+                 if msg["Message-ID"].encode() in m]
         if not found:
             failures.append("a message submitted on 587 did not arrive in IMAP")
         code, _ = clients.rcpt_reply("victim@elsewhere.example")
