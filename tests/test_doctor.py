@@ -497,3 +497,20 @@ def test_setup_failures_exit_2_not_1(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "no IP: mail.example.com does not resolve" in capsys.readouterr().err
     assert doctor.main(["--stack", "dev", "--outputs", str(tmp_path / "missing.json")]) == 2
     assert "cannot read the outputs file" in capsys.readouterr().err
+    assert doctor.main(["--stack", "no-such-stack", "--ip", "192.0.2.10"]) == 2
+    assert "no stack file" in capsys.readouterr().err
+
+
+def test_the_doctor_reads_a_stack_without_its_secrets() -> None:
+    # The stack file holds no mailboxPasswords (they are encrypted secrets): the doctor, which
+    # never logs in, needs none and invents none.
+    import argparse
+
+    from mailserver.core.stack import load_stack
+
+    assert "mailboxPasswords" not in load_stack("dev")
+    args = argparse.Namespace(domain=None, stack="dev", host=None, outputs=None, resolver=None, timeout=1.0,
+                              ip="192.0.2.10", ssh=None, inside=None, ssh_option=[], blocklist_resolver=None,
+                              cafile=None, source=None, volume_id=None, aws_region=None)
+    target = doctor.cli.build_target(args)
+    assert target.settings.hostname == "mail.example.com" and target.ip == "192.0.2.10"

@@ -14,7 +14,7 @@ import dataclasses
 import sys
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 TlsMode = Literal["starttls", "implicit", "none"]
 
@@ -61,6 +61,30 @@ def enabled_services(flags: dict[str, bool]) -> tuple[Service, ...]:
 
 def public_mail_services(flags: dict[str, bool]) -> tuple[Service, ...]:
     return tuple(s for s in enabled_services(flags) if not s.admin_only)
+
+
+# Allowed values of the enumerated settings, each list written once: as a Literal type, which
+# Settings' fields carry (so mypy knows them), and the same values at run time via get_args,
+# which the settings rules accept. Pulumi.yaml's description of each key names exactly these
+# values, in backticks (tests/test_settings.py checks it).
+OsName = Literal["centos-stream-9", "centos-stream-10"]  # os (see OS_IMAGES)
+OS_NAMES: tuple[OsName, ...] = get_args(OsName)
+AcmeServer = Literal["letsencrypt", "letsencrypt_test"]  # acmeServer (acme.sh's names of the CAs)
+ACME_SERVERS: tuple[AcmeServer, ...] = get_args(AcmeServer)
+InetProtocols = Literal["ipv4", "ipv6", "all"]  # inetProtocols (postfix inet_protocols)
+INET_PROTOCOLS: tuple[InetProtocols, ...] = get_args(InetProtocols)
+Relay = Literal["none", "ses"]  # relay: direct delivery, or Amazon SES (see SES_SMTP_HOST)
+RELAYS: tuple[Relay, ...] = get_args(Relay)
+DmarcPolicy = Literal["none", "quarantine", "reject"]  # dmarcPolicy (RFC 7489 p=)
+DMARC_POLICIES: tuple[DmarcPolicy, ...] = get_args(DmarcPolicy)
+MtaStsMode = Literal["testing", "enforce"]  # mtaStsMode (RFC 8461 policy mode)
+MTA_STS_MODES: tuple[MtaStsMode, ...] = get_args(MtaStsMode)
+BareNewline = Literal["normalize", "reject", "no"]  # smtpdForbidBareNewline (postfix smtpd_forbid_bare_newline)
+BARE_NEWLINE_MODES: tuple[BareNewline, ...] = get_args(BareNewline)
+SmtpTlsLevel = Literal["may", "dane"]  # smtpTlsSecurityLevel (direct delivery; the relay is always encrypt)
+SMTP_TLS_LEVELS: tuple[SmtpTlsLevel, ...] = get_args(SmtpTlsLevel)
+AutoUpdateMode = Literal["all", "security", "off"]  # autoUpdates (dnf-automatic, see AUTO_UPDATES)
+AUTO_UPDATE_MODES: tuple[AutoUpdateMode, ...] = get_args(AutoUpdateMode)
 
 
 # TLS floor for every listener. Written as an exclusion list because postfix 3.5 (Stream 9)
@@ -165,7 +189,6 @@ ACME_SH_FILES: tuple[PinnedFile, ...] = (
     _acme_sh_file("acme.sh", "66171c3113f2e36569572edb1656962d63c72862a57e03cbd2a066adaad5e588"),
     _acme_sh_file("dnsapi/dns_cf.sh", "9628ee8238cb3f9cfa1b1a985c0e9593436a3e4f8a9d65a6f775b981be9e76c8"),
 )
-ACME_SERVERS = ("letsencrypt", "letsencrypt_test")
 # Let's Encrypt's certificate lifetimes in days: today's, from 2027-02-10 and from 2028-02-16.
 CERT_LIFETIMES_DAYS: tuple[int, ...] = (90, 64, 45)
 # A certificate is renewed while more than this share of its lifetime is left (the renewal
@@ -190,14 +213,14 @@ XEN_FAMILIES: frozenset[str] = frozenset({
 # e.g. Terraform and AWS-CDK examples filtering name="CentOS Stream 9 aarch64*" together with
 # architecture=arm64.
 CENTOS_AMI_OWNER = "125523088429"
-OS_IMAGES: dict[str, str] = {
+OS_IMAGES: dict[OsName, str] = {
     "centos-stream-9": "CentOS Stream 9 {arch} *",
     "centos-stream-10": "CentOS Stream 10 {arch} *",
 }
 IMAGE_NAME_ARCH: dict[str, str] = {"arm64": "aarch64", "x86_64": "x86_64"}
 
 
-def image_name_pattern(os_name: str, architecture: str) -> str:
+def image_name_pattern(os_name: OsName, architecture: str) -> str:
     """EC2's name filter (wildcards * and ?) for the official images of `os_name` built for
     `architecture` (EC2's spelling: arm64 or x86_64)."""
     return OS_IMAGES[os_name].format(arch=IMAGE_NAME_ARCH[architecture])
@@ -205,7 +228,6 @@ def image_name_pattern(os_name: str, architecture: str) -> str:
 
 # Optional outbound relay (setting `relay`). EC2 blocks outbound port 25 until AWS lifts the
 # limit; Amazon SES's SMTP endpoint listens on 587 (STARTTLS), which EC2 never blocks.
-RELAYS = ("none", "ses")
 SES_SMTP_HOST = "email-smtp.{region}.amazonaws.com"
 SES_SMTP_PORT = 587
 # Custom MAIL FROM (the bounce address SES uses): a subdomain of each mail domain, so SPF
@@ -255,7 +277,7 @@ EL_COMMANDS: dict[str, str] = {"curl": "curl"}
 # Stream 10 epel-release from the distribution's repositories is reported not to install, and
 # EPEL's instructions for CentOS Stream 10 install the URL directly
 # (docs.fedoraproject.org/en-US/epel/getting-started). Both need CRB enabled.
-EPEL_RELEASE: dict[str, tuple[str, ...]] = {
+EPEL_RELEASE: dict[OsName, tuple[str, ...]] = {
     "centos-stream-9": ("epel-release", "https://dl.fedoraproject.org/pub/epel/epel-release-latest-9.noarch.rpm"),
     "centos-stream-10": ("https://dl.fedoraproject.org/pub/epel/epel-release-latest-10.noarch.rpm",),
 }
@@ -283,7 +305,7 @@ class AutoUpdates:
 # Both Stream 9 and 10 run dnf 4 (RHEL 10 documents the dnf-automatic package and its
 # /etc/dnf/automatic.conf); a dnf5 system would need dnf5-plugin-automatic,
 # /etc/dnf/dnf5-plugins/automatic.conf and dnf5-automatic.timer: one more row here.
-AUTO_UPDATES: dict[str, AutoUpdates] = {
+AUTO_UPDATES: dict[OsName, AutoUpdates] = {
     "centos-stream-9": AutoUpdates("dnf-automatic", "/etc/dnf/automatic.conf", "dnf-automatic.timer"),
     "centos-stream-10": AutoUpdates("dnf-automatic", "/etc/dnf/automatic.conf", "dnf-automatic.timer"),
 }
@@ -307,12 +329,12 @@ VERSION_LOCKS: tuple[tuple[str, ...], ...] = (
 VERSIONLOCK_LIST = "/etc/dnf/plugins/versionlock.list"
 
 
-def el_packages(os_name: str) -> tuple[str, ...]:
+def el_packages(os_name: OsName) -> tuple[str, ...]:
     """The distribution's packages the host of `os_name` needs: the common list plus its update tool."""
     return (*EL_PACKAGES, AUTO_UPDATES[os_name].package)
 
 
-def all_el_packages(os_name: str) -> tuple[str, ...]:
+def all_el_packages(os_name: OsName) -> tuple[str, ...]:
     """Every package the host must end up with, EPEL's included."""
     return (*el_packages(os_name), *EPEL_PACKAGES)
 

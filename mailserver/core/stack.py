@@ -1,6 +1,7 @@
 """A stack's settings file, Pulumi.<stack>.yaml, read without the Pulumi CLI: the lab and the
 doctor start from it. Its secrets are encrypted, and only the CLI can decrypt them, so the
-mailbox passwords are left out and `random_passwords` stands in for them."""
+mailbox passwords are left out: the lab makes its own (`random_passwords`), and the doctor needs
+none."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def load_stack(stack: str) -> dict[str, object]:
 
 def random_passwords(raw: dict[str, object]) -> list[str]:
     """A fresh random password for every mailbox of the raw settings, as mailboxPasswords
-    entries: the lab's (printed at start), and placeholders for the doctor, which never logs in."""
+    entries: the lab's, printed when it starts."""
     mailboxes = raw.get("mailboxes") or []
     assert isinstance(mailboxes, list)
     return [f"{m}:{secrets.token_urlsafe(12)}" for m in mailboxes]

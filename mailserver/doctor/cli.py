@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from mailserver.core import catalog
-from mailserver.core.settings import AWS_REGION_KEY, Settings, parse
-from mailserver.core.stack import load_stack, random_passwords
+from mailserver.core.settings import AWS_REGION_KEY, Settings, parse_settings
+from mailserver.core.stack import StackFileError, load_stack
 from mailserver.doctor.checks import CHECKS
 from mailserver.doctor.dnscheck import check_blocklists, check_dns, check_ptr, lookup, make_resolver
 from mailserver.doctor.host import LocalRunner, SshRunner, check_inside
@@ -70,7 +70,6 @@ def adhoc_raw(domains: list[str], host: str | None) -> dict[str, Any]:
         "domains": domains, "hostname": host or "",
         "cloudflareZoneIds": [f"{d}={'0' * 32}" for d in domains], "cloudflareAccountId": "0" * 32,
         "adminCidrs": ["192.0.2.1/32"], "mailboxes": [f"postmaster@{domains[0]}"],
-        "mailboxPasswords": [f"postmaster@{domains[0]}:{'x' * 32}"],
     }
 
 
@@ -78,12 +77,14 @@ def build_target(args: argparse.Namespace) -> Target:
     if args.domain:
         raw = adhoc_raw(args.domain, args.host)
     else:
-        raw = load_stack(args.stack)
-        # Passwords are encrypted in the stack file and the doctor never logs in: placeholders.
-        raw["mailboxPasswords"] = random_passwords(raw)
+        try:
+            raw = load_stack(args.stack)
+        except StackFileError as e:
+            raise SetupError(str(e)) from None
         if args.host:
             raw["hostname"] = args.host
-    settings, _ = parse(raw)
+    # The settings alone: the doctor never logs in, so it needs no password.
+    settings = parse_settings(raw)
     outputs = read_outputs(args.outputs, None if args.domain else args.stack)
     res = make_resolver(args.resolver, args.timeout)
     ip = args.ip or outputs.get("publicIp")
