@@ -35,7 +35,7 @@ def _fingerprint(text: str) -> str:
 def script_command(script: str, text: str) -> str:
     """Run a bundled script. Its hash rides along as a shell comment: an edited script changes
     the command, so pulumi-command runs it again, while the host ignores the comment."""
-    path = shlex.quote(f"{catalog.PRODUCTION.state_dir}/scripts/{script}")
+    path = shlex.quote(f"{catalog.VM_LAYOUT.state_dir}/scripts/{script}")
     return f"sudo bash {path} # {_fingerprint(text)}"
 
 
@@ -43,10 +43,10 @@ def stdin_script_command(script: str, text: str, *args: str) -> str:
     """Install a bundle script from stdin (on a new host the bundle is not unpacked yet) and run
     it. A file, not `bash -s`: a command in the script that reads stdin would otherwise eat the
     rest of the script. Its hash makes an edited script run again."""
-    d = f"{catalog.PRODUCTION.state_dir}/scripts"
+    d = f"{catalog.VM_LAYOUT.state_dir}/scripts"
     path = shlex.quote(f"{d}/{script}")
     argv = "".join(f" {shlex.quote(a)}" for a in args)
-    return (f"sudo install -d -m 0700 {shlex.quote(catalog.PRODUCTION.state_dir)} {shlex.quote(d)} && "
+    return (f"sudo install -d -m 0700 {shlex.quote(catalog.VM_LAYOUT.state_dir)} {shlex.quote(d)} && "
             f"sudo install -m 0700 /dev/stdin {path} && sudo bash {path}{argv} # {_fingerprint(text)}")
 
 
@@ -76,7 +76,7 @@ def volume_command(text: str, volume_id: str) -> str:
 def config_command() -> str:
     # files/ and scripts/ are removed first so the unpacked bundle is the whole truth: a file
     # dropped from the bundle must not linger and be installed again.
-    d = shlex.quote(catalog.PRODUCTION.state_dir)
+    d = shlex.quote(catalog.VM_LAYOUT.state_dir)
     return (
         f"sudo install -d -m 0700 {d} && sudo rm -rf {d}/files {d}/scripts && "
         f"base64 -d | sudo tar -xzf - -C {d} --no-same-owner && sudo bash {d}/scripts/apply.sh"

@@ -186,7 +186,7 @@ def test_inside_checks_without_ssh_are_skipped_with_a_fix() -> None:
 class FakeHost:
     """A runner that answers like a production host without fail2ban or snapshots."""
 
-    layout = catalog.PRODUCTION
+    layout = catalog.VM_LAYOUT
     where = "ssh"
 
     def __init__(self) -> None:

@@ -244,7 +244,7 @@ def test_nothing_slow_runs_before_sshd_and_one_chain_marks_failure() -> None:
     steps = chain.split(" && ")
     assert steps[0].endswith("/scripts/packages.sh") and steps[1].endswith("/scripts/baseline.sh")
     written = {f["path"]: f["content"] for f in doc["write_files"]}
-    assert written[f"{catalog.PRODUCTION.state_dir}/scripts/packages.sh"] == \
+    assert written[f"{catalog.VM_LAYOUT.state_dir}/scripts/packages.sh"] == \
         render.render(dev_settings()[0]).scripts["packages.sh"]
 
 

@@ -388,7 +388,7 @@ EGRESS: tuple[tuple[str, int, int], ...] = (
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
-    """Where things live on a host. PRODUCTION is the EC2 VM; the lab replaces a few fields."""
+    """Where things live on a host. VM_LAYOUT is the EC2 VM; the lab replaces a few fields."""
 
     postfix_dir: str = "/etc/postfix"
     dovecot_dir: str = "/etc/dovecot"
@@ -408,7 +408,9 @@ class Layout:
     # Empty: log to syslog/journald (the VM). The lab has no syslog and sets files.
     postfix_log: str = ""
     dovecot_log: str = ""
-    systemd: bool = True
+    # Which host this layout describes: the EC2 VM (systemd, journald, dnf, its own sshd and
+    # resolver) or the lab (no service manager, log files, never the machine's own host files).
+    target: Literal["vm", "lab"] = "vm"
     # fail2ban: its configuration directory (the package's filter.d/ and action.d/ beside our
     # jail file). Empty run/state/log fields keep the package's defaults (the VM); the lab
     # puts socket, pid, database and log under its root.
@@ -430,6 +432,10 @@ class Layout:
     relayhost: str = ""
 
     @property
+    def vm(self) -> bool:
+        return self.target == "vm"
+
+    @property
     def dovecot_conf(self) -> str:
         return f"{self.dovecot_dir}/dovecot.conf"
 
@@ -449,7 +455,7 @@ class Layout:
         return f"{self.fail2ban_dir}/jail.d/mailserver.local"
 
 
-PRODUCTION = Layout()
+VM_LAYOUT = Layout()
 
 # Where the lab's postfix relays to (relay: ses), a stand-in for Amazon SES. Not port 587:
 # the lab's own submission service holds it on every address. SES listens on 2587 too.
@@ -463,7 +469,7 @@ def lab_layout(root: Path) -> Layout:
     every setting stay."""
     r = str(root)
     return dataclasses.replace(
-        PRODUCTION,
+        VM_LAYOUT,
         postfix_dir=f"{r}/etc/postfix",
         dovecot_dir=f"{r}/etc/dovecot",
         dovecot_base_dir=f"{r}/run/dovecot",
@@ -478,7 +484,7 @@ def lab_layout(root: Path) -> Layout:
         opendkim_run_dir=f"{r}/run/opendkim",
         postfix_log=f"{r}/log/postfix.log",
         dovecot_log=f"{r}/log/dovecot.log",
-        systemd=False,
+        target="lab",
         fail2ban_dir=f"{r}/etc/fail2ban",
         fail2ban_run_dir=f"{r}/run/fail2ban",
         fail2ban_db=f"{r}/lib/fail2ban/fail2ban.sqlite3",

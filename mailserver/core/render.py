@@ -116,7 +116,7 @@ def relayhost(s: Settings, layout: catalog.Layout) -> str:
     return layout.relayhost or relay.ses_relayhost(s)
 
 
-def render(s: Settings, layout: catalog.Layout = catalog.PRODUCTION) -> Bundle:
+def render(s: Settings, layout: catalog.Layout = catalog.VM_LAYOUT) -> Bundle:
     env = environment()
     services = s.services
     login_services: dict[str, list[catalog.Service]] = {}
@@ -161,7 +161,7 @@ def render(s: Settings, layout: catalog.Layout = catalog.PRODUCTION) -> Bundle:
     if layout.fail2ban_run_dir:
         files.append(File(f"{layout.fail2ban_dir}/fail2ban.d/mailserver.local",
                           env.get_template("fail2ban/fail2ban.local.j2").render(ctx)))
-    if layout.systemd:
+    if layout.vm:
         # The host's own sshd, resolver and updates: the VM only, never the lab's machine.
         files += [
             File(catalog.SSHD_DROPIN, env.get_template("host/sshd.conf.j2").render(ctx), mode="0600"),
@@ -172,7 +172,7 @@ def render(s: Settings, layout: catalog.Layout = catalog.PRODUCTION) -> Bundle:
         ]
     ctx["files"] = files
     ctx["postfix_maps"] = [f"{pf}/{name}" for name in ("vmailbox", "virtual", "senders")]
-    names = SCRIPTS + (VM_SCRIPTS if layout.systemd else ())
+    names = SCRIPTS + (VM_SCRIPTS if layout.vm else ())
     scripts = {name: env.get_template(f"scripts/{name}.j2").render(ctx) for name in names}
     ctx["baseline"] = scripts["baseline.sh"]
     # user-data is the VM's alone; the lab's bundle carries one without the package step.

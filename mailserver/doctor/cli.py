@@ -127,7 +127,7 @@ def build_runner(args: argparse.Namespace) -> Runner | None:
             raise SetupError("--inside lab needs --lab-root (the lab's directory)")
         return LocalRunner(catalog.lab_layout(Path(args.lab_root)), where="lab")
     if args.inside == "local":
-        return LocalRunner(catalog.PRODUCTION)
+        return LocalRunner(catalog.VM_LAYOUT)
     return None
 
 

@@ -41,7 +41,7 @@ class SshRunner:
     or a file on the host. BatchMode: the doctor never waits for a password prompt."""
 
     destination: str
-    layout: catalog.Layout = catalog.PRODUCTION
+    layout: catalog.Layout = catalog.VM_LAYOUT
     where: Literal["ssh", "local", "lab"] = "ssh"
     options: tuple[str, ...] = ()
     timeout: float = 60.0
@@ -59,7 +59,7 @@ class SshRunner:
 
 def services_script(layout: catalog.Layout) -> str:
     """One line per daemon, "name active|inactive"."""
-    if layout.systemd:
+    if layout.vm:
         return "for u in postfix dovecot opendkim; do echo \"$u $(systemctl is-active \"$u\")\"; done\n"
     q = shlex.quote
     return (
@@ -107,7 +107,7 @@ def check_services(t: Target, r: Runner) -> list[Result]:
         svc_status: Status = "ok" if state == "active" else "error" if name in states else "unknown"
         out.append(result("services", svc_status, name, "active", state,
                           f"systemctl restart {name}; journalctl -u {name} says why it stopped"
-                          if r.layout.systemd else f"restart the lab ({name} is down)"))
+                          if r.layout.vm else f"restart the lab ({name} is down)"))
     return out
 
 

@@ -36,7 +36,7 @@ def expected_jails(s: Settings) -> list[str]:
     """The jails the VM's rendered jail.local enables: the bundle is the one source."""
     from mailserver.core import render  # the renderer pulls in Jinja2 and the templates; only inside checks need it
 
-    jail = next(f for f in render.render(s).files if f.path == catalog.PRODUCTION.fail2ban_jail)
+    jail = next(f for f in render.render(s).files if f.path == catalog.VM_LAYOUT.fail2ban_jail)
     parser = configparser.ConfigParser(interpolation=None, strict=False)
     parser.read_string(jail.content)
     return [name for name in parser.sections() if parser.getboolean(name, "enabled", fallback=False)]
