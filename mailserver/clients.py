@@ -72,7 +72,7 @@ def rcpt_reply(rcpt: str, sender: str = "someone@outside.example", tls: ssl.SSLC
                host: str = SERVER, source: str | None = OUTSIDE, timeout: float = TIMEOUT) -> tuple[int, bytes]:
     """What port 25 answers an outside client at RCPT TO (optionally after STARTTLS): the
     moment a relay attempt or an unknown recipient must be refused."""
-    with smtp(25, source=source, host=host, timeout=timeout) as conn:
+    with smtp(catalog.SMTP_PORT, source=source, host=host, timeout=timeout) as conn:
         if tls is not None:
             conn.starttls(context=tls)
         conn.ehlo("mx.outside.example")

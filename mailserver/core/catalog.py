@@ -54,6 +54,10 @@ SERVICES: tuple[Service, ...] = (
 )
 
 
+# The MX port, the one other mail servers deliver to (the doctor's relay and AUTH probes use it).
+SMTP_PORT = next(s.port for s in SERVICES if s.name == "smtp")
+
+
 def enabled_services(flags: dict[str, bool]) -> tuple[Service, ...]:
     """The services switched on by `flags` (setting name -> bool); others always on."""
     return tuple(s for s in SERVICES if s.optional_setting is None or flags.get(s.optional_setting, True))
@@ -69,6 +73,9 @@ def public_mail_services(flags: dict[str, bool]) -> tuple[Service, ...]:
 # values, in backticks (tests/test_settings.py checks it).
 OsName = Literal["centos-stream-9", "centos-stream-10"]  # os (see OS_IMAGES)
 OS_NAMES: tuple[OsName, ...] = get_args(OsName)
+# acme.sh's home on the host: its account, certificates and cron entry (acme.sh.j2 installs it
+# there; the doctor's renewal check and fix name it).
+ACME_HOME = "/root/.acme.sh"
 AcmeServer = Literal["letsencrypt", "letsencrypt_test"]  # acmeServer (acme.sh's names of the CAs)
 ACME_SERVERS: tuple[AcmeServer, ...] = get_args(AcmeServer)
 InetProtocols = Literal["ipv4", "ipv6", "all"]  # inetProtocols (postfix inet_protocols)
@@ -147,6 +154,8 @@ SNAPSHOT_RETENTION_MAX = 1000  # DLM's limit for a count-based retain rule
 # Daemons that read or write VMAIL_HOME: they must not start while the volume is missing,
 # or they would write mail onto the root disk, under the mount point.
 VMAIL_SERVICES: tuple[str, ...] = ("postfix", "dovecot")
+# Every daemon the mail host runs for mail: the doctor's services check asks each of them.
+MAIL_DAEMONS: tuple[str, ...] = (*VMAIL_SERVICES, "opendkim")
 PASSWORD_SCHEME = "SHA512-CRYPT"
 # Dovecot's sockets that postfix talks to, relative to postfix's queue directory (where
 # postfix's chroot-safe private/ lives): LMTP delivery and SMTP AUTH. main.cf names them that

@@ -92,7 +92,7 @@ CHECKS: tuple[Check, ...] = (
     Check("tls-expiry", "Certificate expiry", "outside",
           "more than a third of the certificate's own lifetime (notAfter - notBefore) is left (warning), "
           f"and it is neither expired nor in its last {EXPIRY_ERROR_DAYS} days (error)",
-          "renewal is failing: run /root/.acme.sh/acme.sh --cron on the host and read its output"),
+          f"renewal is failing: run {catalog.ACME_HOME}/acme.sh --cron on the host and read its output"),
     Check("tls-version", "TLS 1.2 minimum", "outside",
           "TLS 1.0 and 1.1 handshakes are refused on every TLS port (a timeout or a failed STARTTLS "
           "is unknown, not refused)",
@@ -119,7 +119,7 @@ CHECKS: tuple[Check, ...] = (
           "form, or set relay ses", lab_skip="the namespace has no route out"),
     Check("services", "Services running", "inside",
           "postfix, dovecot and opendkim are running",
-          "systemctl restart postfix dovecot opendkim; journalctl -u <unit> says why it stopped"),
+          f"systemctl restart {' '.join(catalog.MAIL_DAEMONS)}; journalctl -u <unit> says why it stopped"),
     Check("fail2ban", "fail2ban", "inside",
           "fail2ban runs with every jail the bundle enables (postfix-sasl, dovecot, sshd)",
           "pulumi up (apply.sh installs fail2ban-server, python3-systemd and nftables; not the fail2ban "

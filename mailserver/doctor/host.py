@@ -60,7 +60,7 @@ class SshRunner:
 def services_script(layout: catalog.Layout) -> str:
     """One line per daemon, "name active|inactive"."""
     if layout.vm:
-        return "for u in postfix dovecot opendkim; do echo \"$u $(systemctl is-active \"$u\")\"; done\n"
+        return f"for u in {' '.join(catalog.MAIL_DAEMONS)}; do echo \"$u $(systemctl is-active \"$u\")\"; done\n"
     q = shlex.quote
     return (
         f"if postfix -c {q(layout.postfix_dir)} status >/dev/null 2>&1; then echo 'postfix active'; "
@@ -88,11 +88,11 @@ InsideCheck = Callable[[Target, Runner], list[Result]]
 
 
 def check_outbound_25(t: Target, r: Runner) -> list[Result]:
-    code, text = r.run(f"timeout {int(t.timeout) + 2} bash -c 'exec 3<>/dev/tcp/{OUTBOUND_PROBE_HOST}/25 "
+    code, text = r.run(f"timeout {int(t.timeout) + 2} bash -c 'exec 3<>/dev/tcp/{OUTBOUND_PROBE_HOST}/{catalog.SMTP_PORT} "
                        "&& head -c 3 <&3' 2>&1")
     ok = code == 0 and text.startswith("220")
     blocked_status: Status = "warning" if t.settings.relay == "ses" else "error"
-    return [result("outbound-25", "ok" if ok else blocked_status, f"{OUTBOUND_PROBE_HOST}:25", "220 greeting",
+    return [result("outbound-25", "ok" if ok else blocked_status, f"{OUTBOUND_PROBE_HOST}:{catalog.SMTP_PORT}", "220 greeting",
                    text.strip()[:60] if ok else "no connection (blocked?)"
                    + (" - relay ses sends through 587, so only direct delivery is affected"
                       if t.settings.relay == "ses" else ""))]
@@ -102,7 +102,7 @@ def check_services(t: Target, r: Runner) -> list[Result]:
     _, text = r.run(services_script(r.layout))
     states = dict(line.strip().split(" ", 1) for line in text.splitlines() if " " in line.strip())
     out = []
-    for name in ("postfix", "dovecot", "opendkim"):
+    for name in catalog.MAIL_DAEMONS:
         state = states.get(name, f"unknown ({text.strip()[:40]})")
         svc_status: Status = "ok" if state == "active" else "error" if name in states else "unknown"
         out.append(result("services", svc_status, name, "active", state,

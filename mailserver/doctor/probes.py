@@ -45,7 +45,7 @@ def probe_timeout(t: Target, port: int) -> float:
     """Port 25 is answered by postscreen, which holds the last line of its banner back for
     postscreen_greet_wait (6 s on the VM, postfix's default) from every client it has not
     seen for a day: a shorter read timeout would fail port 25 on a first contact."""
-    return max(t.timeout, SMTP_BANNER_MIN_TIMEOUT) if port == 25 else t.timeout
+    return max(t.timeout, SMTP_BANNER_MIN_TIMEOUT) if port == catalog.SMTP_PORT else t.timeout
 
 
 def _noverify() -> ssl.SSLContext:
@@ -263,11 +263,11 @@ def name_matches(hostname: str, names: Iterable[str]) -> bool:
 
 def check_open_relay(t: Target, probes: Mapping[int, PortProbe]) -> list[Result]:
     expected = "RCPT refused as relaying (5xx Relay access denied)"
-    if 25 not in probes or not probes[25].answered:
-        return [_skipped("open-relay", 25, expected)]
+    if catalog.SMTP_PORT not in probes or not probes[catalog.SMTP_PORT].answered:
+        return [_skipped("open-relay", catalog.SMTP_PORT, expected)]
     try:
         code, msg = clients.rcpt_reply(RELAY_PROBE_RECIPIENT, sender=RELAY_PROBE_SENDER, host=t.ip,
-                                       source=t.source, timeout=probe_timeout(t, 25))
+                                       source=t.source, timeout=probe_timeout(t, catalog.SMTP_PORT))
     except (OSError, smtplib.SMTPException) as e:
         return [result("open-relay", "unknown", "port 25", expected, f"{type(e).__name__}: {e}")]
     status, found = relay_status(code, msg.decode(errors="replace"))
@@ -278,9 +278,9 @@ def check_open_relay(t: Target, probes: Mapping[int, PortProbe]) -> list[Result]
 
 def check_smtp_auth(t: Target, probes: Mapping[int, PortProbe]) -> list[Result]:
     out = []
-    p25 = probes.get(25)
+    p25 = probes.get(catalog.SMTP_PORT)
     if p25 is None or not p25.answered:
-        out.append(_skipped("auth-before-tls", 25, "no AUTH"))
+        out.append(_skipped("auth-before-tls", catalog.SMTP_PORT, "no AUTH"))
     else:
         offered = p25.smtp_auth_before_tls or p25.smtp_auth_after_tls
         out.append(result("auth-before-tls", "error" if offered else "ok", "port 25", "no AUTH, before or after TLS",
