@@ -144,7 +144,8 @@ class MailHost(pulumi.ComponentResource):
         )
         return eip, association
 
-    def _attach_data_volume(self, name: str, args: MailHostArgs, instance: aws.ec2.Instance) -> aws.ec2.VolumeAttachment:
+    def _attach_data_volume(self, name: str, args: MailHostArgs,
+                            instance: aws.ec2.Instance) -> aws.ec2.VolumeAttachment:
         """The mail volume, attached after the instance exists (it cannot be part of the
         launch: the volume outlives instances). Replacing the instance or the volume replaces
         this attachment; delete before replace, because a volume is attached to one instance at

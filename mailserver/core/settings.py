@@ -33,6 +33,9 @@ from mailserver.core import catalog, settings_checks, settings_rules
 from mailserver.core.settings_checks import AWS_REGION_KEY, Alias
 from mailserver.core.settings_rules import MIN_PASSWORD_FLOOR, split_address
 
+# Defined beside the parsers that use them; importable from here, where settings live.
+__all__ = ["AWS_REGION_KEY", "Alias"]
+
 PROJECT = "mailserver"
 ROOT = Path(__file__).resolve().parent.parent.parent
 PROJECT_FILE = ROOT / "Pulumi.yaml"
@@ -352,7 +355,8 @@ def _passwords(entries: list[str], mailboxes: list[str], min_len: int, bad: sett
         address = address.strip().lower()
         seen.add(address)
         if not sep:
-            bad("mailboxPasswords", f"entry {i} is not written address:password", "rewrite it as you@example.com:<password>")
+            bad("mailboxPasswords", f"entry {i} is not written address:password",
+                "rewrite it as you@example.com:<password>")
             continue
         if split_address(address) is None:
             # Not echoed: with the order swapped (password:address) this text is the password.
@@ -360,13 +364,15 @@ def _passwords(entries: list[str], mailboxes: list[str], min_len: int, bad: sett
                 "write it as address:password, address first")
             continue
         if address not in mailboxes:
-            bad("mailboxPasswords", f"entry {i} is for {address}, which is not in mailboxes", "remove it or add the mailbox")
+            bad("mailboxPasswords", f"entry {i} is for {address}, which is not in mailboxes",
+                "remove it or add the mailbox")
             continue
         if address in out:
             bad("mailboxPasswords", f"{address} has two passwords", "keep one entry per mailbox")
             continue
         if any(ord(c) < 32 or ord(c) == 127 for c in password):
-            bad("mailboxPasswords", f"the password of {address} contains a control character", "choose another password")
+            bad("mailboxPasswords", f"the password of {address} contains a control character",
+                "choose another password")
             continue
         if len(password) < min_len:
             bad("mailboxPasswords", f"the password of {address} is shorter than {min_len} characters",

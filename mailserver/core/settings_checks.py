@@ -92,7 +92,8 @@ def mailbox_domains(v: Values, bad: Report) -> Derived:
     for m in v["mailboxes"]:
         parts = split_address(m)
         if parts is not None and parts[1] not in v["domains"]:
-            bad("mailboxes", f"{m}: domain {parts[1]} is not configured", "add the domain to domains, or fix the address")
+            bad("mailboxes", f"{m}: domain {parts[1]} is not configured",
+                "add the domain to domains, or fix the address")
     return {}
 
 
@@ -116,11 +117,13 @@ def _alias_entries(v: Values, bad: Report) -> dict[str, tuple[str, ...]]:
         targets = tuple(t.strip().lower() for t in rest.split(",") if t.strip())
         parts = split_address(source)
         if not eq or not targets:
-            bad("aliases", f"{entry!r} is not written source=target[,target]", "e.g. sales@example.com=alice@example.com")
+            bad("aliases", f"{entry!r} is not written source=target[,target]",
+                "e.g. sales@example.com=alice@example.com")
         elif parts is None:
             bad("aliases", f"{source!r} is not an e-mail address", "write the alias as name@example.com")
         elif parts[1] not in v["domains"]:
-            bad("aliases", f"{source}: domain {parts[1]} is not configured", "add the domain to domains, or fix the alias")
+            bad("aliases", f"{source}: domain {parts[1]} is not configured",
+                "add the domain to domains, or fix the alias")
         elif source in v["mailboxes"]:
             bad("aliases", f"{source} is also a mailbox", "remove the alias or the mailbox")
         elif source in found:

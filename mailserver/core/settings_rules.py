@@ -303,7 +303,8 @@ RULES: dict[str, tuple[Rule, ...]] = {
     # Postfix parameters from the seed.
     "mydomain": (when(lambda d: not is_dns_name(d), _NOT_DNS, "leave empty for {primary}"),),
     "inetInterfaces": (required("is empty", "use all"),),
-    "inetProtocols": (one_of(catalog.INET_PROTOCOLS, "protocol family", " (all also serves IPv6 where the subnet has it)"),),
+    "inetProtocols": (one_of(catalog.INET_PROTOCOLS, "protocol family",
+                             " (all also serves IPv6 where the subnet has it)"),),
     "mynetworks": (
         cidrs(),
         each(_whole_internet, "{value} lets the whole internet relay through this server (open relay)",
@@ -346,7 +347,8 @@ RULES: dict[str, tuple[Rule, ...]] = {
         at_least(1, "{value} failures cannot trigger a ban", "use 5 (at least 1)"),
         at_most(100, "{value} guesses per window leaves brute force unchecked", "use 5 (at most 100)"),
     ),
-    "fail2banFindTime": (at_least(60, "{value} s is too short to catch slow guessing", "use 600 (at least 60 seconds)"),),
+    "fail2banFindTime": (at_least(60, "{value} s is too short to catch slow guessing",
+                                  "use 600 (at least 60 seconds)"),),
     "fail2banBanTime": (at_least(60, "{value} s barely slows a guesser down", "use 3600 (at least 60 seconds)"),),
     "smtpdAuthRateLimit": (at_least(0, "{value} is negative", "use 30, or 0 for no limit"),),
     "postscreenDnsblSites": (

@@ -88,11 +88,12 @@ InsideCheck = Callable[[Target, Runner], list[Result]]
 
 
 def check_outbound_25(t: Target, r: Runner) -> list[Result]:
-    code, text = r.run(f"timeout {int(t.timeout) + 2} bash -c 'exec 3<>/dev/tcp/{OUTBOUND_PROBE_HOST}/{catalog.SMTP_PORT} "
-                       "&& head -c 3 <&3' 2>&1")
+    target = f"{OUTBOUND_PROBE_HOST}/{catalog.SMTP_PORT}"
+    code, text = r.run(f"timeout {int(t.timeout) + 2} bash -c 'exec 3<>/dev/tcp/{target} && head -c 3 <&3' 2>&1")
     ok = code == 0 and text.startswith("220")
     blocked_status: Status = "warning" if t.settings.relay == "ses" else "error"
-    return [result("outbound-25", "ok" if ok else blocked_status, f"{OUTBOUND_PROBE_HOST}:{catalog.SMTP_PORT}", "220 greeting",
+    return [result("outbound-25", "ok" if ok else blocked_status, f"{OUTBOUND_PROBE_HOST}:{catalog.SMTP_PORT}",
+                   "220 greeting",
                    text.strip()[:60] if ok else "no connection (blocked?)"
                    + (" - relay ses sends through 587, so only direct delivery is affected"
                       if t.settings.relay == "ses" else ""))]
