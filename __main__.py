@@ -6,10 +6,11 @@ from typing import Any
 
 import pulumi
 
+from components import config
 from components import preflight as aws_lookup
 from components.mailserver import MailServer, MailServerArgs
 from mailserver.core import outputs, preflight, relay, render
-from mailserver.core import settings as settings_mod
+from mailserver.core.settings import SettingsError
 
 
 def main() -> dict[str, Any]:
@@ -17,9 +18,9 @@ def main() -> dict[str, Any]:
     # Every problem with the settings, and with what the account offers for them, is found
     # before any resource exists, and shown as a Pulumi error: the list, without a traceback.
     try:
-        settings, secrets = settings_mod.from_pulumi_config()
+        settings, secrets = config.from_pulumi_config()
         placement = preflight.resolve(settings, aws_lookup.look_up(settings))
-    except settings_mod.SettingsError as e:
+    except SettingsError as e:
         raise pulumi.RunError(str(e)) from None
     bundle = render.render(settings)
     server = MailServer("mail", MailServerArgs(settings=settings, secrets=secrets, bundle=bundle,

@@ -248,7 +248,8 @@ def summarize(plan: Plan, results: Results, ours: dict[tuple[int, int], delivery
                        ("memory_delivery_peak", "Memory, peak under delivery load")):
         m = f.get(key)
         if isinstance(m, dict):
-            results.add("memory", label, f"{mib(m['pss'])} PSS", f"{mib(m['rss'])} RSS summed; {m['processes']} processes in "
+            results.add("memory", label, f"{mib(m['pss'])} PSS",
+                        f"{mib(m['rss'])} RSS summed; {m['processes']} processes in "
                         "the lab namespace (postfix, dovecot, opendkim, fail2ban)")
     peak = f.get("memory_delivery_peak")
     if isinstance(peak, dict):
@@ -262,8 +263,8 @@ def summarize(plan: Plan, results: Results, ours: dict[tuple[int, int], delivery
             name, gib, price = fits[0]
             f["instance"] = {"type": name, "memory_gib": gib, "usd_per_hour": price,
                              "usd_per_month": round(price * HOURS_PER_MONTH, 2), "need_mib": round(need)}
-            results.add("memory", "Smallest instance with headroom", f"{name} ({gib:g} GiB), ${price * HOURS_PER_MONTH:.2f}/month",
-                        basis)
+            results.add("memory", "Smallest instance with headroom",
+                        f"{name} ({gib:g} GiB), ${price * HOURS_PER_MONTH:.2f}/month", basis)
         else:
             results.add("memory", "Smallest instance with headroom", "none of t4g.nano/micro/small", basis)
 

@@ -38,28 +38,31 @@ def _dkim_txt(public_key_pem: str) -> str:
     return records.txt(records.dkim(public_key_pem))
 
 
+def _planned(args: MailDnsArgs) -> list[tuple[records.Record, pulumi.Input[str]]]:
+    """Each planned record with its content: the address filled in once known, DKIM keys once made."""
+    s = args.settings
+    ip = pulumi.Output.from_input(args.public_ip)
+    planned: list[tuple[records.Record, pulumi.Input[str]]] = []
+    for rec in records.planned_records(s, IP_PLACEHOLDER):
+        content: pulumi.Input[str] = rec.content
+        if IP_PLACEHOLDER in rec.content:
+            content = ip.apply(functools.partial(_fill, rec.content))
+        planned.append((rec, content))
+    for (domain, selector), pem in args.dkim_public_keys.items():
+        rec = records.dkim_record(s, domain, selector, "")
+        planned.append((rec, pulumi.Output.from_input(pem).apply(_dkim_txt)))
+    return planned
+
+
 class MailDns(pulumi.ComponentResource):
     records: pulumi.Output[list[dict[str, Any]]]
     a_record: cloudflare.DnsRecord
 
     def __init__(self, name: str, args: MailDnsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mailserver:index:MailDns", name, None, opts)
-        s = args.settings
         child = pulumi.ResourceOptions(parent=self)
-        ip = pulumi.Output.from_input(args.public_ip)
-
-        planned: list[tuple[records.Record, pulumi.Input[str]]] = []
-        for rec in records.planned_records(s, IP_PLACEHOLDER):
-            content: pulumi.Input[str] = rec.content
-            if IP_PLACEHOLDER in rec.content:
-                content = ip.apply(functools.partial(_fill, rec.content))
-            planned.append((rec, content))
-        for (domain, selector), pem in args.dkim_public_keys.items():
-            rec = records.dkim_record(s, domain, selector, "")
-            planned.append((rec, pulumi.Output.from_input(pem).apply(_dkim_txt)))
-
         created = []
-        for rec, content in planned:
+        for rec, content in _planned(args):
             created.append(cloudflare.DnsRecord(
                 f"{name}-{rec.name}",
                 zone_id=rec.zone_id,

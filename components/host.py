@@ -35,22 +35,47 @@ class MailHost(pulumi.ComponentResource):
     def __init__(self, name: str, args: MailHostArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mailserver:index:MailHost", name, None, opts)
         s = args.settings
-        child = pulumi.ResourceOptions(parent=self)
-
         self.ami_id = pulumi.Output.from_input(args.ami_id)
 
+        key_pair, self.private_key = self._key_pair(name, s)
+        group, rules = self._security_group(name, s)
+        instance = self._instance(name, args, key_pair, group, rules)
+        eip, association = self._elastic_ip(name, s, instance)
+        attachment = self._attach_data_volume(name, args, instance)
+
+        # Carries the association as a dependency, so whoever connects to this address (the
+        # remote commands) waits until it actually reaches the instance.
+        self.public_ip = pulumi.Output.all(eip.public_ip, association.id).apply(lambda v: str(v[0]))
+        self.instance_id = instance.id
+        self.allocation_id = eip.allocation_id
+        self.volume_attachment_id = attachment.id
+
+        self.register_outputs({
+            "public_ip": self.public_ip,
+            "instance_id": self.instance_id,
+            "private_key": self.private_key,
+            "ami_id": self.ami_id,
+        })
+
+    def _key_pair(self, name: str, s: Settings) -> tuple[aws.ec2.KeyPair, pulumi.Output[str] | None]:
+        """The operator's public key, or a generated ED25519 one, whose private half (secret) it
+        returns too."""
+        child = pulumi.ResourceOptions(parent=self)
+        private_key: pulumi.Output[str] | None = None
         if s.ssh_public_key:
             public_key: pulumi.Input[str] = s.ssh_public_key
-            self.private_key = None
         else:
             key = tls.PrivateKey(f"{name}-ssh", algorithm="ED25519", opts=child)
             public_key = key.public_key_openssh
-            self.private_key = pulumi.Output.secret(key.private_key_openssh)
-        key_pair = aws.ec2.KeyPair(f"{name}-key", public_key=public_key, tags={"Name": s.hostname}, opts=child)
+            private_key = pulumi.Output.secret(key.private_key_openssh)
+        return aws.ec2.KeyPair(f"{name}-key", public_key=public_key, tags={"Name": s.hostname}, opts=child), private_key
 
+    def _security_group(self, name: str, s: Settings) -> tuple[aws.ec2.SecurityGroup, list[pulumi.Resource]]:
+        """The group and one rule resource per firewall rule (mailserver/core/firewall.py)."""
+        child = pulumi.ResourceOptions(parent=self)
         # No vpc_id: the account's default VPC. The description is fixed because changing it
         # replaces the group, and with it the instance's network identity.
-        sg = aws.ec2.SecurityGroup(
+        group = aws.ec2.SecurityGroup(
             f"{name}-sg",
             description="Mail server: public mail ports, SSH from admin CIDRs only",
             tags={"Name": s.hostname},
@@ -62,7 +87,7 @@ class MailHost(pulumi.ComponentResource):
                         else aws.vpc.SecurityGroupEgressRule)
             rules.append(rule_cls(
                 f"{name}-{rule.name}",
-                security_group_id=sg.id,
+                security_group_id=group.id,
                 ip_protocol=rule.protocol,
                 from_port=rule.from_port,
                 to_port=rule.to_port,
@@ -71,13 +96,17 @@ class MailHost(pulumi.ComponentResource):
                 description=rule.description,
                 opts=child,
             ))
+        return group, rules
 
-        instance = aws.ec2.Instance(
+    def _instance(self, name: str, args: MailHostArgs, key_pair: aws.ec2.KeyPair, group: aws.ec2.SecurityGroup,
+                  rules: list[pulumi.Resource]) -> aws.ec2.Instance:
+        s = args.settings
+        return aws.ec2.Instance(
             f"{name}-instance",
             ami=self.ami_id,
             instance_type=s.instance_type,
             key_name=key_pair.key_name,
-            vpc_security_group_ids=[sg.id],
+            vpc_security_group_ids=[group.id],
             user_data=args.bundle.user_data,
             metadata_options={"http_tokens": "required", "http_put_response_hop_limit": 1, "http_endpoint": "enabled"},
             root_block_device={"volume_size": s.root_volume_size, "volume_type": "gp3", "encrypted": True},
@@ -97,6 +126,8 @@ class MailHost(pulumi.ComponentResource):
             ),
         )
 
+    def _elastic_ip(self, name: str, s: Settings,
+                    instance: aws.ec2.Instance) -> tuple[aws.ec2.Eip, aws.ec2.EipAssociation]:
         # Protected: the address carries the IP reputation and the PTR record, and must
         # survive a rebuilt instance.
         eip = aws.ec2.Eip(
@@ -111,14 +142,17 @@ class MailHost(pulumi.ComponentResource):
             f"{name}-eip-assoc", allocation_id=eip.allocation_id, instance_id=instance.id,
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
+        return eip, association
 
-        # The mail volume, attached after the instance exists (it cannot be part of the
-        # launch: the volume outlives instances). Replacing the instance or the volume
-        # replaces this attachment; delete before replace, because a volume is attached to
-        # one instance at a time. The instance is stopped before the volume is detached: a
-        # filesystem pulled from under a running kernel can hang in "busy" or lose what was
-        # still in the page cache. The instance stopped is the one being replaced.
-        attachment = aws.ec2.VolumeAttachment(
+    def _attach_data_volume(self, name: str, args: MailHostArgs,
+                            instance: aws.ec2.Instance) -> aws.ec2.VolumeAttachment:
+        """The mail volume, attached after the instance exists (it cannot be part of the
+        launch: the volume outlives instances). Replacing the instance or the volume replaces
+        this attachment; delete before replace, because a volume is attached to one instance at
+        a time. The instance is stopped before the volume is detached: a filesystem pulled from
+        under a running kernel can hang in "busy" or lose what was still in the page cache. The
+        instance stopped is the one being replaced."""
+        return aws.ec2.VolumeAttachment(
             f"{name}-data-attachment",
             device_name=catalog.DATA_VOLUME_DEVICE_NAME,
             instance_id=instance.id,
@@ -126,17 +160,3 @@ class MailHost(pulumi.ComponentResource):
             stop_instance_before_detaching=True,
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
-
-        # Carries the association as a dependency, so whoever connects to this address (the
-        # remote commands) waits until it actually reaches the instance.
-        self.public_ip = pulumi.Output.all(eip.public_ip, association.id).apply(lambda v: str(v[0]))
-        self.instance_id = instance.id
-        self.allocation_id = eip.allocation_id
-        self.volume_attachment_id = attachment.id
-
-        self.register_outputs({
-            "public_ip": self.public_ip,
-            "instance_id": self.instance_id,
-            "private_key": self.private_key,
-            "ami_id": self.ami_id,
-        })

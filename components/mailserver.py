@@ -58,19 +58,38 @@ class MailServer(pulumi.ComponentResource):
         self.dns = MailDns(f"{name}-dns", MailDnsArgs(settings=args.settings, public_ip=self.host.public_ip,
                                                       dkim_public_keys=self.dkim.public_keys), opts=child)
         self.web = MailWeb(f"{name}-web", MailWebArgs(settings=args.settings), opts=child)
-        # Reverse DNS of the Elastic IP: receivers compare it with our HELO name. AWS checks
-        # that the A record already resolves to the address, so it waits for the record.
-        self.ptr = aws.ec2.EipDomainName(
-            f"{name}-ptr",
-            allocation_id=self.host.allocation_id,
-            domain_name=args.settings.hostname,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.dns.a_record],
-                                        custom_timeouts=pulumi.CustomTimeouts(create="20m")),
-        )
+        self.ptr = self._reverse_dns(name, args.settings)
         # Only with relay: ses. Otherwise nothing SES-related exists, not even an IAM user.
         self.ses = SesRelay(f"{name}-ses", SesRelayArgs(settings=args.settings), opts=child) \
             if args.settings.relay == "ses" else None
-        self.provision = MailProvision(
+        self.provision = self._provision(name, args)
+
+        self.public_ip = self.host.public_ip
+        self.private_key = self.host.private_key
+        self.dns_records = self.dns.records
+        self.register_outputs({
+            "public_ip": self.public_ip,
+            "instance_id": self.host.instance_id,
+            "data_volume_id": self.storage.volume_id,
+            "ami_id": self.host.ami_id,
+            "private_key": self.private_key,
+            "dns_records": self.dns_records,
+        })
+
+    def _reverse_dns(self, name: str, s: Settings) -> aws.ec2.EipDomainName:
+        """Reverse DNS of the Elastic IP: receivers compare it with our HELO name. AWS checks
+        that the A record already resolves to the address, so it waits for the record."""
+        return aws.ec2.EipDomainName(
+            f"{name}-ptr",
+            allocation_id=self.host.allocation_id,
+            domain_name=s.hostname,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.dns.a_record],
+                                        custom_timeouts=pulumi.CustomTimeouts(create="20m")),
+        )
+
+    def _provision(self, name: str, args: MailServerArgs) -> MailProvision:
+        """Everything that reaches the host over SSH, with what the other parts made for it."""
+        return MailProvision(
             f"{name}-provision",
             MailProvisionArgs(
                 settings=args.settings,
@@ -84,17 +103,5 @@ class MailServer(pulumi.ComponentResource):
                 relay_credentials=self.ses.credentials if self.ses else None,
                 dkim_private_keys=self.dkim.private_keys,
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-
-        self.public_ip = self.host.public_ip
-        self.private_key = self.host.private_key
-        self.dns_records = self.dns.records
-        self.register_outputs({
-            "public_ip": self.public_ip,
-            "instance_id": self.host.instance_id,
-            "data_volume_id": self.storage.volume_id,
-            "ami_id": self.host.ami_id,
-            "private_key": self.private_key,
-            "dns_records": self.dns_records,
-        })

@@ -35,7 +35,7 @@ def _fingerprint(text: str) -> str:
 def script_command(script: str, text: str) -> str:
     """Run a bundled script. Its hash rides along as a shell comment: an edited script changes
     the command, so pulumi-command runs it again, while the host ignores the comment."""
-    path = shlex.quote(f"{catalog.PRODUCTION.state_dir}/scripts/{script}")
+    path = shlex.quote(f"{catalog.VM_LAYOUT.state_dir}/scripts/{script}")
     return f"sudo bash {path} # {_fingerprint(text)}"
 
 
@@ -43,10 +43,10 @@ def stdin_script_command(script: str, text: str, *args: str) -> str:
     """Install a bundle script from stdin (on a new host the bundle is not unpacked yet) and run
     it. A file, not `bash -s`: a command in the script that reads stdin would otherwise eat the
     rest of the script. Its hash makes an edited script run again."""
-    d = f"{catalog.PRODUCTION.state_dir}/scripts"
+    d = f"{catalog.VM_LAYOUT.state_dir}/scripts"
     path = shlex.quote(f"{d}/{script}")
     argv = "".join(f" {shlex.quote(a)}" for a in args)
-    return (f"sudo install -d -m 0700 {shlex.quote(catalog.PRODUCTION.state_dir)} {shlex.quote(d)} && "
+    return (f"sudo install -d -m 0700 {shlex.quote(catalog.VM_LAYOUT.state_dir)} {shlex.quote(d)} && "
             f"sudo install -m 0700 /dev/stdin {path} && sudo bash {path}{argv} # {_fingerprint(text)}")
 
 
@@ -76,7 +76,7 @@ def volume_command(text: str, volume_id: str) -> str:
 def config_command() -> str:
     # files/ and scripts/ are removed first so the unpacked bundle is the whole truth: a file
     # dropped from the bundle must not linger and be installed again.
-    d = shlex.quote(catalog.PRODUCTION.state_dir)
+    d = shlex.quote(catalog.VM_LAYOUT.state_dir)
     return (
         f"sudo install -d -m 0700 {d} && sudo rm -rf {d}/files {d}/scripts && "
         f"base64 -d | sudo tar -xzf - -C {d} --no-same-owner && sudo bash {d}/scripts/apply.sh"
@@ -113,82 +113,97 @@ class MailProvision(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: MailProvisionArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mailserver:index:MailProvision", name, None, opts)
-        s, bundle = args.settings, args.bundle
-        connection = remote.ConnectionArgs(
-            host=args.host,
-            user=s.ssh_user,
-            private_key=args.private_key,
-            # A fresh VM refuses connections for a while, and each refusal burns a retry fast.
-            dial_error_limit=60,
-            per_dial_timeout=30,
-        )
+        s = args.settings
+        self._args = args
+        self._connection = _connection(args)
         # The EIP outlives the instance, so the connection alone would not notice a rebuilt
         # server; the instance id as a trigger replaces, and so re-runs, every command on it.
-        triggers = [args.instance_id]
+        self._triggers: list[pulumi.Input[str]] = [args.instance_id]
 
-        # Waits for first boot, then repairs what it left undone (packages.sh); every other
-        # command depends on it.
-        self.wait = remote.Command(
+        self.wait = self._wait_for_first_boot(name)
+        self.volume = self._mount_volume(name)
+        self.config = self._apply_config(name)
+        self.passwords = self._secret_step(f"{name}-passwords", "set-passwords.sh",
+                                           render.password_stdin(s, args.secrets))
+        # DKIM private keys, written for opendkim alone; re-runs when a key or the selector changes.
+        self.dkim = self._secret_step(f"{name}-dkim", "set-dkim-keys.sh", pulumi.Output.all(
+            **dict(args.dkim_private_keys)).apply(lambda keys: render.dkim_stdin(s, keys)))
+        self.acme_token = self._acme_token(name)
+        # The provider marks the token secret already; _secret_step says it again, so it never depends on that.
+        self.acme = self._secret_step(f"{name}-acme", "acme.sh", self.acme_token.value)
+        # The relay's SMTP login, after the config that names the relay (and whose apply.sh
+        # drops a login written for another relayhost). Re-runs when the login or the script
+        # (which embeds the relayhost) changes.
+        self.relay_credentials = None
+        if args.relay_credentials is not None:
+            self.relay_credentials = self._secret_step(f"{name}-relay-credentials", "set-relay-credentials.sh",
+                                                       args.relay_credentials)
+
+        self.register_outputs({
+            "config_stdout": self.config.stdout,
+            "acme_token_id": self.acme_token.id,
+        })
+
+    def _wait_for_first_boot(self, name: str) -> remote.Command:
+        """Waits for first boot, then repairs what it left undone (packages.sh); every other
+        command depends on it."""
+        packages = self._args.bundle.scripts["packages.sh"]
+        return remote.Command(
             f"{name}-wait",
-            connection=connection,
-            create=wait_command(bundle.scripts["packages.sh"]),
-            stdin=bundle.scripts["packages.sh"],
-            triggers=triggers,
+            connection=self._connection,
+            create=wait_command(packages),
+            stdin=packages,
+            triggers=self._triggers,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        # The mail volume is mounted (formatted only if blank) before anything else touches
-        # /var/vmail. The attachment is a trigger: a volume re-attached (a rebuilt instance,
-        # a restore) is mounted again. So is the size: a grown volume gets its filesystem grown.
-        self.volume = remote.Command(
+
+    def _mount_volume(self, name: str) -> remote.Command:
+        """The mail volume is mounted (formatted only if blank) before anything else touches
+        /var/vmail. The attachment is a trigger: a volume re-attached (a rebuilt instance, a
+        restore) is mounted again. So is the size: a grown volume gets its filesystem grown."""
+        args = self._args
+        script = args.bundle.scripts["prepare-volume.sh"]
+        return remote.Command(
             f"{name}-volume",
-            connection=connection,
-            create=pulumi.Output.from_input(args.data_volume_id).apply(
-                lambda vid: volume_command(bundle.scripts["prepare-volume.sh"], vid)),
-            stdin=bundle.scripts["prepare-volume.sh"],
-            triggers=[args.instance_id, args.volume_attachment_id, s.data_volume_size],
+            connection=self._connection,
+            create=pulumi.Output.from_input(args.data_volume_id).apply(lambda vid: volume_command(script, vid)),
+            stdin=script,
+            triggers=[args.instance_id, args.volume_attachment_id, args.settings.data_volume_size],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.wait]),
         )
 
-        self.config = remote.Command(
+    def _apply_config(self, name: str) -> remote.Command:
+        """The bundle, unpacked on the host, and apply.sh run from it."""
+        return remote.Command(
             f"{name}-config",
-            connection=connection,
+            connection=self._connection,
             create=config_command(),
-            stdin=base64.b64encode(bundle.tarball()).decode(),
-            triggers=triggers,
+            stdin=base64.b64encode(self._args.bundle.tarball()).decode(),
+            triggers=self._triggers,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.wait, self.volume]),
         )
+
+    def _secret_step(self, name: str, script: str, stdin: pulumi.Input[str]) -> remote.Command:
+        """A bundle script, after the config, fed a secret on stdin. Its script could echo the
+        secret: its output is kept out of the logs and encrypted in the state."""
         after_config = pulumi.ResourceOptions(parent=self, depends_on=[self.wait, self.volume, self.config])
-        # Their stdin carries secrets and their scripts could echo them: keep the output out
-        # of the logs and encrypted in the state.
         quiet = pulumi.ResourceOptions(additional_secret_outputs=["stdout", "stderr"])
-
-        self.passwords = remote.Command(
-            f"{name}-passwords",
-            connection=connection,
-            create=script_command("set-passwords.sh", bundle.scripts["set-passwords.sh"]),
-            stdin=pulumi.Output.secret(render.password_stdin(s, args.secrets)),
+        return remote.Command(
+            name,
+            connection=self._connection,
+            create=script_command(script, self._args.bundle.scripts[script]),
+            stdin=pulumi.Output.secret(stdin),
             logging=remote.Logging.NONE,
-            triggers=triggers,
+            triggers=self._triggers,
             opts=pulumi.ResourceOptions.merge(after_config, quiet),
         )
 
-        # DKIM private keys, written for opendkim alone; re-runs when a key or the selector changes.
-        dkim_stdin: pulumi.Input[str] = pulumi.Output.all(**dict(args.dkim_private_keys)).apply(
-            lambda keys: render.dkim_stdin(s, keys))
-        self.dkim = remote.Command(
-            f"{name}-dkim",
-            connection=connection,
-            create=script_command("set-dkim-keys.sh", bundle.scripts["set-dkim-keys.sh"]),
-            stdin=pulumi.Output.secret(dkim_stdin),
-            logging=remote.Logging.NONE,
-            triggers=triggers,
-            opts=pulumi.ResourceOptions.merge(after_config, quiet),
-        )
-
+    def _acme_token(self, name: str) -> cloudflare.ApiToken:
+        """acme.sh's Cloudflare token, scoped to DNS edits in the host's zone: the worst a token
+        stolen from the host can do is edit that one zone."""
+        s = self._args.settings
         zone_id = s.zone_id(s.hostname_zone)
-        # Scoped to DNS edits in the host's zone: the worst a token stolen from the host can
-        # do is edit that one zone.
-        self.acme_token = cloudflare.ApiToken(
+        return cloudflare.ApiToken(
             f"{name}-acme-token",
             name=f"{pulumi.get_project()}-{pulumi.get_stack()}-acme-dns01",
             policies=[{
@@ -199,34 +214,13 @@ class MailProvision(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-        # The provider marks the token secret already; said again so it never depends on that.
-        token: pulumi.Output[str] = pulumi.Output.secret(self.acme_token.value)
-        self.acme = remote.Command(
-            f"{name}-acme",
-            connection=connection,
-            create=script_command("acme.sh", bundle.scripts["acme.sh"]),
-            stdin=token,
-            logging=remote.Logging.NONE,
-            triggers=triggers,
-            opts=pulumi.ResourceOptions.merge(after_config, quiet),
-        )
 
-        # The relay's SMTP login, after the config that names the relay (and whose apply.sh
-        # drops a login written for another relayhost). Re-runs when the login or the script
-        # (which embeds the relayhost) changes.
-        self.relay_credentials = None
-        if args.relay_credentials is not None:
-            self.relay_credentials = remote.Command(
-                f"{name}-relay-credentials",
-                connection=connection,
-                create=script_command("set-relay-credentials.sh", bundle.scripts["set-relay-credentials.sh"]),
-                stdin=pulumi.Output.secret(args.relay_credentials),
-                logging=remote.Logging.NONE,
-                triggers=triggers,
-                opts=pulumi.ResourceOptions.merge(after_config, quiet),
-            )
-
-        self.register_outputs({
-            "config_stdout": self.config.stdout,
-            "acme_token_id": self.acme_token.id,
-        })
+def _connection(args: MailProvisionArgs) -> remote.ConnectionArgs:
+    return remote.ConnectionArgs(
+        host=args.host,
+        user=args.settings.ssh_user,
+        private_key=args.private_key,
+        # A fresh VM refuses connections for a while, and each refusal burns a retry fast.
+        dial_error_limit=60,
+        per_dial_timeout=30,
+    )

@@ -46,9 +46,18 @@ class SesRelay(pulumi.ComponentResource):
     def __init__(self, name: str, args: SesRelayArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mailserver:index:SesRelay", name, None, opts)
         s = args.settings
-        child = pulumi.ResourceOptions(parent=self)
-        region = s.ses_region  # sesRegion or the stack's aws:region (settings.py)
+        identities = self._identities(name, s)
+        created = self._dns_records(name, s, identities)
+        self.identity_arns = pulumi.Output.all(*(ident.arn for ident in identities.values()))
+        self.credentials = self._smtp_login(name, s)
+        self.records = pulumi.Output.from_input(
+            [{"name": r.name, "type": r.type, "content": r.content} for r in created])
+        self.register_outputs({"identity_arns": self.identity_arns, "records": self.records})
 
+    def _identities(self, name: str, s: Settings) -> dict[str, aws.sesv2.EmailIdentity]:
+        """An identity per mail domain, with its custom MAIL FROM, in the SES region (sesRegion
+        or the stack's aws:region, settings_checks.ses_region)."""
+        child = pulumi.ResourceOptions(parent=self)
         identities: dict[str, aws.sesv2.EmailIdentity] = {}
         for d in s.domains:
             # Easy DKIM: SES keeps the key and signs with d=<domain>, aligned with the From domain.
@@ -56,7 +65,7 @@ class SesRelay(pulumi.ComponentResource):
                 f"{name}-identity-{d}",
                 email_identity=d,
                 dkim_signing_attributes={"next_signing_key_length": "RSA_2048_BIT"},
-                region=region,
+                region=s.ses_region,
                 opts=child,
             )
             # SES's bounce address under the domain: SPF then passes for a name that aligns
@@ -67,27 +76,32 @@ class SesRelay(pulumi.ComponentResource):
                 email_identity=identities[d].email_identity,
                 mail_from_domain=relay.ses_mail_from_domain(d),
                 behavior_on_mx_failure="USE_DEFAULT_VALUE",
-                region=region,
+                region=s.ses_region,
                 opts=child,
             )
+        return identities
 
+    def _dns_records(self, name: str, s: Settings,
+                     identities: dict[str, aws.sesv2.EmailIdentity]) -> list[cloudflare.DnsRecord]:
+        """The Easy DKIM CNAMEs and the MAIL FROM records, once SES has named the DKIM tokens."""
         tokens: pulumi.Output[dict[str, list[str]]] = pulumi.Output.all(
             **{d: ident.dkim_signing_attributes.apply(_tokens) for d, ident in identities.items()})
-        created = []
-        for rec in relay.ses_records(s):
-            created.append(cloudflare.DnsRecord(
-                f"{name}-{rec.name}",
-                zone_id=rec.zone_id,
-                name=tokens.apply(functools.partial(_fill, rec.fqdn)),
-                type=rec.type,
-                content=tokens.apply(functools.partial(_fill, rec.content)),
-                priority=rec.priority,
-                ttl=rec.ttl,
-                proxied=rec.proxied,
-                opts=child,
-            ))
+        return [cloudflare.DnsRecord(
+            f"{name}-{rec.name}",
+            zone_id=rec.zone_id,
+            name=tokens.apply(functools.partial(_fill, rec.fqdn)),
+            type=rec.type,
+            content=tokens.apply(functools.partial(_fill, rec.content)),
+            priority=rec.priority,
+            ttl=rec.ttl,
+            proxied=rec.proxied,
+            opts=pulumi.ResourceOptions(parent=self),
+        ) for rec in relay.ses_records(s)]
 
-        self.identity_arns = pulumi.Output.all(*(ident.arn for ident in identities.values()))
+    def _smtp_login(self, name: str, s: Settings) -> pulumi.Output[str]:
+        """An IAM user that may only send as the mail domains, and its SMTP login (the stdin of
+        set-relay-credentials.sh), secret."""
+        child = pulumi.ResourceOptions(parent=self)
         user = aws.iam.User(f"{name}-smtp-user", path="/mailserver/",
                             tags={"Purpose": f"SES SMTP relay of {s.hostname}"}, opts=child)
         policy = aws.iam.UserPolicy(f"{name}-send-only", user=user.name,
@@ -98,6 +112,7 @@ class SesRelay(pulumi.ComponentResource):
             # The provider marks them secret already; said again so it never depends on that.
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["secret", "ses_smtp_password_v4"]),
         )
+        region = s.ses_region
 
         # SMTP username: the access key id. Password: derived from the secret key for the SES
         # region (the provider's ses_smtp_password_v4 is for the provider's region only).
@@ -107,7 +122,4 @@ class SesRelay(pulumi.ComponentResource):
             key_id, secret, _policy_id = values
             return render.relay_credentials_stdin(key_id, relay.ses_smtp_password(secret, region))
 
-        self.credentials = pulumi.Output.secret(pulumi.Output.all(key.id, key.secret, policy.id).apply(login))
-        self.records = pulumi.Output.from_input(
-            [{"name": r.name, "type": r.type, "content": r.content} for r in created])
-        self.register_outputs({"identity_arns": self.identity_arns, "records": self.records})
+        return pulumi.Output.secret(pulumi.Output.all(key.id, key.secret, policy.id).apply(login))

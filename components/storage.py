@@ -31,10 +31,24 @@ class MailStorage(pulumi.ComponentResource):
     def __init__(self, name: str, args: MailStorageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mailserver:index:MailStorage", name, None, opts)
         s = args.settings
-        child = pulumi.ResourceOptions(parent=self)
         tags = storage.snapshot_tags(pulumi.get_project(), pulumi.get_stack())
 
-        self.volume = aws.ebs.Volume(
+        self.volume = self._volume(name, args, tags)
+        self.volume_id = self.volume.id
+        # The zone the volume really is in, from its state: the instance follows it.
+        self.availability_zone = self.volume.availability_zone
+        self.snapshot_policy = self._daily_snapshots(name, s, tags)
+        self.restore_instructions = pulumi.Output.all(self.volume_id, self.availability_zone).apply(
+            lambda v: storage.restore_instructions(s, str(v[0]), str(v[1]), tags))
+        self.register_outputs({
+            "volume_id": self.volume_id,
+            "availability_zone": self.availability_zone,
+            "snapshot_policy_id": self.snapshot_policy.id,
+        })
+
+    def _volume(self, name: str, args: MailStorageArgs, tags: dict[str, str]) -> aws.ebs.Volume:
+        s = args.settings
+        return aws.ebs.Volume(
             f"{name}-volume",
             availability_zone=args.availability_zone,
             size=s.data_volume_size,
@@ -56,10 +70,10 @@ class MailStorage(pulumi.ComponentResource):
                 ignore_changes=["availabilityZone"],
             ),
         )
-        self.volume_id = self.volume.id
-        # The zone the volume really is in, from its state: the instance follows it.
-        self.availability_zone = self.volume.availability_zone
 
+    def _daily_snapshots(self, name: str, s: Settings, tags: dict[str, str]) -> aws.dlm.LifecyclePolicy:
+        """A Data Lifecycle Manager policy, and the role it runs as."""
+        child = pulumi.ResourceOptions(parent=self)
         role = aws.iam.Role(
             f"{name}-dlm-role",
             assume_role_policy=json.dumps(storage.DLM_ASSUME_ROLE_POLICY),
@@ -72,7 +86,7 @@ class MailStorage(pulumi.ComponentResource):
             policy_arn=aws.iam.ManagedPolicy.AWS_DATA_LIFECYCLE_MANAGER_SERVICE_ROLE,
             opts=child,
         )
-        self.snapshot_policy = aws.dlm.LifecyclePolicy(
+        return aws.dlm.LifecyclePolicy(
             f"{name}-snapshots",
             description=storage.dlm_description(s.hostname),
             execution_role_arn=role.arn,
@@ -82,11 +96,3 @@ class MailStorage(pulumi.ComponentResource):
             tags={"Name": f"{s.hostname} mail snapshots"},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[attachment]),
         )
-
-        self.restore_instructions = pulumi.Output.all(self.volume_id, self.availability_zone).apply(
-            lambda v: storage.restore_instructions(s, str(v[0]), str(v[1]), tags))
-        self.register_outputs({
-            "volume_id": self.volume_id,
-            "availability_zone": self.availability_zone,
-            "snapshot_policy_id": self.snapshot_policy.id,
-        })

@@ -2,7 +2,14 @@
 
 import sys
 
-USAGE = "usage: python -m mailserver lab [--stack NAME] [--check] [--keep] | doctor [--help] | docs [--check]"
+USAGE = """usage: python -m mailserver COMMAND [ARGS]
+
+commands:
+  lab [--stack NAME] [--check] [--keep]   run the mail server here, in a network namespace (root)
+  doctor [...]                            check a running server (doctor --help)
+  docs [--check]                          regenerate the generated tables of the documents
+
+Each command takes --help."""
 
 
 def main() -> int:
@@ -19,6 +26,9 @@ def main() -> int:
         from mailserver.docs import main as docs_main
 
         return docs_main(sys.argv[2:])
+    if command in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
     print(USAGE, file=sys.stderr)
     return 2
 

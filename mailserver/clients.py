@@ -14,12 +14,12 @@ import socket
 import ssl
 from typing import Any
 
+from mailserver.core import catalog
+
 SERVER = "127.0.0.1"
 OUTSIDE = "127.0.0.2"  # an untrusted client: not in mynetworks, not "local" to dovecot
-# Where the lab's postfix relays to (relay: ses), a stand-in for Amazon SES. Not port 587:
-# the lab's own submission service holds it on every address. SES listens on 2587 too.
-RELAY_STANDIN = "127.0.0.3"
-RELAY_STANDIN_PORT = 2587
+# Where the lab's postfix relays to: catalog.lab_layout's relayhost.
+RELAY_STANDIN, RELAY_STANDIN_PORT = catalog.RELAY_STANDIN, catalog.RELAY_STANDIN_PORT
 TIMEOUT = 20.0
 # OpenSSL's reasons for not even sending a ClientHello: the client's own limits, not the server's.
 LOCAL_TLS_ERRORS = ("NO_PROTOCOLS_AVAILABLE", "NO_CIPHERS_AVAILABLE")
@@ -42,7 +42,8 @@ def tls_context(cafile: str | None = None, version: ssl.TLSVersion | None = None
     return ctx
 
 
-def message(sender: str, to: list[str], subject: str, body: str = "lab message\n", size: int = 0) -> email.message.EmailMessage:
+def message(sender: str, to: list[str], subject: str, body: str = "lab message\n",
+            size: int = 0) -> email.message.EmailMessage:
     msg = email.message.EmailMessage()
     msg["From"] = sender
     msg["To"] = ", ".join(to)
@@ -71,7 +72,7 @@ def rcpt_reply(rcpt: str, sender: str = "someone@outside.example", tls: ssl.SSLC
                host: str = SERVER, source: str | None = OUTSIDE, timeout: float = TIMEOUT) -> tuple[int, bytes]:
     """What port 25 answers an outside client at RCPT TO (optionally after STARTTLS): the
     moment a relay attempt or an unknown recipient must be refused."""
-    with smtp(25, source=source, host=host, timeout=timeout) as conn:
+    with smtp(catalog.SMTP_PORT, source=source, host=host, timeout=timeout) as conn:
         if tls is not None:
             conn.starttls(context=tls)
         conn.ehlo("mx.outside.example")
@@ -97,7 +98,8 @@ class IMAP(_SourceBound, imaplib.IMAP4):
 class IMAPS(_SourceBound, imaplib.IMAP4_SSL):
     def _create_socket(self, timeout: Any = None) -> socket.socket:
         sock = _SourceBound._create_socket(self, timeout)
-        return self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+        context: ssl.SSLContext = self.ssl_context
+        return context.wrap_socket(sock, server_hostname=self.host)
 
 
 class POP3(_SourceBound, poplib.POP3):
@@ -107,7 +109,8 @@ class POP3(_SourceBound, poplib.POP3):
 class POP3S(_SourceBound, poplib.POP3_SSL):
     def _create_socket(self, timeout: Any = None) -> socket.socket:
         sock = _SourceBound._create_socket(self, timeout)
-        return self.context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+        context: ssl.SSLContext = self.context  # type: ignore[attr-defined]
+        return context.wrap_socket(sock, server_hostname=self.host)
 
 
 def imap_messages(port: int, user: str, password: str, ctx: ssl.SSLContext, implicit_tls: bool) -> list[bytes]:

@@ -1,17 +1,26 @@
-"""README sections generated from the sources of truth: Pulumi.yaml's config schema, the
-port table and the doctor's checks. `python -m mailserver docs` rewrites them; a test fails when they drift."""
+"""Document sections generated from the sources of truth: Pulumi.yaml's config schema (in
+docs/configuration.md), the port table (README.md) and the doctor's checks (docs/doctor.md).
+`python -m mailserver docs` rewrites them; `--check` only says whether they drifted, and a test
+fails when they do."""
 
 from __future__ import annotations
 
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from mailserver.core import catalog
 from mailserver.core.settings import ROOT, schema
 
 README = ROOT / "README.md"
+CONFIGURATION = ROOT / "docs" / "configuration.md"
+DOCTOR = ROOT / "docs" / "doctor.md"
+USAGE = """usage: python -m mailserver docs [--check]
+
+Regenerates the generated tables of README.md (ports), docs/configuration.md (settings) and
+docs/doctor.md (checks) from their sources. --check changes nothing and exits 1 on drift."""
 
 
 def config_table() -> str:
@@ -48,16 +57,28 @@ def doctor_table() -> str:
     return check_table()
 
 
-SECTIONS = {"config": config_table, "ports": port_table, "doctor": doctor_table}
+# Which generated section lives in which document.
+SECTIONS: dict[str, tuple[Path, Callable[[], str]]] = {
+    "config": (CONFIGURATION, config_table),
+    "ports": (README, port_table),
+    "doctor": (DOCTOR, doctor_table),
+}
 
 
-def render_readme(text: str) -> str:
-    for name, make in SECTIONS.items():
+def render_document(path: Path, text: str) -> str:
+    """`text` (the document at `path`) with each of its generated sections brought up to date."""
+    for name, (where, make) in SECTIONS.items():
+        if where != path:
+            continue
         pattern = re.compile(rf"(<!-- {name}:begin -->\n)(?:.*?\n)?(<!-- {name}:end -->)", re.DOTALL)
         if not pattern.search(text):
-            raise ValueError(f"README has no <!-- {name}:begin --> ... <!-- {name}:end --> section")
+            raise ValueError(f"{path.name} has no <!-- {name}:begin --> ... <!-- {name}:end --> section")
         text = _replace(pattern, text, make())
     return text
+
+
+def documents() -> list[Path]:
+    return list(dict.fromkeys(where for where, _ in SECTIONS.values()))
 
 
 def _replace(pattern: re.Pattern[str], text: str, body: str) -> str:
@@ -65,14 +86,15 @@ def _replace(pattern: re.Pattern[str], text: str, body: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    current = README.read_text()
-    wanted = render_readme(current)
-    if "--check" in argv:
-        if current != wanted:
-            print("README.md is out of date: run python -m mailserver docs", file=sys.stderr)
-            return 1
+    if "-h" in argv or "--help" in argv:
+        print(USAGE)
         return 0
-    if current != wanted:
-        Path(README).write_text(wanted)
-        print("README.md updated")
+    stale = [p for p in documents() if render_document(p, p.read_text()) != p.read_text()]
+    if "--check" in argv:
+        for p in stale:
+            print(f"{p.relative_to(ROOT)} is out of date: run python -m mailserver docs", file=sys.stderr)
+        return 1 if stale else 0
+    for p in stale:
+        p.write_text(render_document(p, p.read_text()))
+        print(f"{p.relative_to(ROOT)} updated")
     return 0

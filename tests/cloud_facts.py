@@ -124,7 +124,8 @@ def _matches(value: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(value, p) for p in patterns)
 
 
-def _filtered(items: list[dict[str, Any]], filters: list[dict[str, Any]], fields: dict[str, str]) -> list[dict[str, Any]]:
+def _filtered(items: list[dict[str, Any]], filters: list[dict[str, Any]],
+              fields: dict[str, str]) -> list[dict[str, Any]]:
     """The items every filter matches (filters AND). A filter name we do not model fails the test:
     a mock that ignored it would answer more than EC2 does."""
     out = items

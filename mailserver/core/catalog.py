@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 import sys
 from fractions import Fraction
-from typing import Literal
+from pathlib import Path
+from typing import Literal, get_args
 
 TlsMode = Literal["starttls", "implicit", "none"]
 
@@ -53,6 +54,10 @@ SERVICES: tuple[Service, ...] = (
 )
 
 
+# The MX port, the one other mail servers deliver to (the doctor's relay and AUTH probes use it).
+SMTP_PORT = next(s.port for s in SERVICES if s.name == "smtp")
+
+
 def enabled_services(flags: dict[str, bool]) -> tuple[Service, ...]:
     """The services switched on by `flags` (setting name -> bool); others always on."""
     return tuple(s for s in SERVICES if s.optional_setting is None or flags.get(s.optional_setting, True))
@@ -60,6 +65,33 @@ def enabled_services(flags: dict[str, bool]) -> tuple[Service, ...]:
 
 def public_mail_services(flags: dict[str, bool]) -> tuple[Service, ...]:
     return tuple(s for s in enabled_services(flags) if not s.admin_only)
+
+
+# Allowed values of the enumerated settings, each list written once: as a Literal type, which
+# Settings' fields carry (so mypy knows them), and the same values at run time via get_args,
+# which the settings rules accept. Pulumi.yaml's description of each key names exactly these
+# values, in backticks (tests/test_settings.py checks it).
+OsName = Literal["centos-stream-9", "centos-stream-10"]  # os (see OS_IMAGES)
+OS_NAMES: tuple[OsName, ...] = get_args(OsName)
+# acme.sh's home on the host: its account, certificates and cron entry (acme.sh.j2 installs it
+# there; the doctor's renewal check and fix name it).
+ACME_HOME = "/root/.acme.sh"
+AcmeServer = Literal["letsencrypt", "letsencrypt_test"]  # acmeServer (acme.sh's names of the CAs)
+ACME_SERVERS: tuple[AcmeServer, ...] = get_args(AcmeServer)
+InetProtocols = Literal["ipv4", "ipv6", "all"]  # inetProtocols (postfix inet_protocols)
+INET_PROTOCOLS: tuple[InetProtocols, ...] = get_args(InetProtocols)
+Relay = Literal["none", "ses"]  # relay: direct delivery, or Amazon SES (see SES_SMTP_HOST)
+RELAYS: tuple[Relay, ...] = get_args(Relay)
+DmarcPolicy = Literal["none", "quarantine", "reject"]  # dmarcPolicy (RFC 7489 p=)
+DMARC_POLICIES: tuple[DmarcPolicy, ...] = get_args(DmarcPolicy)
+MtaStsMode = Literal["testing", "enforce"]  # mtaStsMode (RFC 8461 policy mode)
+MTA_STS_MODES: tuple[MtaStsMode, ...] = get_args(MtaStsMode)
+BareNewline = Literal["normalize", "reject", "no"]  # smtpdForbidBareNewline (postfix smtpd_forbid_bare_newline)
+BARE_NEWLINE_MODES: tuple[BareNewline, ...] = get_args(BareNewline)
+SmtpTlsLevel = Literal["may", "dane"]  # smtpTlsSecurityLevel (direct delivery; the relay is always encrypt)
+SMTP_TLS_LEVELS: tuple[SmtpTlsLevel, ...] = get_args(SmtpTlsLevel)
+AutoUpdateMode = Literal["all", "security", "off"]  # autoUpdates (dnf-automatic, see AUTO_UPDATES)
+AUTO_UPDATE_MODES: tuple[AutoUpdateMode, ...] = get_args(AutoUpdateMode)
 
 
 # TLS floor for every listener. Written as an exclusion list because postfix 3.5 (Stream 9)
@@ -122,7 +154,14 @@ SNAPSHOT_RETENTION_MAX = 1000  # DLM's limit for a count-based retain rule
 # Daemons that read or write VMAIL_HOME: they must not start while the volume is missing,
 # or they would write mail onto the root disk, under the mount point.
 VMAIL_SERVICES: tuple[str, ...] = ("postfix", "dovecot")
+# Every daemon the mail host runs for mail: the doctor's services check asks each of them.
+MAIL_DAEMONS: tuple[str, ...] = (*VMAIL_SERVICES, "opendkim")
 PASSWORD_SCHEME = "SHA512-CRYPT"
+# Dovecot's sockets that postfix talks to, relative to postfix's queue directory (where
+# postfix's chroot-safe private/ lives): LMTP delivery and SMTP AUTH. main.cf names them that
+# way, dovecot.conf under the queue directory of the Layout.
+LMTP_SOCKET = "private/dovecot-lmtp"
+AUTH_SOCKET = "private/auth"
 # OpenDKIM signs outgoing mail as a milter on loopback (SELinux knows 8891 as milter_port_t).
 OPENDKIM_ADDRESS = "127.0.0.1"
 OPENDKIM_PORT = 8891
@@ -159,7 +198,6 @@ ACME_SH_FILES: tuple[PinnedFile, ...] = (
     _acme_sh_file("acme.sh", "66171c3113f2e36569572edb1656962d63c72862a57e03cbd2a066adaad5e588"),
     _acme_sh_file("dnsapi/dns_cf.sh", "9628ee8238cb3f9cfa1b1a985c0e9593436a3e4f8a9d65a6f775b981be9e76c8"),
 )
-ACME_SERVERS = ("letsencrypt", "letsencrypt_test")
 # Let's Encrypt's certificate lifetimes in days: today's, from 2027-02-10 and from 2028-02-16.
 CERT_LIFETIMES_DAYS: tuple[int, ...] = (90, 64, 45)
 # A certificate is renewed while more than this share of its lifetime is left (the renewal
@@ -184,14 +222,14 @@ XEN_FAMILIES: frozenset[str] = frozenset({
 # e.g. Terraform and AWS-CDK examples filtering name="CentOS Stream 9 aarch64*" together with
 # architecture=arm64.
 CENTOS_AMI_OWNER = "125523088429"
-OS_IMAGES: dict[str, str] = {
+OS_IMAGES: dict[OsName, str] = {
     "centos-stream-9": "CentOS Stream 9 {arch} *",
     "centos-stream-10": "CentOS Stream 10 {arch} *",
 }
 IMAGE_NAME_ARCH: dict[str, str] = {"arm64": "aarch64", "x86_64": "x86_64"}
 
 
-def image_name_pattern(os_name: str, architecture: str) -> str:
+def image_name_pattern(os_name: OsName, architecture: str) -> str:
     """EC2's name filter (wildcards * and ?) for the official images of `os_name` built for
     `architecture` (EC2's spelling: arm64 or x86_64)."""
     return OS_IMAGES[os_name].format(arch=IMAGE_NAME_ARCH[architecture])
@@ -199,7 +237,6 @@ def image_name_pattern(os_name: str, architecture: str) -> str:
 
 # Optional outbound relay (setting `relay`). EC2 blocks outbound port 25 until AWS lifts the
 # limit; Amazon SES's SMTP endpoint listens on 587 (STARTTLS), which EC2 never blocks.
-RELAYS = ("none", "ses")
 SES_SMTP_HOST = "email-smtp.{region}.amazonaws.com"
 SES_SMTP_PORT = 587
 # Custom MAIL FROM (the bounce address SES uses): a subdomain of each mail domain, so SPF
@@ -249,7 +286,7 @@ EL_COMMANDS: dict[str, str] = {"curl": "curl"}
 # Stream 10 epel-release from the distribution's repositories is reported not to install, and
 # EPEL's instructions for CentOS Stream 10 install the URL directly
 # (docs.fedoraproject.org/en-US/epel/getting-started). Both need CRB enabled.
-EPEL_RELEASE: dict[str, tuple[str, ...]] = {
+EPEL_RELEASE: dict[OsName, tuple[str, ...]] = {
     "centos-stream-9": ("epel-release", "https://dl.fedoraproject.org/pub/epel/epel-release-latest-9.noarch.rpm"),
     "centos-stream-10": ("https://dl.fedoraproject.org/pub/epel/epel-release-latest-10.noarch.rpm",),
 }
@@ -277,7 +314,7 @@ class AutoUpdates:
 # Both Stream 9 and 10 run dnf 4 (RHEL 10 documents the dnf-automatic package and its
 # /etc/dnf/automatic.conf); a dnf5 system would need dnf5-plugin-automatic,
 # /etc/dnf/dnf5-plugins/automatic.conf and dnf5-automatic.timer: one more row here.
-AUTO_UPDATES: dict[str, AutoUpdates] = {
+AUTO_UPDATES: dict[OsName, AutoUpdates] = {
     "centos-stream-9": AutoUpdates("dnf-automatic", "/etc/dnf/automatic.conf", "dnf-automatic.timer"),
     "centos-stream-10": AutoUpdates("dnf-automatic", "/etc/dnf/automatic.conf", "dnf-automatic.timer"),
 }
@@ -301,12 +338,12 @@ VERSION_LOCKS: tuple[tuple[str, ...], ...] = (
 VERSIONLOCK_LIST = "/etc/dnf/plugins/versionlock.list"
 
 
-def el_packages(os_name: str) -> tuple[str, ...]:
+def el_packages(os_name: OsName) -> tuple[str, ...]:
     """The distribution's packages the host of `os_name` needs: the common list plus its update tool."""
     return (*EL_PACKAGES, AUTO_UPDATES[os_name].package)
 
 
-def all_el_packages(os_name: str) -> tuple[str, ...]:
+def all_el_packages(os_name: OsName) -> tuple[str, ...]:
     """Every package the host must end up with, EPEL's included."""
     return (*el_packages(os_name), *EPEL_PACKAGES)
 
@@ -360,7 +397,7 @@ EGRESS: tuple[tuple[str, int, int], ...] = (
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
-    """Where things live on a host. PRODUCTION is the EC2 VM; the lab replaces a few fields."""
+    """Where things live on a host. VM_LAYOUT is the EC2 VM; the lab replaces a few fields."""
 
     postfix_dir: str = "/etc/postfix"
     dovecot_dir: str = "/etc/dovecot"
@@ -380,7 +417,9 @@ class Layout:
     # Empty: log to syslog/journald (the VM). The lab has no syslog and sets files.
     postfix_log: str = ""
     dovecot_log: str = ""
-    systemd: bool = True
+    # Which host this layout describes: the EC2 VM (systemd, journald, dnf, its own sshd and
+    # resolver) or the lab (no service manager, log files, never the machine's own host files).
+    target: Literal["vm", "lab"] = "vm"
     # fail2ban: its configuration directory (the package's filter.d/ and action.d/ beside our
     # jail file). Empty run/state/log fields keep the package's defaults (the VM); the lab
     # puts socket, pid, database and log under its root.
@@ -402,6 +441,10 @@ class Layout:
     relayhost: str = ""
 
     @property
+    def vm(self) -> bool:
+        return self.target == "vm"
+
+    @property
     def dovecot_conf(self) -> str:
         return f"{self.dovecot_dir}/dovecot.conf"
 
@@ -421,14 +464,56 @@ class Layout:
         return f"{self.fail2ban_dir}/jail.d/mailserver.local"
 
 
-PRODUCTION = Layout()
+VM_LAYOUT = Layout()
+
+# Where the lab's postfix relays to (relay: ses), a stand-in for Amazon SES. Not port 587:
+# the lab's own submission service holds it on every address. SES listens on 2587 too.
+RELAY_STANDIN = "127.0.0.3"
+RELAY_STANDIN_PORT = 2587
+
+
+def lab_layout(root: Path) -> Layout:
+    """The lab's host (mailserver.lab): the only values it changes from the production host
+    are where things live, and that there is no syslog or systemd. Users, ids, ports and
+    every setting stay."""
+    r = str(root)
+    return dataclasses.replace(
+        VM_LAYOUT,
+        postfix_dir=f"{r}/etc/postfix",
+        dovecot_dir=f"{r}/etc/dovecot",
+        dovecot_base_dir=f"{r}/run/dovecot",
+        queue_dir=f"{r}/spool/postfix",
+        data_dir=f"{r}/lib/postfix",
+        vmail_dir=f"{r}/vmail",
+        cert_file=f"{r}/tls/cert.pem",
+        key_file=f"{r}/tls/key.pem",
+        state_dir=f"{r}/state",
+        opendkim_dir=f"{r}/etc/opendkim",
+        opendkim_conf=f"{r}/etc/opendkim/opendkim.conf",
+        opendkim_run_dir=f"{r}/run/opendkim",
+        postfix_log=f"{r}/log/postfix.log",
+        dovecot_log=f"{r}/log/dovecot.log",
+        target="lab",
+        fail2ban_dir=f"{r}/etc/fail2ban",
+        fail2ban_run_dir=f"{r}/run/fail2ban",
+        fail2ban_db=f"{r}/lib/fail2ban/fail2ban.sqlite3",
+        fail2ban_log=f"{r}/log/fail2ban.log",
+        dns=False,  # the namespace has no resolver: no DNSBL, no DANE
+        postscreen_greet_wait="1s",
+        # Relayed mail (relay: ses) goes to a loopback stand-in, never to SES itself.
+        relayhost=f"[{RELAY_STANDIN}]:{RELAY_STANDIN_PORT}",
+    )
 
 
 def main(argv: list[str]) -> int:
+    usage = "usage: python3 -m mailserver.core.catalog debian-packages   (the lab's and the tests' Debian packages)"
     if argv[1:] == ["debian-packages"]:
         print(" ".join(DEBIAN_PACKAGES))
         return 0
-    print("usage: python3 -m mailserver.core.catalog debian-packages", file=sys.stderr)
+    if argv[1:2] in (["-h"], ["--help"]):
+        print(usage)
+        return 0
+    print(usage, file=sys.stderr)
     return 2
 
 

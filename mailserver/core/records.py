@@ -1,7 +1,8 @@
 """Deliverability and client-setup records: SPF, DMARC, DKIM, MTA-STS, TLS-RPT, CAA and
 RFC 6186/8314 SRV.
 
-Pure functions from settings to `Record`s, with the A and MX records of the mail host. Large receivers (Gmail, Outlook) demand SPF or
+Pure functions from settings to `Record`s, with the A and MX records of the mail host. Large
+receivers (Gmail, Outlook) demand SPF or
 DKIM alignment plus DMARC since 2024; SRV records let mail clients find the right ports by
 themselves. TXT contents are quoted RFC 1035 strings, split at 255 bytes, because that is what
 Cloudflare's API stores without warnings or drift.
@@ -35,13 +36,16 @@ class Record:
     # Structured value for the types Cloudflare takes only that way (SRV, CAA); content
     # then stays the zone-file form, for outputs and for comparing with what DNS serves.
     data: tuple[tuple[str, str | int], ...] = ()
+    # The doctor's check that verifies this record in DNS (an id of mailserver.doctor's
+    # CHECKS), named where the record is planned. Never sent to Cloudflare.
+    check: str = dataclasses.field(kw_only=True)
 
 
 def dns_records(s: Settings, public_ip: str) -> tuple[Record, ...]:
     """The A record of the mail host and one MX per mail domain, each in its own zone."""
-    records = [Record("a-host", s.zone_id(s.hostname_zone), s.hostname, "A", public_ip)]
+    records = [Record("a-host", s.zone_id(s.hostname_zone), s.hostname, "A", public_ip, check="dns-a")]
     for d in s.domains:
-        records.append(Record(f"mx-{d}", s.zone_id(d), d, "MX", s.hostname, priority=10))
+        records.append(Record(f"mx-{d}", s.zone_id(d), d, "MX", s.hostname, priority=10, check="dns-mx"))
     return tuple(records)
 
 
@@ -105,16 +109,16 @@ def deliverability_records(s: Settings) -> tuple[Record, ...]:
         zone = s.zone_id(d)
         # MTA-STS: senders that support it insist on TLS with a valid certificate for our MX
         # (policy served by the Worker); TLS-RPT: where they report failures.
-        out.append(Record(f"mta-sts-{d}", zone, f"_mta-sts.{d}", "TXT", sts))
-        out.append(Record(f"tlsrpt-{d}", zone, f"_smtp._tls.{d}", "TXT", tlsrpt))
-        out.append(Record(f"spf-{d}", zone, d, "TXT", txt(spf(s))))
-        out.append(Record(f"dmarc-{d}", zone, f"_dmarc.{d}", "TXT", txt(dmarc(s))))
+        out.append(Record(f"mta-sts-{d}", zone, f"_mta-sts.{d}", "TXT", sts, check="dns-mta-sts"))
+        out.append(Record(f"tlsrpt-{d}", zone, f"_smtp._tls.{d}", "TXT", tlsrpt, check="dns-tls-rpt"))
+        out.append(Record(f"spf-{d}", zone, d, "TXT", txt(spf(s)), check="dns-spf"))
+        out.append(Record(f"dmarc-{d}", zone, f"_dmarc.{d}", "TXT", txt(dmarc(s)), check="dns-dmarc"))
         if report_domain != d and report_domain in s.domains:
             out.append(Record(f"dmarc-auth-{d}", s.zone_id(report_domain), f"{d}._report._dmarc.{report_domain}",
-                              "TXT", txt("v=DMARC1")))
+                              "TXT", txt("v=DMARC1"), check="dns-dmarc"))
     for tag, value in (("issue", CAA_ISSUER), ("issuewild", ";")):
         out.append(Record(f"caa-host-{tag}", s.zone_id(s.hostname_zone), s.hostname, "CAA", f'0 {tag} "{value}"',
-                          data=(("flags", 0), ("tag", tag), ("value", value))))
+                          data=(("flags", 0), ("tag", tag), ("value", value)), check="dns-caa"))
     return tuple(out)
 
 
@@ -135,7 +139,8 @@ def srv_records(s: Settings) -> tuple[Record, ...]:
                 prio, weight, port, target = 0, 0, 0, "."
             out.append(Record(f"srv-{svc.name}-{d}", s.zone_id(d), name, "SRV", f"{prio} {weight} {port} {target}",
                               priority=prio,
-                              data=(("priority", prio), ("weight", weight), ("port", port), ("target", target))))
+                              data=(("priority", prio), ("weight", weight), ("port", port), ("target", target)),
+                              check="dns-srv"))
     return tuple(out)
 
 
@@ -146,8 +151,14 @@ def planned_records(s: Settings, public_ip: str) -> tuple[Record, ...]:
 
 
 def dkim_record(s: Settings, domain: str, selector: str, public_key_pem: str) -> Record:
-    return Record(f"dkim-{selector}-{domain}", s.zone_id(domain), dkim_name(selector, domain), "TXT",
-                  txt(dkim(public_key_pem)))
+    return dkim_txt_record(s, domain, selector, txt(dkim(public_key_pem)))
+
+
+def dkim_txt_record(s: Settings, domain: str, selector: str, content: str) -> Record:
+    """A selector's DKIM record with the TXT content given as is (the doctor's, read from
+    the stack's outputs: it has no key to derive it from)."""
+    return Record(f"dkim-{selector}-{domain}", s.zone_id(domain), dkim_name(selector, domain), "TXT", content,
+                  check="dns-dkim")
 
 
 def policy_id(text: str) -> str:

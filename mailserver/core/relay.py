@@ -43,12 +43,13 @@ def ses_records(s: Settings, tokens: dict[str, list[str]] | None = None) -> tupl
         found = (tokens or {}).get(d) or [dkim_token_placeholder(d, i) for i in range(catalog.SES_DKIM_TOKENS)]
         for i, token in enumerate(found):
             out.append(Record(f"ses-dkim-{d}-{i}", zone, f"{token}._domainkey.{d}", "CNAME",
-                              catalog.SES_DKIM_TARGET.format(token=token)))
+                              catalog.SES_DKIM_TARGET.format(token=token), check="dns-ses"))
         mail_from = ses_mail_from_domain(d)
         out.append(Record(f"ses-mail-from-mx-{d}", zone, mail_from, "MX",
-                          catalog.SES_FEEDBACK_MX.format(region=s.ses_region), priority=10))
+                          catalog.SES_FEEDBACK_MX.format(region=s.ses_region), priority=10, check="dns-ses"))
         # Quoted: Cloudflare's API stores TXT as RFC 1035 strings and warns about bare ones.
-        out.append(Record(f"ses-mail-from-spf-{d}", zone, mail_from, "TXT", f'"{catalog.SES_MAIL_FROM_SPF}"'))
+        out.append(Record(f"ses-mail-from-spf-{d}", zone, mail_from, "TXT", f'"{catalog.SES_MAIL_FROM_SPF}"',
+                          check="dns-ses"))
     return tuple(out)
 
 

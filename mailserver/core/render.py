@@ -93,7 +93,8 @@ def opendkim_tables(s: Settings, layout: catalog.Layout) -> dict[str, str]:
     names = {d: f"{s.dkim_selector}._domainkey.{d}" for d in s.domains}
     keys = f"{layout.opendkim_dir}/keys"
     return {
-        "KeyTable": _lines((n, f"{d}:{s.dkim_selector}:{keys}/{d}.{s.dkim_selector}.private") for d, n in names.items()),
+        "KeyTable": _lines((n, f"{d}:{s.dkim_selector}:{keys}/{d}.{s.dkim_selector}.private")
+                           for d, n in names.items()),
         "SigningTable": _lines((f"*@{d}", n) for d, n in names.items()),
         "TrustedHosts": "127.0.0.1\n::1\n",
     }
@@ -115,7 +116,7 @@ def relayhost(s: Settings, layout: catalog.Layout) -> str:
     return layout.relayhost or relay.ses_relayhost(s)
 
 
-def render(s: Settings, layout: catalog.Layout = catalog.PRODUCTION) -> Bundle:
+def render(s: Settings, layout: catalog.Layout = catalog.VM_LAYOUT) -> Bundle:
     env = environment()
     services = s.services
     login_services: dict[str, list[catalog.Service]] = {}
@@ -125,54 +126,25 @@ def render(s: Settings, layout: catalog.Layout = catalog.PRODUCTION) -> Bundle:
     ctx = {
         "s": s,
         "layout": layout,
+        # Facts by their catalog names (catalog.VMAIL_USER...); below, only what is worked out.
+        "catalog": catalog,
         "smtp_services": [svc for svc in services if svc.daemon == "postfix"],
         "login_services": login_services,
-        "tls_protocols": catalog.POSTFIX_TLS_PROTOCOLS,
-        "tls_min": catalog.DOVECOT_TLS_MIN,
-        "tls_config_file": catalog.POSTFIX_TLS_CONFIG_FILE,
-        "el_cipher_list": catalog.DOVECOT_EL_CIPHER_LIST,
-        "dh_group": catalog.DH_GROUP,
-        "password_scheme": catalog.PASSWORD_SCHEME,
-        "vmail_user": catalog.VMAIL_USER,
-        "removed_packages": catalog.EL_REMOVED_PACKAGES,
-        "acme_version": catalog.ACME_SH_VERSION,
-        "acme_files": catalog.ACME_SH_FILES,
         "acme_renew_days": certificates.acme_renewal_days(),
-        "acme_attempts": catalog.ACME_RENEWAL_ATTEMPTS,
         "acme_lifetimes": "/".join(map(str, catalog.CERT_LIFETIMES_DAYS)),
         "zone_id": s.zone_id(s.hostname_zone),
         "short_hostname": s.hostname.split(".", 1)[0],
         "relayhost": relayhost(s, layout),
-        "dkim_address": catalog.OPENDKIM_ADDRESS,
-        "dkim_port": catalog.OPENDKIM_PORT,
-        "vmail_fs_label": catalog.VMAIL_FS_LABEL,
-        "vmail_fs_type": catalog.VMAIL_FS_TYPE,
-        "vmail_services": catalog.VMAIL_SERVICES,
         "el_packages": catalog.el_packages(s.os),
-        "epel_packages": catalog.EPEL_PACKAGES,
         "all_packages": catalog.all_el_packages(s.os),
-        "el_commands": catalog.EL_COMMANDS,
         "epel_release": catalog.EPEL_RELEASE[s.os],
-        "crb_repo": catalog.EL_CRB_REPO,
-        "dnf_plugins": catalog.EL_DNF_PLUGINS,
-        "package_tries": catalog.PACKAGE_TRIES,
-        "package_retry_pause": catalog.PACKAGE_RETRY_PAUSE,
         # DNSBL lookups and DANE need DNS, which the lab's namespace does not have.
         "dnsbl_sites": s.postscreen_dnsbl_sites if layout.dns else (),
         "dane": s.smtp_tls_security_level == "dane" and layout.dns,
         "mail_ports": [svc.port for svc in catalog.public_mail_services({"submission": s.submission})],
         "ssh_port": next(svc.port for svc in catalog.SERVICES if svc.daemon == "sshd"),
         "ignoreip": fail2ban_ignoreip(s),
-        "sshd_unit": catalog.SSHD_UNIT,
-        "sshd_commands": catalog.SSHD_COMMANDS,
-        "version_locks": catalog.VERSION_LOCKS,
-        "versionlock_list": catalog.VERSIONLOCK_LIST,
         "auto": catalog.AUTO_UPDATES[s.os],
-        "resolver": catalog.RESOLVER,
-        "root_key": catalog.UNBOUND_ROOT_KEY,
-        "unbound_conf": catalog.UNBOUND_CONF,
-        "resolv_conf": catalog.RESOLV_CONF,
-        "resolver_probe": catalog.RESOLVER_PROBE,
     }
     pf = layout.postfix_dir
     files = [
@@ -189,7 +161,7 @@ def render(s: Settings, layout: catalog.Layout = catalog.PRODUCTION) -> Bundle:
     if layout.fail2ban_run_dir:
         files.append(File(f"{layout.fail2ban_dir}/fail2ban.d/mailserver.local",
                           env.get_template("fail2ban/fail2ban.local.j2").render(ctx)))
-    if layout.systemd:
+    if layout.vm:
         # The host's own sshd, resolver and updates: the VM only, never the lab's machine.
         files += [
             File(catalog.SSHD_DROPIN, env.get_template("host/sshd.conf.j2").render(ctx), mode="0600"),
@@ -200,7 +172,7 @@ def render(s: Settings, layout: catalog.Layout = catalog.PRODUCTION) -> Bundle:
         ]
     ctx["files"] = files
     ctx["postfix_maps"] = [f"{pf}/{name}" for name in ("vmailbox", "virtual", "senders")]
-    names = SCRIPTS + (VM_SCRIPTS if layout.systemd else ())
+    names = SCRIPTS + (VM_SCRIPTS if layout.vm else ())
     scripts = {name: env.get_template(f"scripts/{name}.j2").render(ctx) for name in names}
     ctx["baseline"] = scripts["baseline.sh"]
     # user-data is the VM's alone; the lab's bundle carries one without the package step.

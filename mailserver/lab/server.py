@@ -1,7 +1,7 @@
 """The lab: the bundle the VM receives, run on this machine with real postfix and dovecot.
 
 The same renderer and the same scripts (apply.sh, set-passwords.sh) as on EC2; what differs is
-`lab_layout`: paths under a temporary root, log files instead of syslog, no systemd. The
+`catalog.lab_layout`: paths under a temporary root, log files instead of syslog, no systemd. The
 daemons run in a private network namespace, so they bind the real ports (25, 587, 465, 110,
 143, 993, 995) on loopback without touching the machine's own network or mail system.
 """
@@ -9,10 +9,8 @@ daemons run in a private network namespace, so they bind the real ports (25, 587
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import pwd
-import secrets as pysecrets
 import shutil
 import signal
 import ssl
@@ -24,7 +22,9 @@ from typing import Self
 
 from mailserver import clients
 from mailserver.core import catalog, render
-from mailserver.core.settings import ROOT, Secrets, Settings, parse, read_stack_file
+from mailserver.core.catalog import lab_layout
+from mailserver.core.settings import Secrets, Settings, parse
+from mailserver.core.stack import load_stack, random_passwords
 from mailserver.lab import netns
 from mailserver.waiting import wait_until
 
@@ -32,39 +32,8 @@ LAB_BASE = Path("/var/lib/mailserver-lab")
 # What the fail2ban package installs and our jail file builds on (on EL the package puts
 # the same under /etc/fail2ban); copied into the lab's configuration directory.
 FAIL2BAN_PACKAGE_DIR = Path("/etc/fail2ban")
-FAIL2BAN_PACKAGE_FILES = ("fail2ban.conf", "jail.conf", "paths-common.conf", "paths-debian.conf", "filter.d", "action.d")
-
-
-def lab_layout(root: Path) -> catalog.Layout:
-    """The only values the lab changes from the production host: where things live, and
-    that there is no syslog or systemd. Users, ids, ports and every setting stay."""
-    r = str(root)
-    return dataclasses.replace(
-        catalog.PRODUCTION,
-        postfix_dir=f"{r}/etc/postfix",
-        dovecot_dir=f"{r}/etc/dovecot",
-        dovecot_base_dir=f"{r}/run/dovecot",
-        queue_dir=f"{r}/spool/postfix",
-        data_dir=f"{r}/lib/postfix",
-        vmail_dir=f"{r}/vmail",
-        cert_file=f"{r}/tls/cert.pem",
-        key_file=f"{r}/tls/key.pem",
-        state_dir=f"{r}/state",
-        opendkim_dir=f"{r}/etc/opendkim",
-        opendkim_conf=f"{r}/etc/opendkim/opendkim.conf",
-        opendkim_run_dir=f"{r}/run/opendkim",
-        postfix_log=f"{r}/log/postfix.log",
-        dovecot_log=f"{r}/log/dovecot.log",
-        systemd=False,
-        fail2ban_dir=f"{r}/etc/fail2ban",
-        fail2ban_run_dir=f"{r}/run/fail2ban",
-        fail2ban_db=f"{r}/lib/fail2ban/fail2ban.sqlite3",
-        fail2ban_log=f"{r}/log/fail2ban.log",
-        dns=False,  # the namespace has no resolver: no DNSBL, no DANE
-        postscreen_greet_wait="1s",
-        # Relayed mail (relay: ses) goes to a loopback stand-in, never to SES itself.
-        relayhost=f"[{clients.RELAY_STANDIN}]:{clients.RELAY_STANDIN_PORT}",
-    )
+FAIL2BAN_PACKAGE_FILES = ("fail2ban.conf", "jail.conf", "paths-common.conf", "paths-debian.conf", "filter.d",
+                          "action.d")
 
 
 class LabError(RuntimeError):
@@ -389,21 +358,6 @@ def public_key_pem(private_pem: str) -> str:
                           check=True).stdout
 
 
-def load_stack(stack: str) -> dict[str, object]:
-    path = ROOT / f"Pulumi.{stack}.yaml"
-    if not path.exists():
-        raise LabError(f"no stack file {path}")
-    return read_stack_file(path)
-
-
-def lab_passwords(raw: dict[str, object]) -> list[str]:
-    """Passwords for the lab: the stack's are encrypted (only the Pulumi CLI can read
-    them), so every mailbox gets a fresh random one, printed at start."""
-    mailboxes = raw.get("mailboxes") or []
-    assert isinstance(mailboxes, list)
-    return [f"{m}:{pysecrets.token_urlsafe(12)}" for m in mailboxes]
-
-
 def smoke_check(lab: Lab) -> list[str]:
     """Submit a message on 587, read it back over IMAPS, check that relaying is refused.
     Returns the failures (empty when all is well)."""
@@ -418,7 +372,8 @@ def smoke_check(lab: Lab) -> list[str]:
             conn.login(user, password)
             conn.send_message(msg)
         lab.wait_queue_empty()
-        found = [m for m in clients.imap_messages(993, user, password, lab.tls(), True) if msg["Message-ID"].encode() in m]
+        found = [m for m in clients.imap_messages(993, user, password, lab.tls(), True)
+                 if msg["Message-ID"].encode() in m]
         if not found:
             failures.append("a message submitted on 587 did not arrive in IMAP")
         code, _ = clients.rcpt_reply("victim@elsewhere.example")
@@ -435,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     raw = load_stack(args.stack)
-    raw["mailboxPasswords"] = lab_passwords(raw)
+    raw["mailboxPasswords"] = random_passwords(raw)
     settings, secrets = parse(raw)
     lab = Lab(settings, secrets, keep=args.keep)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

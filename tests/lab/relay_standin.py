@@ -22,7 +22,7 @@ import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, Self
+from typing import ClassVar, Literal, Self
 
 Mode = Literal["accept", "tempfail", "notls"]
 HOSTNAME = "email-smtp.standin.invalid"
@@ -121,101 +121,18 @@ class RelayStandIn:
 
     def _session(self, sock: socket.socket) -> None:
         sock.settimeout(30)
-        conn: socket.socket = sock
-        reader = conn.makefile("rb")
-        tls: str | None = None
-        mechanism: str | None = None
-        user: str | None = None
-        mail_from: str | None = None
-        rcpts: list[str] = []
-
-        def send(line: str) -> None:
-            conn.sendall(line.encode() + b"\r\n")
-
-        def readline() -> str | None:
-            raw = reader.readline(4096)
-            return raw.decode("utf-8", "replace").rstrip("\r\n") if raw else None
-
+        session = _Session(self, sock)
         try:
-            send(f"220 {HOSTNAME} ESMTP stand-in for Amazon SES")
-            while (line := readline()) is not None:
+            session.send(f"220 {HOSTNAME} ESMTP stand-in for Amazon SES")
+            while (line := session.readline()) is not None:
                 verb, _, arg = line.partition(" ")
-                verb = verb.upper()
-                if verb in ("EHLO", "HELO"):
-                    ext = ["8BITMIME", "SIZE 10485760"]
-                    if tls is None and self.mode != "notls":
-                        ext.append("STARTTLS")
-                    if tls is not None:
-                        ext.append("AUTH PLAIN LOGIN")
-                    lines = [HOSTNAME, *ext]
-                    for i, text in enumerate(lines):
-                        send(f"250{' ' if i == len(lines) - 1 else '-'}{text}")
-                    mail_from, rcpts = None, []
-                elif verb == "STARTTLS" and tls is None and self.mode != "notls":
-                    send("220 Ready to start TLS")
-                    conn = self.tls.wrap_socket(conn, server_side=True)
-                    reader = conn.makefile("rb")
-                    tls = conn.version() if isinstance(conn, ssl.SSLSocket) else None
-                    mechanism = user = mail_from = None
-                    rcpts = []
-                elif verb == "AUTH":
-                    if tls is None:
-                        send("530 Must issue a STARTTLS command first")
-                        continue
-                    mech, _, initial = arg.partition(" ")
-                    got = self._auth(mech.upper(), initial, send, readline)
-                    if got is None:
-                        self._note(auth_failed=True)
-                        send("535 Authentication Credentials Invalid")
-                    else:
-                        mechanism, user = mech.upper(), got
-                        send("235 Authentication successful.")
-                elif verb == "MAIL":
-                    sender = arg.split(":", 1)[1].strip().split(" ")[0].strip("<>") if ":" in arg else ""
-                    attempt = Attempt(sender, user is not None, tls, self.mode)
-                    self._note(attempt=attempt)
-                    if user is None:
-                        send("530 Authentication required")
-                    elif self.mode == "tempfail":
-                        send("451 4.3.0 Temporary service failure (stand-in tempfail mode)")
-                    else:
-                        mail_from, rcpts = sender, []
-                        send("250 Ok")
-                elif verb == "RCPT":
-                    if mail_from is None:
-                        send("503 Error: need MAIL command")
-                    else:
-                        rcpts.append(arg.split(":", 1)[1].strip().strip("<>"))
-                        send("250 Ok")
-                elif verb == "DATA":
-                    if mail_from is None or not rcpts:
-                        send("503 Error: need RCPT command")
-                        continue
-                    send("354 End data with <CR><LF>.<CR><LF>")
-                    body = bytearray()
-                    while True:
-                        raw = reader.readline(1 << 20)
-                        if not raw or raw == b".\r\n":
-                            break
-                        body += raw[1:] if raw.startswith(b"..") else raw
-                    got_msg = Received(mail_from, tuple(rcpts), bytes(body), tls, mechanism, user)
-                    self._note(received=got_msg)
-                    mail_from, rcpts = None, []
-                    send("250 Ok 0100standin-000000")
-                elif verb == "RSET":
-                    mail_from, rcpts = None, []
-                    send("250 Ok")
-                elif verb == "NOOP":
-                    send("250 Ok")
-                elif verb == "QUIT":
-                    send("221 Bye")
+                handler = session.handlers.get(verb.upper(), _Session.unknown)
+                if handler(session, arg) is False:
                     return
-                else:
-                    send("502 5.5.2 Command not recognized")
         except (OSError, ssl.SSLError):
             return
         finally:
-            conn.close()
+            session.conn.close()
 
     def _auth(self, mech: str, initial: str, send: Callable[[str], None],
               readline: Callable[[], str | None]) -> str | None:
@@ -245,3 +162,112 @@ class RelayStandIn:
         else:
             return None
         return name if (name, secret) == (self.username, self.password) else None
+
+
+class _Session:
+    """One SMTP session with the stand-in: its state, and one method per verb."""
+
+    def __init__(self, server: RelayStandIn, sock: socket.socket) -> None:
+        self.server = server
+        self.conn: socket.socket = sock
+        self.reader = sock.makefile("rb")
+        self.tls: str | None = None
+        self.mechanism: str | None = None
+        self.user: str | None = None
+        self.mail_from: str | None = None
+        self.rcpts: list[str] = []
+
+    def send(self, line: str) -> None:
+        self.conn.sendall(line.encode() + b"\r\n")
+
+    def readline(self) -> str | None:
+        raw = self.reader.readline(4096)
+        return raw.decode("utf-8", "replace").rstrip("\r\n") if raw else None
+
+    def ehlo(self, arg: str) -> None:
+        ext = ["8BITMIME", "SIZE 10485760"]
+        if self.tls is None and self.server.mode != "notls":
+            ext.append("STARTTLS")
+        if self.tls is not None:
+            ext.append("AUTH PLAIN LOGIN")
+        lines = [HOSTNAME, *ext]
+        for i, text in enumerate(lines):
+            self.send(f"250{' ' if i == len(lines) - 1 else '-'}{text}")
+        self.mail_from, self.rcpts = None, []
+
+    def starttls(self, arg: str) -> None:
+        if self.tls is not None or self.server.mode == "notls":
+            self.unknown(arg)
+            return
+        self.send("220 Ready to start TLS")
+        self.conn = self.server.tls.wrap_socket(self.conn, server_side=True)
+        self.reader = self.conn.makefile("rb")
+        self.tls = self.conn.version() if isinstance(self.conn, ssl.SSLSocket) else None
+        self.mechanism = self.user = self.mail_from = None
+        self.rcpts = []
+
+    def auth(self, arg: str) -> None:
+        if self.tls is None:
+            self.send("530 Must issue a STARTTLS command first")
+            return
+        mech, _, initial = arg.partition(" ")
+        got = self.server._auth(mech.upper(), initial, self.send, self.readline)
+        if got is None:
+            self.server._note(auth_failed=True)
+            self.send("535 Authentication Credentials Invalid")
+        else:
+            self.mechanism, self.user = mech.upper(), got
+            self.send("235 Authentication successful.")
+
+    def mail(self, arg: str) -> None:
+        sender = arg.split(":", 1)[1].strip().split(" ")[0].strip("<>") if ":" in arg else ""
+        self.server._note(attempt=Attempt(sender, self.user is not None, self.tls, self.server.mode))
+        if self.user is None:
+            self.send("530 Authentication required")
+        elif self.server.mode == "tempfail":
+            self.send("451 4.3.0 Temporary service failure (stand-in tempfail mode)")
+        else:
+            self.mail_from, self.rcpts = sender, []
+            self.send("250 Ok")
+
+    def rcpt(self, arg: str) -> None:
+        if self.mail_from is None:
+            self.send("503 Error: need MAIL command")
+            return
+        self.rcpts.append(arg.split(":", 1)[1].strip().strip("<>"))
+        self.send("250 Ok")
+
+    def data(self, arg: str) -> None:
+        if self.mail_from is None or not self.rcpts:
+            self.send("503 Error: need RCPT command")
+            return
+        self.send("354 End data with <CR><LF>.<CR><LF>")
+        body = bytearray()
+        while True:
+            raw = self.reader.readline(1 << 20)
+            if not raw or raw == b".\r\n":
+                break
+            body += raw[1:] if raw.startswith(b"..") else raw
+        self.server._note(received=Received(self.mail_from, tuple(self.rcpts), bytes(body), self.tls,
+                                            self.mechanism, self.user))
+        self.mail_from, self.rcpts = None, []
+        self.send("250 Ok 0100standin-000000")
+
+    def rset(self, arg: str) -> None:
+        self.mail_from, self.rcpts = None, []
+        self.send("250 Ok")
+
+    def noop(self, arg: str) -> None:
+        self.send("250 Ok")
+
+    def quit(self, arg: str) -> bool:
+        self.send("221 Bye")
+        return False
+
+    def unknown(self, arg: str) -> None:
+        self.send("502 5.5.2 Command not recognized")
+
+    handlers: ClassVar[dict[str, Callable[[_Session, str], bool | None]]] = {
+        "EHLO": ehlo, "HELO": ehlo, "STARTTLS": starttls, "AUTH": auth, "MAIL": mail, "RCPT": rcpt,
+        "DATA": data, "RSET": rset, "NOOP": noop, "QUIT": quit,
+    }

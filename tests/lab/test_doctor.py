@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from mailserver import clients, doctor
-from mailserver.core import catalog, records, relay
+from mailserver.core import catalog, records, relay, web
 from mailserver.core.settings import ROOT, Settings
 from mailserver.lab import netns
 from mailserver.lab.server import Lab, public_key_pem
@@ -59,7 +59,7 @@ def served_records(s: Settings, dkim_keys: dict[str, str]) -> dict[str, list[tup
             data = r.content
         out.setdefault(r.fqdn, []).append((r.type, data))
     out[PTR_NAME] = [("PTR", s.hostname + ".")]
-    for _, name in doctor.web.web_hostnames(s):
+    for _, name in web.web_hostnames(s):
         out[name] = [("A", WEB_ADDRESS)]
     return out
 

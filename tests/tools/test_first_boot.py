@@ -38,7 +38,9 @@ echo "dnf $*" >> "$STATE/calls"
 if [ "$1" = config-manager ]; then /usr/bin/touch "$STATE/enabled-$3"; exit 0; fi
 # A flaky network: the first $FAIL_FIRST downloads fail.
 n=$(/usr/bin/cat "$STATE/failures" 2>/dev/null || echo 0)
-if [ "$n" -lt "${FAIL_FIRST:-0}" ]; then echo $((n + 1)) > "$STATE/failures"; echo "Curl error (28): timeout" >&2; exit 1; fi
+if [ "$n" -lt "${FAIL_FIRST:-0}" ]; then
+  echo $((n + 1)) > "$STATE/failures"; echo "Curl error (28): timeout" >&2; exit 1
+fi
 skip=""; pkgs=()
 for a in "$@"; do
   case "$a" in -y|-q|install) ;; --skip-broken) skip=1 ;; *) pkgs+=("$a") ;; esac

@@ -15,9 +15,10 @@ import pytest
 import yaml
 
 from mailserver.core import catalog, render
+from mailserver.core.catalog import lab_layout
 from mailserver.core.render import Bundle
 from mailserver.core.settings import Settings
-from mailserver.lab.server import install_fail2ban_package_files, lab_layout
+from mailserver.lab.server import install_fail2ban_package_files
 from tests.support import STACK_VARIANTS, dev_settings
 from tests.tools.support import run
 
@@ -41,7 +42,7 @@ def tree(bundle: Bundle, tmp_path: Path) -> Path:
 
 
 def test_main_cf_parses_without_warnings(bundle: Bundle, tree: Path) -> None:
-    confdir = tree / "files" / catalog.PRODUCTION.postfix_dir.lstrip("/")
+    confdir = tree / "files" / catalog.VM_LAYOUT.postfix_dir.lstrip("/")
     proc = run(["postconf", "-c", str(confdir), "-n"])
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "", proc.stderr
@@ -59,7 +60,7 @@ def test_main_cf_parses_without_warnings(bundle: Bundle, tree: Path) -> None:
 
 def test_relay_settings_reach_postfix(settings: Settings, tree: Path) -> None:
     """postconf reads the relay block as written: a typo would vanish silently in postfix."""
-    confdir = tree / "files" / catalog.PRODUCTION.postfix_dir.lstrip("/")
+    confdir = tree / "files" / catalog.VM_LAYOUT.postfix_dir.lstrip("/")
     proc = run(["postconf", "-c", str(confdir), "-h", "relayhost", "smtp_sasl_auth_enable",
                 "smtp_sasl_password_maps", "smtp_tls_security_level", "virtual_transport"])
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
@@ -67,7 +68,7 @@ def test_relay_settings_reach_postfix(settings: Settings, tree: Path) -> None:
     assert virtual == "lmtp:unix:private/dovecot-lmtp"  # local mail never goes to the relay
     if settings.relay == "ses":
         assert relayhost == f"[email-smtp.{settings.ses_region}.amazonaws.com]:587"
-        assert (sasl, maps, tls) == ("yes", f"lmdb:{catalog.PRODUCTION.postfix_dir}/sasl_passwd", "encrypt")
+        assert (sasl, maps, tls) == ("yes", f"lmdb:{catalog.VM_LAYOUT.postfix_dir}/sasl_passwd", "encrypt")
     else:
         # Direct delivery: DANE by default (validated by the host's unbound), or may.
         assert (relayhost, sasl, tls) == ("", "no", settings.smtp_tls_security_level)
@@ -76,7 +77,7 @@ def test_relay_settings_reach_postfix(settings: Settings, tree: Path) -> None:
 
 
 def test_master_cf_services_match_the_port_table(settings: Settings, tree: Path) -> None:
-    confdir = tree / "files" / catalog.PRODUCTION.postfix_dir.lstrip("/")
+    confdir = tree / "files" / catalog.VM_LAYOUT.postfix_dir.lstrip("/")
     proc = run(["postconf", "-c", str(confdir), "-M"])
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     inet = {line.split()[0] for line in proc.stdout.splitlines() if line.split()[1] == "inet"}
@@ -107,7 +108,7 @@ def test_user_data_is_valid_cloud_config(settings: Settings, bundle: Bundle, tmp
 def test_every_script_passes_shellcheck(target: str, tmp_path: Path) -> None:
     # direct: relay none, whose scripts take other branches (no relay login to write)
     settings, _ = dev_settings(**({"relay": "none"} if target == "direct" else {}))
-    layout = catalog.PRODUCTION if target == "production" else lab_layout(tmp_path / "root")
+    layout = catalog.VM_LAYOUT if target == "production" else lab_layout(tmp_path / "root")
     b = render.render(settings, layout)
     scripts = []
     for name, text in b.scripts.items():
@@ -116,14 +117,14 @@ def test_every_script_passes_shellcheck(target: str, tmp_path: Path) -> None:
         scripts.append(str(path))
     proc = run(["shellcheck", "--shell=bash", "--severity=style", *scripts])
     assert proc.returncode == 0, proc.stdout
-    assert set(b.scripts) == set(render.SCRIPTS) | (set(render.VM_SCRIPTS) if layout.systemd else set())
+    assert set(b.scripts) == set(render.SCRIPTS) | (set(render.VM_SCRIPTS) if layout.vm else set())
 
 
 # -- abuse defences and host hardening ----------------------------------------------------
 
 
 def test_postscreen_answers_port_25_and_hands_over_to_smtpd(tree: Path) -> None:
-    confdir = tree / "files" / catalog.PRODUCTION.postfix_dir.lstrip("/")
+    confdir = tree / "files" / catalog.VM_LAYOUT.postfix_dir.lstrip("/")
     services = {tuple(line.split()[:2]): line.split()[7] for line in run(["postconf", "-c", str(confdir), "-M"]).stdout.splitlines()}
     assert services[("smtp", "inet")] == "postscreen"
     assert services[("smtpd", "pass")] == "smtpd"
@@ -190,7 +191,7 @@ def fail2ban_dump(jail_file: str, tmp_path: Path) -> str:
 
 
 def test_fail2ban_accepts_the_vm_jails(settings: Settings, bundle: Bundle, tmp_path: Path) -> None:
-    dump = fail2ban_dump(bundle.file(catalog.PRODUCTION.fail2ban_jail).content, tmp_path)
+    dump = fail2ban_dump(bundle.file(catalog.VM_LAYOUT.fail2ban_jail).content, tmp_path)
     for jail, unit in (("postfix-sasl", "postfix.service"), ("dovecot", "dovecot.service"), ("sshd", "sshd.service")):
         assert f"['add', '{jail}', 'systemd']" in dump  # the journal, not a log file
         assert f"_SYSTEMD_UNIT={unit}" in dump
@@ -268,21 +269,21 @@ def test_the_vm_dovecot_keeps_els_tls_defaults(bundle: Bundle, tmp_path: Path) -
     parses a cipher list without asking OpenSSL (Debian's would refuse PROFILE=SYSTEM only when
     dovecot sets up TLS), and reads no <file at parse time, so the VM's file is checked as is."""
     conf = tmp_path / "dovecot.conf"
-    conf.write_text(bundle.file(catalog.PRODUCTION.dovecot_conf).content)
+    conf.write_text(bundle.file(catalog.VM_LAYOUT.dovecot_conf).content)
     proc = run(["doveconf", "-c", str(conf), "-n"])
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     names = ("ssl_cipher_list", "ssl_dh", "ssl", "ssl_min_protocol", "disable_plaintext_auth")
     values = run(["doveconf", "-c", str(conf), "-h", *names]).stdout.splitlines()
     assert dict(zip(names, values, strict=True)) == {
-        "ssl_cipher_list": catalog.DOVECOT_EL_CIPHER_LIST, "ssl_dh": f"<{catalog.PRODUCTION.dovecot_dh_file}",
+        "ssl_cipher_list": catalog.DOVECOT_EL_CIPHER_LIST, "ssl_dh": f"<{catalog.VM_LAYOUT.dovecot_dh_file}",
         "ssl": "required", "ssl_min_protocol": catalog.DOVECOT_TLS_MIN, "disable_plaintext_auth": "yes"}
 
 
 def dh_step(baseline: str, path: Path) -> str:
     """The baseline's ssl_dh step, pointed at `path`."""
-    start = baseline.index(f"dh={catalog.PRODUCTION.dovecot_dh_file}\n")
+    start = baseline.index(f"dh={catalog.VM_LAYOUT.dovecot_dh_file}\n")
     end = baseline.index("\nfi\n", start) + len("\nfi\n")
-    return "set -euo pipefail\n" + baseline[start:end].replace(catalog.PRODUCTION.dovecot_dh_file, str(path), 1)
+    return "set -euo pipefail\n" + baseline[start:end].replace(catalog.VM_LAYOUT.dovecot_dh_file, str(path), 1)
 
 
 def test_the_vm_baseline_writes_dh_parameters_dovecot_can_load_once(tmp_path: Path) -> None:
@@ -324,7 +325,7 @@ def test_the_vm_sshd_jail_catches_sshd_and_sshd_session(program: str, logtype: s
     failed login from either. journal: the line as fail2ban's systemd backend builds it from a
     journal entry ("host program[pid]: message"), as the VM reads it; file: a syslog line."""
     jail = configparser.ConfigParser(interpolation=None)
-    jail.read_string(render.render(dev_settings()[0]).file(catalog.PRODUCTION.fail2ban_jail).content)
+    jail.read_string(render.render(dev_settings()[0]).file(catalog.VM_LAYOUT.fail2ban_jail).content)
     found = re.fullmatch(r"(\w+)\[(.*)\]", jail["sshd"]["filter"])
     assert found, jail["sshd"]["filter"]
     name, options = found.groups()

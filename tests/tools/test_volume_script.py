@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from mailserver.core import catalog, render
-from mailserver.lab.server import lab_layout
+from mailserver.core.catalog import lab_layout
 from tests.support import dev_settings
 
 pytestmark = pytest.mark.root  # loop devices, mkfs, mount

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from mailserver import clients, docs, doctor
-from mailserver.core import catalog, certificates, records
+from mailserver.core import catalog, certificates, records, relay
 from tests.support import dev_settings
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
@@ -64,9 +64,13 @@ def test_every_planned_record_is_covered_by_a_check(overrides: dict[str, object]
     s, _ = dev_settings(**overrides)
     dkim = dict.fromkeys(doctor.dkim_names(s), None)
     expected = doctor.expected_records(s, "192.0.2.1", dkim)
-    checks = {doctor.record_check(rec) for rec, _ in expected}
+    checks = {rec.check for rec, _ in expected}
     for rec in records.planned_records(s, "192.0.2.1"):
         assert any(r == rec for r, _ in expected)  # the doctor's plan is the program's plan
+    # Each record names the check that covers it where it is planned, SES's included.
+    planned = [*records.planned_records(s, "192.0.2.1"), *relay.ses_records(s),
+               *[records.dkim_record(s, d, s.dkim_selector, "") for d in s.domains]]
+    assert {rec.check for rec in planned} <= set(doctor.CHECK_IDS)
     assert checks <= set(doctor.CHECK_IDS)
     assert {"dns-a", "dns-mx", "dns-spf", "dns-dkim", "dns-dmarc", "dns-mta-sts", "dns-tls-rpt", "dns-caa",
             "dns-srv"} <= checks
@@ -162,7 +166,7 @@ def test_check_list_is_one_table_with_ids_fixes_and_both_categories() -> None:
     assert all(c.title and c.verifies and c.fix for c in doctor.CHECKS)
     table = docs.doctor_table()
     assert all(f"| `{i}` |" in table for i in ids)
-    assert f"| `{ids[0]}` |" in docs.README.read_text()
+    assert f"| `{ids[0]}` |" in docs.DOCTOR.read_text()
 
 
 # --- inside checks without a shell, and over ssh -------------------------------------------------
@@ -182,7 +186,7 @@ def test_inside_checks_without_ssh_are_skipped_with_a_fix() -> None:
 class FakeHost:
     """A runner that answers like a production host without fail2ban or snapshots."""
 
-    layout = catalog.PRODUCTION
+    layout = catalog.VM_LAYOUT
     where = "ssh"
 
     def __init__(self) -> None:
@@ -316,7 +320,7 @@ def test_outputs_give_the_ip_and_the_dkim_keys(tmp_path: Path) -> None:
     # SES's Easy DKIM names exist only once SES made the tokens: taken from the outputs.
     assert t.ses_dkim == [("tok1._domainkey.example.com", "tok1.dkim.amazonses.com")]
     expected = doctor.expected_records(s, t.ip, t.dkim, t.ses_dkim)
-    assert ("dns-ses", "tok1.dkim.amazonses.com") in {(doctor.record_check(r), c) for r, c in expected}
+    assert ("dns-ses", "tok1.dkim.amazonses.com") in {(r.check, c) for r, c in expected}
 
 
 # --- review fixes: a failing shell, hung-up servers, relay replies, snapshots, exit codes -----------
@@ -488,8 +492,25 @@ def test_port_25_gets_time_for_postscreens_greeting_whatever_the_timeout() -> No
 def test_setup_failures_exit_2_not_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     # 1 means "the server has an error"; a doctor that could not start must say otherwise.
-    monkeypatch.setattr(doctor, "lookup", lambda res, name, rtype: ([], None))  # the host does not resolve
+    monkeypatch.setattr(doctor.cli, "lookup", lambda res, name, rtype: ([], None))  # the host does not resolve
     assert doctor.main(["--domain", "example.com", "--resolver", "192.0.2.53"]) == 2
     assert "no IP: mail.example.com does not resolve" in capsys.readouterr().err
     assert doctor.main(["--stack", "dev", "--outputs", str(tmp_path / "missing.json")]) == 2
     assert "cannot read the outputs file" in capsys.readouterr().err
+    assert doctor.main(["--stack", "no-such-stack", "--ip", "192.0.2.10"]) == 2
+    assert "no stack file" in capsys.readouterr().err
+
+
+def test_the_doctor_reads_a_stack_without_its_secrets() -> None:
+    # The stack file holds no mailboxPasswords (they are encrypted secrets): the doctor, which
+    # never logs in, needs none and invents none.
+    import argparse
+
+    from mailserver.core.stack import load_stack
+
+    assert "mailboxPasswords" not in load_stack("dev")
+    args = argparse.Namespace(domain=None, stack="dev", host=None, outputs=None, resolver=None, timeout=1.0,
+                              ip="192.0.2.10", ssh=None, inside=None, ssh_option=[], blocklist_resolver=None,
+                              cafile=None, source=None, volume_id=None, aws_region=None)
+    target = doctor.cli.build_target(args)
+    assert target.settings.hostname == "mail.example.com" and target.ip == "192.0.2.10"

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from mailserver.core import catalog, certificates, render
+from mailserver.core.catalog import lab_layout
 from mailserver.core.render import Bundle
-from mailserver.lab.server import lab_layout
 from tests.support import STACK_VARIANTS, dev_settings
 
 
@@ -39,8 +39,8 @@ def test_no_script_or_config_mentions_the_seeds_unsafe_settings(bundle: Bundle) 
 def test_submission_switch_removes_587_everywhere() -> None:
     off, _ = dev_settings(submission=False)
     b = render.render(off)
-    assert "\n587 " not in b.file(f"{catalog.PRODUCTION.postfix_dir}/master.cf").content
-    assert "port = 587" not in b.file(catalog.PRODUCTION.dovecot_conf).content
+    assert "\n587 " not in b.file(f"{catalog.VM_LAYOUT.postfix_dir}/master.cf").content
+    assert "port = 587" not in b.file(catalog.VM_LAYOUT.dovecot_conf).content
 
 
 def test_the_lab_queries_no_dnsbl_and_an_empty_list_turns_them_off(tmp_path: Path) -> None:
@@ -121,7 +121,7 @@ def test_nothing_slow_runs_before_sshd_and_one_chain_marks_failure() -> None:
     steps = chain.split(" && ")
     assert steps[0].endswith("/scripts/packages.sh") and steps[1].endswith("/scripts/baseline.sh")
     written = {f["path"]: f["content"] for f in doc["write_files"]}
-    assert written[f"{catalog.PRODUCTION.state_dir}/scripts/packages.sh"] == \
+    assert written[f"{catalog.VM_LAYOUT.state_dir}/scripts/packages.sh"] == \
         render.render(dev_settings()[0]).scripts["packages.sh"]
 
 

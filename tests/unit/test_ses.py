@@ -70,7 +70,7 @@ def test_ses_records_with_real_tokens() -> None:
 def test_relayhost_is_rendered_once_for_main_cf_and_the_credentials_key() -> None:
     s, _ = dev_settings(relay="ses", sesRegion="ap-southeast-2")
     b = render.render(s)
-    main_cf = b.file(f"{catalog.PRODUCTION.postfix_dir}/main.cf").content
+    main_cf = b.file(f"{catalog.VM_LAYOUT.postfix_dir}/main.cf").content
     relayhost = "[email-smtp.ap-southeast-2.amazonaws.com]:587"
     assert main_cf_value(main_cf, "relayhost") == relayhost
     assert f"relayhost='{relayhost}'" in b.scripts["set-relay-credentials.sh"]

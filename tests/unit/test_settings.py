@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+import typing
 from typing import Any
 
 import pytest
 
-from mailserver.core import settings
+from mailserver.core import catalog, settings, settings_rules
 from mailserver.core.settings import ROOT, Settings, SettingsError
 
 ALICE_PW = "alice-Secr3t-Pa55-d0e1f2"
@@ -242,3 +246,72 @@ def test_dnsbl_lists_and_their_scores_are_accepted() -> None:
                                     "list.dnswl.org=127.0.[0..255].[1;2;3]*-2"], postscreenDnsblThreshold=3)
     assert len(s.postscreen_dnsbl_sites) == 3
     assert parse(postscreenDnsblSites=[]).postscreen_dnsbl_sites == ()
+
+
+# --- settings without secrets, secrets against settings ---------------------------------
+
+
+def test_settings_parse_without_any_secret() -> None:
+    raw = base()
+    del raw["mailboxPasswords"]
+    s = settings.parse_settings(raw)
+    assert s == parse()
+
+
+def test_secrets_are_checked_against_the_settings() -> None:
+    s = parse()
+    assert settings.parse_secrets(base(), s).passwords["bob@example.net"] == BOB_PW
+    with pytest.raises(SettingsError) as info:
+        settings.parse_secrets(base(mailboxPasswords=[f"alice@example.com:{ALICE_PW}"]), s)
+    assert info.value.keys == {"mailboxPasswords"}
+    assert ALICE_PW not in str(info.value)
+
+
+def test_parse_lists_the_problems_of_settings_and_secrets_at_once() -> None:
+    with pytest.raises(SettingsError) as info:
+        settings.parse(base(os="bsd", mailboxPasswords=[f"alice@example.com:{ALICE_PW}"]))
+    assert info.value.keys == {"os", "mailboxPasswords"}
+
+
+def test_the_core_never_imports_pulumi() -> None:
+    """Reading settings is pure: Pulumi's config reaches it through components/config.py."""
+    modules = sorted(f"mailserver.core.{p.stem}" for p in (ROOT / "mailserver" / "core").glob("*.py"))
+    code = f"import sys\nfor m in {modules!r}: __import__(m)\nprint(sorted(m for m in sys.modules if 'pulumi' in m))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# --- the schema, the rules and the types agree ------------------------------------------
+
+
+def test_every_rule_is_for_a_key_of_the_schema() -> None:
+    keys = settings.schema()
+    for table in (settings_rules.RULES, settings_rules.NORMALIZE, settings_rules.DERIVED_DEFAULTS):
+        assert set(table) <= set(keys)
+
+
+def test_pulumi_yaml_names_exactly_the_allowed_values_of_each_enumerated_key() -> None:
+    """Backticks in a key's description mark the values it accepts, and mark nothing else, so
+    the README's config table (generated from the descriptions) says what the rules accept."""
+    enumerated = settings_rules.enumerated()
+    assert {"os", "relay", "acmeServer", "mtaStsMode", "dmarcPolicy", "autoUpdates"} <= set(enumerated)
+    for name, key in settings.schema().items():
+        named = set(re.findall(r"`([^`]+)`", key.description))
+        assert named == set(enumerated.get(name, ())), f"{name}: Pulumi.yaml names {sorted(named)}"
+        if name in enumerated:
+            assert key.default in enumerated[name], name
+
+
+def test_settings_types_each_enumerated_key_as_the_literal_of_its_allowed_values() -> None:
+    hints = typing.get_type_hints(Settings)
+    literal_fields = {f for f, hint in hints.items() if typing.get_origin(hint) is typing.Literal}
+    enumerated = {re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower(): values
+                  for name, values in settings_rules.enumerated().items()}
+    assert literal_fields == set(enumerated)
+    for field, values in enumerated.items():
+        assert typing.get_args(hints[field]) == values, field
+
+
+def test_every_os_has_an_image_epel_and_an_update_tool() -> None:
+    for table in (catalog.OS_IMAGES, catalog.EPEL_RELEASE, catalog.AUTO_UPDATES):
+        assert tuple(table) == catalog.OS_NAMES

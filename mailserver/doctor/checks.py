@@ -1,0 +1,159 @@
+"""The doctor's checks as data. CHECKS is the one list: every result names one of its ids,
+the README's table is generated from it (report.check_table), and its texts cite the
+thresholds below, which the verdicts apply. A check the lab cannot answer says why in
+`lab_skip`; the inside checks' runner then reports it "skipped in lab" (host.check_inside)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from mailserver.core import catalog
+
+Category = Literal["outside", "inside"]
+
+# Certificate expiry, judged against the certificate's own lifetime (notAfter - notBefore), as
+# Let's Encrypt's shrinks from 90 to 64 (2027) and 45 days (2028). Warning: less than
+# catalog.CERT_RENEW_KEEP (a third) of it left. acme.sh renews while more is left, two daily tries
+# before that point (certificates.acme_renewal_days), so less means renewal has failed at least twice.
+# Error: expired, or in the last EXPIRY_ERROR_DAYS, the time left to fix renewal before senders
+# that enforce MTA-STS stop delivering. A fixed floor, because fixing takes the same days whatever
+# the lifetime; only a certificate too short to be warned about for twice that long (under 18
+# days, none of Let's Encrypt's default ones) gets half its warning window instead, so a
+# warning always comes before the error.
+EXPIRY_ERROR_DAYS = 3
+DISK_WARNING_PERCENT, DISK_ERROR_PERCENT = 80, 90
+MEMORY_WARNING_PERCENT, MEMORY_ERROR_PERCENT = 15, 5  # available memory, % of total
+QUEUE_WARNING, QUEUE_ERROR = 20, 200  # messages waiting
+SNAPSHOT_WARNING_HOURS, SNAPSHOT_ERROR_HOURS = 26, 8 * 24
+# A new volume's first snapshot comes with DLM's next daily run (catalog.SNAPSHOT_TIME_UTC):
+# up to 24 h after it was made, plus the time the snapshot takes to complete.
+FIRST_SNAPSHOT_GRACE_HOURS = 27
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    id: str
+    title: str
+    category: Category
+    verifies: str
+    fix: str
+    # Why the lab cannot answer this check (no systemd, no AWS, no route out...): its result
+    # there is "skipped in lab: <lab_skip>". Empty: the lab answers it as the VM would.
+    lab_skip: str = ""
+
+
+CHECKS: tuple[Check, ...] = (
+    Check("dns-a", "Mail host address", "outside",
+          "the mail host name's A record is the server's public IP",
+          "pulumi up restores the record; changes need up to the TTL (300 s) to show"),
+    Check("dns-mx", "MX records", "outside",
+          "each mail domain's MX is exactly the mail host (an extra MX receives your mail elsewhere)",
+          "pulumi up restores the records; delete MX records the stack did not create"),
+    Check("dns-spf", "SPF", "outside",
+          "each domain has exactly one v=spf1 record, the planned one",
+          "pulumi up restores it; merge other senders through spfExtra, never a second SPF record"),
+    Check("dns-dkim", "DKIM keys", "outside",
+          "the public key of every selector is published and matches the key the host signs with",
+          "pulumi up republishes the keys; after a selector change wait for the TTL"),
+    Check("dns-dmarc", "DMARC", "outside",
+          "_dmarc of each domain (and the cross-domain report authorisation) as planned",
+          "pulumi up restores it"),
+    Check("dns-mta-sts", "MTA-STS record", "outside",
+          "_mta-sts TXT carries the id of the policy the Worker serves",
+          "pulumi up restores it (the id changes with the policy)"),
+    Check("dns-tls-rpt", "TLS-RPT record", "outside",
+          "_smtp._tls TXT names the TLS report address", "pulumi up restores it"),
+    Check("dns-caa", "CAA", "outside",
+          "only Let's Encrypt may issue certificates for the mail host",
+          "pulumi up restores it; remove CAA records of other CAs"),
+    Check("dns-srv", "Client SRV records", "outside",
+          "RFC 6186 SRV records point clients to the enabled ports", "pulumi up restores them"),
+    Check("dns-web", "MTA-STS and autoconfig names", "outside",
+          "mta-sts.<domain> and autoconfig.<domain> resolve (the Worker's custom domains)",
+          "pulumi up recreates the Worker's custom domains; check them in the Cloudflare dashboard"),
+    Check("dns-ses", "SES MAIL FROM records", "outside",
+          "with relay ses, the bounce.<domain> MX and SPF that SES's custom MAIL FROM needs",
+          "pulumi up restores them"),
+    Check("ptr", "Reverse DNS", "outside",
+          "the PTR of the IP is the mail host name, and that name resolves back to the IP",
+          "pulumi up sets the PTR (aws.ec2.EipDomainName) once the A record resolves; "
+          "on a new account AWS may need the port-25 form first"),
+    Check("ports", "Public ports", "outside",
+          "every public port of the port table answers its protocol (banner, STARTTLS or implicit TLS)",
+          "check the security group and that the daemon runs (systemctl status postfix dovecot)"),
+    Check("tls-name", "Certificate name", "outside",
+          "the certificate on every TLS port covers the mail host name",
+          "re-run acme.sh for the host name (pulumi up), then systemctl reload postfix dovecot"),
+    Check("tls-chain", "Certificate chain", "outside",
+          "the certificate chains to a trusted root (staging and self-signed are flagged)",
+          "set acmeServer letsencrypt and pulumi up; a self-signed certificate means acme.sh "
+          "has not installed one yet (see the acme step's log)"),
+    Check("tls-expiry", "Certificate expiry", "outside",
+          "more than a third of the certificate's own lifetime (notAfter - notBefore) is left (warning), "
+          f"and it is neither expired nor in its last {EXPIRY_ERROR_DAYS} days (error)",
+          f"renewal is failing: run {catalog.ACME_HOME}/acme.sh --cron on the host and read its output"),
+    Check("tls-version", "TLS 1.2 minimum", "outside",
+          "TLS 1.0 and 1.1 handshakes are refused on every TLS port (a timeout or a failed STARTTLS "
+          "is unknown, not refused)",
+          "restore the rendered main.cf/dovecot.conf (pulumi up re-applies them)"),
+    Check("open-relay", "No open relay", "outside",
+          "port 25 refuses an outside sender's mail to an outside recipient at RCPT as relaying "
+          "(5xx Relay access denied; another refusal, e.g. a blocklisted probe address, is unknown)",
+          "remove wide networks from mynetworks and keep relayRestrictions ending in "
+          "reject_unauth_destination"),
+    Check("auth-before-tls", "No SMTP AUTH without TLS", "outside",
+          "port 25 never offers AUTH; submission offers and accepts it only after STARTTLS",
+          "restore smtpd_tls_auth_only = yes and the per-port settings of master.cf (pulumi up)"),
+    Check("plaintext-login", "No plaintext IMAP/POP3 login", "outside",
+          "IMAP and POP3 offer no login before STARTTLS (IMAP LOGINDISABLED; POP3 CAPA without USER; "
+          "no AUTH PLAIN/LOGIN), read from the capabilities without trying one",
+          "restore disable_plaintext_auth = yes in dovecot.conf (pulumi up)"),
+    Check("blocklists", "Blocklists", "outside",
+          "the IP is on none of the blocklists of the blocklists setting",
+          "ask the list for removal (each has a lookup page), after finding what sent the spam; "
+          "'unknown' means the resolver was refused: use --blocklist-resolver with your own resolver"),
+    Check("outbound-25", "Outbound port 25", "inside",
+          "the host can open a connection to another mail server's port 25",
+          "AWS blocks it on new accounts: file the 'Request to remove email sending limitations' "
+          "form, or set relay ses", lab_skip="the namespace has no route out"),
+    Check("services", "Services running", "inside",
+          "postfix, dovecot and opendkim are running",
+          f"systemctl restart {' '.join(catalog.MAIL_DAEMONS)}; journalctl -u <unit> says why it stopped"),
+    Check("fail2ban", "fail2ban", "inside",
+          "fail2ban runs with every jail the bundle enables (postfix-sasl, dovecot, sshd)",
+          "pulumi up (apply.sh installs fail2ban-server, python3-systemd and nftables; not the fail2ban "
+          "metapackage, whose firewalld would block the mail ports); fail2ban-client status names the jails",
+          lab_skip="no systemd, no fail2ban"),
+    Check("resolver", "Local resolver", "inside",
+          "unbound runs and /etc/resolv.conf sends the host's lookups to it (postscreen's DNSBLs and DANE "
+          "need it: Spamhaus refuses the AWS resolver)",
+          "systemctl status unbound; pulumi up re-runs use-local-resolver.sh, which keeps the switch only "
+          "when unbound answers", lab_skip="the lab has no DNS"),
+    Check("disk", "Disk space", "inside",
+          f"mail, queue and root filesystems below {DISK_WARNING_PERCENT}% (warning) / "
+          f"{DISK_ERROR_PERCENT}% (error) use",
+          "grow the volume (rootVolumeSize) or remove old mail; postfix defers mail when full"),
+    Check("mail-volume", "Mail on its own volume", "inside",
+          f"{catalog.VMAIL_HOME} is the mount point of the mail volume ({catalog.VMAIL_FS_TYPE}, label "
+          f"{catalog.VMAIL_FS_LABEL}), so snapshots cover the mail and a rebuilt instance keeps it",
+          "see the README's restore drill; until it is mounted, mail lands on the root disk, which "
+          "snapshots do not cover and a replaced instance loses", lab_skip="the lab's mail is a directory"),
+    Check("memory", "Memory headroom", "inside",
+          f"more than {MEMORY_WARNING_PERCENT}% (warning) / {MEMORY_ERROR_PERCENT}% (error) of "
+          "memory available", "use a larger instanceType"),
+    Check("queue", "Mail queue", "inside",
+          f"fewer than {QUEUE_WARNING} (warning) / {QUEUE_ERROR} (error) messages wait in the queue",
+          "postqueue -p shows why they wait (blocked port 25, relay refusing, DNS)"),
+    Check("cert-renewal", "Certificate renewal", "inside",
+          "acme.sh's daily cron job is installed and cron runs",
+          "re-run the acme step (pulumi up) and systemctl enable --now crond",
+          lab_skip="the lab's certificate is not from acme.sh"),
+    Check("snapshots", "Snapshots", "inside",
+          f"the data volume has a completed snapshot younger than {SNAPSHOT_WARNING_HOURS} h (warning: "
+          f"{SNAPSHOT_ERROR_HOURS // 24} days); none is ok while the volume is under "
+          f"{FIRST_SNAPSHOT_GRACE_HOURS} h old",
+          "install the AWS CLI with credentials that may ec2:DescribeSnapshots and ec2:DescribeVolumes, and "
+          "give --volume-id (or an outputs file that names the data volume)", lab_skip="no AWS"),
+)
+CHECK_IDS = {c.id: c for c in CHECKS}

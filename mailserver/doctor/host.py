@@ -1,0 +1,259 @@
+"""The inside checks: small shell scripts run as root on the mail host, over ssh (SshRunner)
+or right here (LocalRunner: on the host itself, or in the lab's namespace). One function
+per check, dispatched from INSIDE in CHECKS order by check_inside."""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import subprocess
+from collections.abc import Callable
+from typing import Literal
+
+from mailserver.core import catalog
+from mailserver.doctor.aws import check_snapshots
+from mailserver.doctor.checks import CHECKS, DISK_WARNING_PERCENT, MEMORY_WARNING_PERCENT, QUEUE_WARNING
+from mailserver.doctor.intent import expected_jails
+from mailserver.doctor.target import Runner, Target
+from mailserver.doctor.verdicts import Result, Status, disk_status, memory_status, queue_status, result, show
+
+# Where the outbound-25 check connects: a large receiver that always listens on 25.
+OUTBOUND_PROBE_HOST = "gmail-smtp-in.l.google.com"
+
+
+@dataclasses.dataclass
+class LocalRunner:
+    """The doctor runs on the host itself (or inside the lab's namespace: where="lab")."""
+
+    layout: catalog.Layout
+    where: Literal["ssh", "local", "lab"] = "local"
+    timeout: float = 60.0
+
+    def run(self, script: str) -> tuple[int, str]:
+        proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False,
+                              timeout=self.timeout)
+        return proc.returncode, proc.stdout + proc.stderr
+
+
+@dataclasses.dataclass
+class SshRunner:
+    """`ssh user@host sudo bash -s`: the script travels on stdin, so nothing lands in argv
+    or a file on the host. BatchMode: the doctor never waits for a password prompt."""
+
+    destination: str
+    layout: catalog.Layout = catalog.VM_LAYOUT
+    where: Literal["ssh", "local", "lab"] = "ssh"
+    options: tuple[str, ...] = ()
+    timeout: float = 60.0
+
+    def run(self, script: str) -> tuple[int, str]:
+        argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", *self.options, self.destination,
+                "sudo", "bash", "-s"]
+        try:
+            proc = subprocess.run(argv, input=script, capture_output=True, text=True, check=False,
+                                  timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            return 255, f"ssh timed out after {self.timeout:.0f}s"
+        return proc.returncode, proc.stdout + proc.stderr
+
+
+def services_script(layout: catalog.Layout) -> str:
+    """One line per daemon, "name active|inactive"."""
+    if layout.vm:
+        return f"for u in {' '.join(catalog.MAIL_DAEMONS)}; do echo \"$u $(systemctl is-active \"$u\")\"; done\n"
+    q = shlex.quote
+    return (
+        f"if postfix -c {q(layout.postfix_dir)} status >/dev/null 2>&1; then echo 'postfix active'; "
+        "else echo 'postfix inactive'; fi\n"
+        f"pid=$(cat {q(layout.dovecot_base_dir + '/master.pid')} 2>/dev/null)\n"
+        "if [ -n \"$pid\" ] && kill -0 \"$pid\" 2>/dev/null; then echo 'dovecot active'; "
+        "else echo 'dovecot inactive'; fi\n"
+        f"pid=$(cat {q(layout.opendkim_run_dir + '/opendkim.pid')} 2>/dev/null)\n"
+        "if [ -n \"$pid\" ] && kill -0 \"$pid\" 2>/dev/null; then echo 'opendkim active'; "
+        "else echo 'opendkim inactive'; fi\n"
+    )
+
+
+def meminfo(text: str) -> dict[str, int]:
+    """/proc/meminfo's "Key: number kB" lines; anything else (an error message) is ignored."""
+    out = {}
+    for line in text.splitlines():
+        cols = line.split()
+        if len(cols) >= 2 and cols[0].endswith(":") and cols[1].isdigit():
+            out[cols[0].rstrip(":")] = int(cols[1])
+    return out
+
+
+InsideCheck = Callable[[Target, Runner], list[Result]]
+
+
+def check_outbound_25(t: Target, r: Runner) -> list[Result]:
+    target = f"{OUTBOUND_PROBE_HOST}/{catalog.SMTP_PORT}"
+    code, text = r.run(f"timeout {int(t.timeout) + 2} bash -c 'exec 3<>/dev/tcp/{target} && head -c 3 <&3' 2>&1")
+    ok = code == 0 and text.startswith("220")
+    blocked_status: Status = "warning" if t.settings.relay == "ses" else "error"
+    return [result("outbound-25", "ok" if ok else blocked_status, f"{OUTBOUND_PROBE_HOST}:{catalog.SMTP_PORT}",
+                   "220 greeting",
+                   text.strip()[:60] if ok else "no connection (blocked?)"
+                   + (" - relay ses sends through 587, so only direct delivery is affected"
+                      if t.settings.relay == "ses" else ""))]
+
+
+def check_services(t: Target, r: Runner) -> list[Result]:
+    _, text = r.run(services_script(r.layout))
+    states = dict(line.strip().split(" ", 1) for line in text.splitlines() if " " in line.strip())
+    out = []
+    for name in catalog.MAIL_DAEMONS:
+        state = states.get(name, f"unknown ({text.strip()[:40]})")
+        svc_status: Status = "ok" if state == "active" else "error" if name in states else "unknown"
+        out.append(result("services", svc_status, name, "active", state,
+                          f"systemctl restart {name}; journalctl -u {name} says why it stopped"
+                          if r.layout.vm else f"restart the lab ({name} is down)"))
+    return out
+
+
+def check_fail2ban(t: Target, r: Runner) -> list[Result]:
+    _, text = r.run("if ! systemctl cat fail2ban.service >/dev/null 2>&1; then echo missing; "
+                    "else systemctl is-active fail2ban; "
+                    "fail2ban-client status 2>/dev/null | sed -n 's/.*Jail list:[[:space:]]*//p'; fi")
+    lines = text.strip().splitlines()
+    state = lines[0].strip() if lines else "unknown"
+    jails = expected_jails(t.settings)
+    if state == "missing":
+        return [result("fail2ban", "warning", "fail2ban", "active", "not installed")]
+    if state != "active":
+        return [result("fail2ban", "error", "fail2ban", "active", state,
+                       "systemctl enable --now fail2ban; journalctl -u fail2ban says why it stopped")]
+    loaded = {j.strip() for j in (lines[1] if len(lines) > 1 else "").split(",") if j.strip()}
+    missing = [j for j in jails if j not in loaded]
+    return [result("fail2ban", "error" if missing else "ok", "fail2ban", "jails " + ", ".join(jails),
+                   f"jails {', '.join(sorted(loaded)) or 'none'} loaded"
+                   + (f"; missing {', '.join(missing)}" if missing else ""),
+                   "fail2ban-client -d shows why a jail does not load (a filter that finds no log "
+                   "source, a wrong backend); pulumi up re-applies the jails")]
+
+
+def check_resolver(t: Target, r: Runner) -> list[Result]:
+    _, text = r.run("systemctl is-active unbound; "
+                    f"awk '$1 == \"nameserver\" {{ print $2; exit }}' {catalog.RESOLV_CONF}")
+    lines = text.strip().splitlines() + ["", ""]
+    unbound_state, nameserver = lines[0].strip() or "unknown", lines[1].strip() or "none"
+    uses_it = nameserver == catalog.RESOLVER
+    if unbound_state != "active":
+        # With resolv.conf naming it, the host has no DNS at all: renewals, updates and
+        # outbound mail stop. Without, only the DNSBL and DANE checks are lost.
+        return [result("resolver", "error" if uses_it else "warning", "unbound", "active",
+                       f"unbound {unbound_state}, resolv.conf: {nameserver}")]
+    return [result("resolver", "ok" if uses_it else "warning", catalog.RESOLV_CONF,
+                   f"nameserver {catalog.RESOLVER}", f"nameserver {nameserver}")]
+
+
+def check_disk(t: Target, r: Runner) -> list[Result]:
+    q = shlex.quote
+    paths = " ".join(q(p) for p in (r.layout.vmail_dir, r.layout.queue_dir, "/"))
+    code, text = r.run(f"df -P {paths} 2>/dev/null | tail -n +2")
+    out = []
+    seen = set()
+    for line in text.splitlines():
+        cols = line.split()
+        if len(cols) < 6 or cols[5] in seen or not cols[4].rstrip("%").isdigit():
+            continue
+        seen.add(cols[5])
+        pct = int(cols[4].rstrip("%"))
+        out.append(result("disk", disk_status(pct), cols[5], f"< {DISK_WARNING_PERCENT}% used", f"{pct}% used"))
+    if not seen:
+        out.append(result("disk", "unknown", "filesystems", "df output", text.strip()[:80] or f"exit {code}"))
+    return out
+
+
+def check_mail_volume(t: Target, r: Runner) -> list[Result]:
+    _, text = r.run(f"findmnt -n -o FSTYPE,LABEL --mountpoint {shlex.quote(r.layout.vmail_dir)} || true")
+    fs = text.split()
+    want = f"{catalog.VMAIL_FS_TYPE} {catalog.VMAIL_FS_LABEL}"
+    if not fs:
+        return [result("mail-volume", "error", r.layout.vmail_dir, want, "not a mount point: on the root disk")]
+    return [result("mail-volume", "ok" if " ".join(fs[:2]) == want else "warning", r.layout.vmail_dir,
+                   want, " ".join(fs))]
+
+
+def check_memory(t: Target, r: Runner) -> list[Result]:
+    _, text = r.run("grep -E '^(MemTotal|MemAvailable):' /proc/meminfo")
+    mem = meminfo(text)
+    if mem.get("MemTotal") and "MemAvailable" in mem:
+        avail = 100 * mem["MemAvailable"] / mem["MemTotal"]
+        return [result("memory", memory_status(avail), "memory", f"> {MEMORY_WARNING_PERCENT}% available",
+                       f"{avail:.0f}% available ({mem['MemAvailable'] // 1024} of {mem['MemTotal'] // 1024} MiB)")]
+    return [result("memory", "unknown", "memory", "/proc/meminfo", text.strip()[:80])]
+
+
+def check_queue(t: Target, r: Runner) -> list[Result]:
+    code, text = r.run(f"postqueue -c {shlex.quote(r.layout.postfix_dir)} -j")
+    if code != 0:
+        return [result("queue", "unknown", "queue", "postqueue output", text.strip()[:80] or f"exit {code}")]
+    size = sum(1 for line in text.splitlines() if line.strip().startswith("{"))
+    return [result("queue", queue_status(size), "queue", f"< {QUEUE_WARNING} messages", f"{size} messages")]
+
+
+def check_cert_renewal(t: Target, r: Runner) -> list[Result]:
+    _, text = r.run("crontab -l -u root 2>/dev/null | grep -F 'acme.sh' | grep -F -- '--cron' >/dev/null "
+                    "&& echo job || echo nojob; systemctl is-active crond 2>/dev/null || true")
+    job, cron = (text.split() + ["", ""])[:2]
+    ok = job == "job" and cron == "active"
+    return [result("cert-renewal", "ok" if ok else "error", "acme.sh cron", "cron job and crond active",
+                   f"{'cron job' if job == 'job' else 'no acme.sh cron job'}, crond {cron or 'unknown'}")]
+
+
+def check_snapshots_here(t: Target, r: Runner) -> list[Result]:
+    return check_snapshots(t)
+
+
+# Each inside check's function, by check id (check_inside runs them in CHECKS order).
+INSIDE: dict[str, InsideCheck] = {
+    "outbound-25": check_outbound_25,
+    "services": check_services,
+    "fail2ban": check_fail2ban,
+    "resolver": check_resolver,
+    "disk": check_disk,
+    "mail-volume": check_mail_volume,
+    "memory": check_memory,
+    "queue": check_queue,
+    "cert-renewal": check_cert_renewal,
+    "snapshots": check_snapshots_here,
+}
+# Inside checks that need no shell on the host: the snapshots are asked of the AWS CLI here.
+NO_SHELL_NEEDED = frozenset({"snapshots"})
+
+
+def shell_failure(r: Runner) -> tuple[str, str] | None:
+    """(why, fix) when the runner gives no shell on the host; None when it does. One trivial
+    script first: when ssh or sudo fails, every other script fails the same way, and its
+    error text ("Permission denied (publickey).") must not be read as df or meminfo output."""
+    code, text = r.run("echo doctor-ok")
+    if code == 0 and text.strip().splitlines()[-1:] == ["doctor-ok"]:
+        return None
+    why = show([line for line in text.strip().splitlines() if line.strip()][-1:] or [f"exit {code}"], 160)
+    fix = (f"check that `ssh {r.destination} sudo true` works without a prompt (key, user, "
+           "passwordless sudo)" if isinstance(r, SshRunner) else "run the doctor as root on the host")
+    return why, fix
+
+
+def check_inside(t: Target) -> list[Result]:
+    """Every inside check, in CHECKS order. Without a runner each is skipped; without a shell
+    on the host each that needs one is unknown, with the reason and what to do; in the lab,
+    a check that names a lab_skip reason is skipped with it."""
+    inside = [c for c in CHECKS if c.category == "inside"]
+    r = t.runner
+    if r is None:
+        why = "no --ssh given: inside checks need a shell on the host"
+        return [result(c.id, "skipped", "host", c.verifies, why, "add --ssh ec2-user@<ip>") for c in inside]
+    no_shell = shell_failure(r)
+    out: list[Result] = []
+    for c in inside:
+        if no_shell and c.id not in NO_SHELL_NEEDED:
+            why, fix = no_shell
+            out.append(result(c.id, "unknown", "host", c.verifies, f"no shell on the host: {why}", fix))
+        elif t.lab and c.lab_skip:
+            out.append(result(c.id, "skipped", "host", c.verifies, f"skipped in lab: {c.lab_skip}", ""))
+        else:
+            out.extend(INSIDE[c.id](t, r))
+    return out

@@ -1,0 +1,43 @@
+"""What the doctor examines: the Target (the stack's settings, the server's IP, resolvers,
+timeouts), and the Runner that runs the inside checks' scripts on the host (host.py has
+the ssh and local ones)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from typing import Literal, Protocol
+
+from mailserver.core import catalog
+from mailserver.core.settings import Settings
+
+
+class Runner(Protocol):
+    """Runs a shell script as root on the mail host; `layout` says where things live there."""
+
+    layout: catalog.Layout
+    where: Literal["ssh", "local", "lab"]
+
+    def run(self, script: str) -> tuple[int, str]: ...
+
+
+@dataclasses.dataclass
+class Target:
+    settings: Settings
+    ip: str  # where the ports are probed and whose PTR/blocklist status is looked up
+    dkim: Mapping[str, str | None]  # DKIM TXT name -> expected content (None: presence only)
+    resolver: str | None = None  # None: the system's resolvers
+    blocklist_resolver: str | None = None  # None: the resolver above
+    cafile: str | None = None  # trusted roots; None: the system's
+    source: str | None = None  # source address of every probe
+    timeout: float = 8.0
+    runner: Runner | None = None
+    ses_dkim: Sequence[tuple[str, str]] = ()
+    volume_id: str | None = None
+    aws_region: str | None = None
+    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+
+    @property
+    def lab(self) -> bool:
+        return self.runner is not None and self.runner.where == "lab"
