@@ -49,7 +49,8 @@ def deliver_to(run: Callable[[list[str]], object], stored: Callable[[], int], rc
     before = stored()
     start = time.monotonic()
     smtp_source(run, sessions, count, size, rcpt)
-    wait_until(lambda: stored() - before >= count, timeout, 0.01, f"{count} messages to be stored for {rcpt}", error=BenchError)
+    wait_until(lambda: stored() - before >= count, timeout, 0.01, f"{count} messages to be stored for {rcpt}",
+               error=BenchError)
     done = time.monotonic()  # when they were first seen stored
     time.sleep(0.2)  # anything beyond `count` would show now
     got = stored() - before

@@ -28,7 +28,7 @@ class CountingMonitor(pulumi_mocks.MockMonitor):
     def RegisterResource(self, request: Any) -> Any:
         if request.type != "pulumi:pulumi:Stack":
             self.types[request.type] += 1
-        return super().RegisterResource(request)
+        return super().RegisterResource(request)  # type: ignore[no-untyped-call]
 
 
 def mailboxes(n: int) -> tuple[list[str], dict[str, str]]:
@@ -57,7 +57,7 @@ def evaluate(n: int) -> tuple[float, collections.Counter[str]]:
         for value in values.values():
             await pulumi.Output.from_input(value).future()
 
-    @pulumi.runtime.test
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def run() -> Any:
         return resolve(harness.program.main())
 

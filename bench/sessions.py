@@ -98,7 +98,8 @@ def submission_messages(lab: Lab, port: int, user: str, password: str, rcpt: str
         finally:
             conn.quit()
     rate = in_threads(lab, threads, total, work)
-    wait_until(lambda: stored() - before >= total, 300, 0.05, f"{total} submitted messages to be stored", error=BenchError)
+    wait_until(lambda: stored() - before >= total, 300, 0.05, f"{total} submitted messages to be stored",
+               error=BenchError)
     time.sleep(0.2)
     if stored() - before != total:
         raise BenchError(f"submitted {total} messages on {port}, {stored() - before} stored")

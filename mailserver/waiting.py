@@ -18,8 +18,8 @@ class WaitTimeout(TimeoutError):
     """A condition that did not hold in time."""
 
 
-def wait_until(condition: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.1, what: str = "a condition",
-               *, detail: Callable[[], str] | None = None,
+def wait_until(condition: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.1,
+               what: str = "a condition", *, detail: Callable[[], str] | None = None,
                error: Callable[[str], Exception] = WaitTimeout) -> T:
     """Call `condition` every `interval` seconds until it returns something true, and return
     that. It is called once more at the deadline; if it is still false `timeout` seconds

@@ -104,7 +104,7 @@ NO_RESULTS = "Your query returned no results. Please change your search criteria
 # --- the query engine ---------------------------------------------------------------------
 
 
-class ProviderError(grpc.RpcError):
+class ProviderError(grpc.RpcError):  # type: ignore[misc]  # grpc ships no type hints
     """A provider's failed invoke, as the engine reports it to the program: a gRPC error whose
     details carry the provider's message (the SDK turns it into an Exception with that text)."""
 

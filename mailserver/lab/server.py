@@ -164,8 +164,8 @@ class Lab:
         if pid is None:
             raise LabError("dovecot is not running")
         os.kill(pid, signal.SIGKILL)
-        wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout, 0.05, f"dovecot's master {pid} to go after SIGKILL",
-                   error=LabError)
+        wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout, 0.05,
+                   f"dovecot's master {pid} to go after SIGKILL", error=LabError)
 
     def start_dovecot(self) -> None:
         self.run(["dovecot", "-c", self.layout.dovecot_conf])

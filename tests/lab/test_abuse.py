@@ -149,7 +149,8 @@ def make_imaps(source: str) -> type[clients.IMAPS]:
     return type("BoundIMAPS", (clients.IMAPS,), {"source": source})
 
 
-@pytest.mark.parametrize("jail,port,attacker", [("postfix-sasl", SUBMISSION, "127.0.0.2"), ("dovecot", IMAPS, "127.0.0.6")])
+@pytest.mark.parametrize("jail,port,attacker", [("postfix-sasl", SUBMISSION, "127.0.0.2"),
+                                               ("dovecot", IMAPS, "127.0.0.6")])
 def test_fail2ban_bans_after_the_configured_failures(lab: Lab, jail: str, port: int, attacker: str) -> None:
     def fail() -> None:
         if jail == "postfix-sasl":

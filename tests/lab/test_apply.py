@@ -38,7 +38,8 @@ def deliver(lab: Lab, rcpt: str, subject: str) -> str:
 
 
 def imap_ids(lab: Lab, user: str, password: str) -> set[str]:
-    return {email.message_from_bytes(m)["Message-ID"] for m in clients.imap_messages(993, user, password, lab.tls(), True)}
+    messages = clients.imap_messages(993, user, password, lab.tls(), True)
+    return {email.message_from_bytes(m)["Message-ID"] for m in messages}
 
 
 def test_mailbox_change_takes_effect_and_keeps_stored_mail(lab: Lab) -> None:

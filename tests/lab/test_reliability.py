@@ -311,7 +311,8 @@ class TestOnDisk:
         load.wait_accepted(150)
         lab.kill_dovecot()
         # Mail keeps arriving while nothing can store it: postfix queues it and defers.
-        wait_until(lambda: lab.log()[offset:].count("status=deferred") >= 20, 60, 0.1, "deferrals while dovecot is down")
+        wait_until(lambda: lab.log()[offset:].count("status=deferred") >= 20, 60, 0.1,
+                   "deferrals while dovecot is down")
         load.wait_accepted(350)
         lab.start_dovecot()
         lab.wait_ready()

@@ -55,6 +55,7 @@ EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
 DNS = "cloudflare:index/dnsRecord:DnsRecord"
 COMMAND = "command:remote:Command"
 TOKEN = "cloudflare:index/apiToken:ApiToken"
+WORKER_DOMAIN = "cloudflare:index/workersCustomDomain:WorkersCustomDomain"
 GET_AMI_IDS = "aws:ec2/getAmiIds:getAmiIds"
 GET_AMI = "aws:ec2/getAmi:getAmi"
 VOLUME = "aws:ebs/volume:Volume"
@@ -158,7 +159,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.records: list[Registered] = []
 
     def RegisterResource(self, request: Any) -> Any:
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type == "pulumi:pulumi:Stack":
             return response
         self.records.append(Registered(
@@ -284,7 +285,7 @@ def build(overrides: dict[str, Any] | None = None, passwords: dict[str, str] | N
             out = pulumi.Output.from_input(value)
             exports[key] = Export(await out.future(), await out.is_secret())
 
-    @pulumi.runtime.test
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def run() -> Any:
         return resolve(program.main())
 
@@ -308,7 +309,8 @@ def graph_bundle() -> Any:
     return render.render(s)
 
 
-def run_refused(overrides: dict[str, Any], world: World | None = None) -> tuple[pulumi.RunError, Mocks, RecordingMonitor]:
+def run_refused(overrides: dict[str, Any],
+                world: World | None = None) -> tuple[pulumi.RunError, Mocks, RecordingMonitor]:
     """Run the program on settings or an account it must refuse: the pulumi.RunError it
     raised (Pulumi prints that without a traceback), the mocks and the monitor. Fails when
     the program runs through."""
@@ -318,7 +320,7 @@ def run_refused(overrides: dict[str, Any], world: World | None = None) -> tuple[
     pulumi.runtime.set_all_config(stack_config(overrides))
     raised: list[pulumi.RunError] = []
 
-    @pulumi.runtime.test
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def run() -> None:
         try:
             program.main()

@@ -13,6 +13,7 @@ from tests.program.harness import (
     EIP,
     PTR,
     TLS_KEY,
+    WORKER_DOMAIN,
     Graph,
     build,
     plain,
@@ -101,5 +102,5 @@ def test_ptr_names_the_host_and_waits_for_the_a_record(graph: Graph) -> None:
 def test_worker_hostnames_are_exported_and_attached(graph: Graph) -> None:
     names = {f"{label}.{d}" for d in ("example.com", "example.net") for label in ("mta-sts", "autoconfig")}
     assert set(graph.exports["webHostnames"].value) == names
-    attached = {plain(r.inputs)["hostname"] for r in graph.of("cloudflare:index/workersCustomDomain:WorkersCustomDomain")}
+    attached = {plain(r.inputs)["hostname"] for r in graph.of(WORKER_DOMAIN)}
     assert attached == names

@@ -91,7 +91,8 @@ def test_no_image_for_the_region_stops_with_a_clear_message() -> None:
     ("ami-0c9a1e5d2b3f40002", "t4g.small", "centos-stream-9", "is built for x86_64, but t4g.small runs arm64"),
     ("ami-0a9a1e5d2b3f40004", "t3.small", "centos-stream-9", "is built for arm64, but t3.small runs x86_64"),
     ("ami-0a9a1e5d2b3f40004", "t4g.small", "centos-stream-10", "is 'CentOS Stream 9 aarch64 20251124.0', not an image"),
-    ("ami-0123456789abcdef0", "t4g.small", "centos-stream-9", "EC2 knows no image ami-0123456789abcdef0 in eu-central-1"),
+    ("ami-0123456789abcdef0", "t4g.small", "centos-stream-9",
+     "EC2 knows no image ami-0123456789abcdef0 in eu-central-1"),
 ])
 def test_pinned_ami_that_cannot_boot_this_stack_is_a_settings_error(ami: str, instance_type: str, os_name: str,
                                                                     says: str) -> None:

@@ -125,7 +125,8 @@ def test_every_script_passes_shellcheck(target: str, tmp_path: Path) -> None:
 
 def test_postscreen_answers_port_25_and_hands_over_to_smtpd(tree: Path) -> None:
     confdir = tree / "files" / catalog.VM_LAYOUT.postfix_dir.lstrip("/")
-    services = {tuple(line.split()[:2]): line.split()[7] for line in run(["postconf", "-c", str(confdir), "-M"]).stdout.splitlines()}
+    master_cf = run(["postconf", "-c", str(confdir), "-M"]).stdout
+    services = {tuple(line.split()[:2]): line.split()[7] for line in master_cf.splitlines()}
     assert services[("smtp", "inet")] == "postscreen"
     assert services[("smtpd", "pass")] == "smtpd"
     assert {("dnsblog", "unix"), ("tlsproxy", "unix")} <= set(services)

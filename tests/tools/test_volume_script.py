@@ -221,7 +221,8 @@ def test_refusing_over_root_disk_mail_leaves_nothing_that_would_mount_later(disk
     (disk.mountpoint / "stray.mail").write_text("delivered while the volume was missing\n")
     proc = disk.run()
     assert proc.returncode != 0 and "holds files on the root disk" in proc.stderr
-    assert subprocess.run(["blkid", "-p", device], capture_output=True, check=False).returncode == 2  # still no filesystem
+    blkid = subprocess.run(["blkid", "-p", device], capture_output=True, check=False)
+    assert blkid.returncode == 2  # still no filesystem
     assert disk.fstab.read_text() == FSTAB_HEAD
     assert not disk.units.exists() or not any(disk.units.iterdir())
 

@@ -39,7 +39,8 @@ def test_submission_off_removes_587_only() -> None:
 
 
 def test_ssh_rule_per_admin_cidr_with_the_right_family() -> None:
-    rules = [r for r in firewall.firewall_rules(load(adminCidrs=["203.0.113.0/29", "2001:db8::/48"])) if r.from_port == 22]
+    admins = load(adminCidrs=["203.0.113.0/29", "2001:db8::/48"])
+    rules = [r for r in firewall.firewall_rules(admins) if r.from_port == 22]
     assert {(r.cidr, r.is_ipv6) for r in rules} == {("203.0.113.0/29", False), ("2001:db8::/48", True)}
     assert all(r.direction == "ingress" and r.protocol == "tcp" for r in rules)
 

@@ -19,7 +19,8 @@ IP = "198.51.100.7"
 
 
 def zone(settings: Any) -> list[records.Record]:
-    return [*records.dns_records(settings, IP), *records.deliverability_records(settings), *records.srv_records(settings)]
+    return [*records.dns_records(settings, IP), *records.deliverability_records(settings),
+            *records.srv_records(settings)]
 
 
 @pytest.fixture
@@ -141,7 +142,7 @@ def test_policy_id_changes_when_the_policy_changes() -> None:
         [rec] = [r for r in records.deliverability_records(s) if r.fqdn == "_mta-sts.example.com"]
         tags = parse_tag_value(records.untxt(rec.content).encode())
         assert tags[b"v"] == b"STSv1"
-        return tags[b"id"]
+        return bytes(tags[b"id"])
 
     assert sts_id("testing") != sts_id("enforce")
     assert sts_id("testing") == sts_id("testing")

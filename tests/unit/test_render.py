@@ -55,7 +55,8 @@ def test_the_lab_queries_no_dnsbl_and_an_empty_list_turns_them_off(tmp_path: Pat
 
 
 def test_dnf_automatic_follows_the_setting() -> None:
-    for value, upgrade, apply_updates in (("all", "default", "yes"), ("security", "security", "yes"), ("off", "default", "no")):
+    for value, upgrade, apply_updates in (("all", "default", "yes"), ("security", "security", "yes"),
+                                          ("off", "default", "no")):
         for os_name, auto in catalog.AUTO_UPDATES.items():
             b = render.render(dev_settings(autoUpdates=value, os=os_name)[0])
             conf = configparser.ConfigParser()
@@ -81,7 +82,8 @@ def test_vm_apply_installs_missing_packages_first_and_checks_host_files_before_r
     install_packages = apply.index('bash "$stage/scripts/packages.sh"')
     assert install_packages < apply.index("install_file 0644 root root /etc/postfix/main.cf")
     check = apply[apply.index("check() {"):apply.index("if ! check; then")]
-    for validation in ("sshd -t", f"unbound-checkconf {catalog.UNBOUND_CONF}", "fail2ban-client -c /etc/fail2ban --test"):
+    for validation in ("sshd -t", f"unbound-checkconf {catalog.UNBOUND_CONF}",
+                       "fail2ban-client -c /etc/fail2ban --test"):
         assert validation in check
     reloads = apply[apply.index("if ! check; then"):]
     for step in ("systemctl reload sshd", "systemctl enable unbound", "use-local-resolver.sh",
@@ -158,7 +160,8 @@ def test_selinux_labels_follow_the_mount_and_nothing_disables_selinux() -> None:
     bundle = render.render(dev_settings()[0])
     lines = bundle.scripts["prepare-volume.sh"].splitlines()
     mount = next(i for i, line in enumerate(lines) if line.strip().startswith("mount --fstab"))
-    semanage = next(i for i, line in enumerate(lines) if line.strip().startswith("semanage fcontext -a -t mail_spool_t"))
+    semanage = next(i for i, line in enumerate(lines)
+                    if line.strip().startswith("semanage fcontext -a -t mail_spool_t"))
     restorecon = next(i for i, line in enumerate(lines) if line.strip().startswith("restorecon -R"))
     assert mount < semanage < restorecon
     # one place labels the mail: no other script or first-boot step does it before the mount
