@@ -505,6 +505,61 @@ def lab_layout(root: Path) -> Layout:
     )
 
 
+# --- what the stack file may say, and what the settings may ask of postfix and sshd ------
+
+# The sections of a stack file (Pulumi.<stack>.yaml), as Pulumi's stack settings reference
+# lists them; anything else is a typo that would silently drop what it holds.
+STACK_FILE_SECTIONS: tuple[str, ...] = ("config", "environment", "secretsprovider", "encryptedkey", "encryptionsalt")
+# Config namespaces besides the program's own, and the keys each accepts: the providers the
+# program uses, as their pinned SDKs read them (<package>/config/vars.py; tests compare), and
+# the keys Pulumi's engine reads under pulumi:. A key elsewhere is a typo, and is named.
+PROVIDER_CONFIG_KEYS: dict[str, tuple[str, ...]] = {
+    "aws": (
+        "accessKey", "allowedAccountIds", "assumeRoleWithWebIdentity", "assumeRoles", "customCaBundle",
+        "defaultTags", "ec2MetadataServiceEndpoint", "ec2MetadataServiceEndpointMode", "endpoints",
+        "forbiddenAccountIds", "httpProxy", "httpsProxy", "ignoreTags", "insecure", "maxRetries", "noProxy",
+        "profile", "region", "retryMode", "s3UsEast1RegionalEndpoint", "s3UsePathStyle", "secretKey",
+        "sharedConfigFiles", "sharedCredentialsFiles", "skipCredentialsValidation", "skipMetadataApiCheck",
+        "skipRegionValidation", "skipRequestingAccountId", "stsRegion", "tagPolicyCompliance", "token",
+        "tokenBucketRateLimiterCapacity", "useDualstackEndpoint", "useFipsEndpoint", "userAgents",
+    ),
+    "cloudflare": ("apiKey", "apiToken", "apiUserServiceKey", "baseUrl", "email", "userAgentOperatorSuffix"),
+    "tls": ("proxy",),
+    "command": (),
+    "pulumi": ("disable-default-providers", "tags", "autonaming"),
+}
+
+# smtpd_relay_restrictions may hold only these: ways to refuse, and the two permits that need
+# a known client (mynetworks, itself checked for width) or a password, plus permit_auth_destination,
+# which lets through only mail to our own domains. Everything else can let a stranger relay:
+# permit, permit_mx_backup, permit_tls_*clientcerts, permit_*wl_client, permit_inet_interfaces,
+# check_*_access and lookup tables (they may answer OK), check_policy_service, warn_if_reject
+# (it turns the next refusal into a log line), restriction classes.
+RELAY_PERMITS: tuple[str, ...] = ("permit_mynetworks", "permit_sasl_authenticated", "permit_auth_destination")
+# A list must end with one of these, so what nothing permitted is refused.
+RELAY_REFUSALS: tuple[str, ...] = ("reject_unauth_destination", "defer_unauth_destination", "reject")
+RELAY_RESTRICTIONS: tuple[str, ...] = (
+    *RELAY_PERMITS, *RELAY_REFUSALS, "defer", "reject_unauth_pipelining",
+    "reject_non_fqdn_recipient", "reject_non_fqdn_sender", "reject_non_fqdn_helo_hostname",
+    "reject_invalid_helo_hostname", "reject_unknown_helo_hostname", "reject_unknown_client_hostname",
+    "reject_unknown_reverse_client_hostname", "reject_unknown_recipient_domain", "reject_unknown_sender_domain",
+    "reject_unlisted_recipient", "reject_unlisted_sender", "reject_unverified_recipient", "reject_unverified_sender",
+    "reject_plaintext_session", "reject_multi_recipient_bounce", "reject_sender_login_mismatch",
+    "reject_known_sender_login_mismatch", "reject_authenticated_sender_login_mismatch",
+    "reject_unauthenticated_sender_login_mismatch",
+)
+
+# Users sshd refuses as sshUser: root (the sshd drop-in says PermitRootLogin no), and the
+# system and service accounts of a CentOS Stream mail host, which have no login shell.
+SSH_ROOT_USER = "root"
+SYSTEM_USERS: tuple[str, ...] = (
+    "bin", "daemon", "adm", "lp", "sync", "shutdown", "halt", "mail", "operator", "games", "ftp", "nobody",
+    "sshd", "dbus", "polkitd", "tss", "chrony", "unbound", "systemd-coredump", "systemd-network",
+    "systemd-oom", "systemd-resolve", "systemd-timesync", "rpc", "rpcuser", "sssd", "setroubleshoot",
+    "postfix", "dovecot", "dovenull", "opendkim", VMAIL_USER,
+)
+
+
 def main(argv: list[str]) -> int:
     usage = "usage: python3 -m mailserver.core.catalog debian-packages   (the lab's and the tests' Debian packages)"
     if argv[1:] == ["debian-packages"]:

@@ -4,7 +4,8 @@ The schema (key, type, default) is Pulumi.yaml's `config:` block, read here, so 
 user sees in Pulumi.yaml are the defaults the program uses, under `pulumi up`, under mocks and
 in the lab. Raw values become settings in three steps:
 
-1. coercion to the schema's type, or the schema's default (`_coerced`, here);
+1. coercion to the schema's type, or the schema's default (`_coerced`, here), refusing a control
+   character (a line break...) in any value, and naming any key no one reads, in any namespace;
 2. the one-key rules, a table (settings_rules.RULES), after normalizing (lower case...) and
    filling the defaults built from the primary domain;
 3. the cross-field parsers (settings_checks.CROSS_FIELD), which also derive a few fields.
@@ -21,6 +22,7 @@ receives `Settings`, so no template can put a password into a file that travels 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -31,7 +33,7 @@ import yaml
 
 from mailserver.core import catalog, settings_checks, settings_rules
 from mailserver.core.settings_checks import AWS_REGION_KEY, Alias
-from mailserver.core.settings_rules import MIN_PASSWORD_FLOOR, split_address
+from mailserver.core.settings_rules import MIN_PASSWORD_FLOOR, ascii_address, control_character, split_address
 
 # Defined beside the parsers that use them; importable from here, where settings live.
 __all__ = ["AWS_REGION_KEY", "Alias"]
@@ -180,16 +182,29 @@ def schema(project_file: Path = PROJECT_FILE) -> dict[str, Key]:
 
 
 def read_stack_file(path: Path) -> dict[str, Any]:
-    """Raw `mailserver:*` values of a Pulumi.<stack>.yaml, plus its aws:region. Encrypted
-    values are left out: only the Pulumi CLI can decrypt them."""
+    """Raw values of a Pulumi.<stack>.yaml: the `mailserver:*` ones by their key alone, every
+    other one under its full name (aws:region...), for parse to read aws:region and to name
+    the keys it does not know. Encrypted values of the program's keys are left out: only the
+    Pulumi CLI can decrypt them. A section of the file Pulumi does not know is refused here."""
     doc = yaml.safe_load(path.read_text()) or {}
-    raw = {}
+    if not isinstance(doc, dict) or not isinstance(doc.get("config") or {}, dict):
+        raise SettingsError([Problem(f"{path.name}:config", "is not a mapping of keys to values",
+                                     "write it as Pulumi does: config: then one namespace:key: value per line")])
+    unknown = sorted(set(doc) - set(catalog.STACK_FILE_SECTIONS))
+    if unknown:
+        raise SettingsError([Problem(f"{path.name}:{name}", "is not a section of a stack file, so Pulumi ignores "
+                                     "all it holds", f"{_did_you_mean(name, catalog.STACK_FILE_SECTIONS)}(sections: "
+                                     f"{', '.join(catalog.STACK_FILE_SECTIONS)})") for name in unknown])
+    raw: dict[str, Any] = {}
+    keys = schema()
     for full, value in (doc.get("config") or {}).items():
-        ns, _, key = full.partition(":")
-        if ns == PROJECT and not (isinstance(value, dict) and "secure" in value):
-            raw[key] = value
-        elif full == AWS_REGION_KEY:
-            raw[full] = value
+        ns, sep, key = str(full).partition(":")
+        if ns == PROJECT:
+            # A key the program does not know stays, encrypted or not, to be named.
+            if not (isinstance(value, dict) and "secure" in value and key in keys):
+                raw[key] = value
+        else:
+            raw[f"{ns}:{key}" if sep else f":{ns}"] = value
     return raw
 
 
@@ -229,14 +244,20 @@ def _check_settings(raw: Mapping[str, Any], keys: Mapping[str, Key]) -> tuple[di
     """The fields of Settings, and every problem with the non-secret keys."""
     problems: list[Problem] = []
     v = _coerced(raw, {name: key for name, key in keys.items() if not key.secret}, problems)
+    refused = {p.key for p in problems}  # their value is the default now; its rules need not run
     problems += _unknown_keys(raw, keys)
     for name, normalize in settings_rules.NORMALIZE.items():
         v[name] = normalize(v[name])
     primary = settings_checks.primary_domain(v)
     for name, template in settings_rules.DERIVED_DEFAULTS.items():
         v[name] = v[name] or template.format(primary=primary)
-    v[AWS_REGION_KEY] = raw.get(AWS_REGION_KEY)
-    problems += [Problem(*found) for found in settings_rules.check(v, primary)]
+    region = raw.get(AWS_REGION_KEY)
+    if isinstance(region, str) and control_character(region):
+        problems.append(Problem(AWS_REGION_KEY, f"contains a control character ({control_character(region)})",
+                                "pulumi config set aws:region eu-central-1"))
+        region = None
+    v[AWS_REGION_KEY] = region
+    problems += [Problem(*found) for found in settings_rules.check(v, primary, skip=refused)]
 
     def bad(key: str, message: str, fix: str) -> None:
         problems.append(Problem(key, message, fix))
@@ -262,6 +283,8 @@ def _check_secrets(raw: Mapping[str, Any], keys: Mapping[str, Key], mailboxes: I
     """The mailbox passwords, and every problem with the secret keys. No message shows a password."""
     problems: list[Problem] = []
     v = _coerced(raw, {name: key for name, key in keys.items() if key.secret}, problems)
+    if any(p.key == "mailboxPasswords" and "list of strings" in p.message for p in problems):
+        return {}, problems  # not a list: which mailbox lacks a password is not known yet
 
     def bad(key: str, message: str, fix: str) -> None:
         problems.append(Problem(key, message, fix))
@@ -270,31 +293,85 @@ def _check_secrets(raw: Mapping[str, Any], keys: Mapping[str, Key], mailboxes: I
     return passwords, problems
 
 
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"did you mean {close[0]}? " if close else ""
+
+
 def _unknown_keys(raw: Mapping[str, Any], keys: Mapping[str, Key]) -> list[Problem]:
-    return [Problem(name, "is not a setting of this program",
-                    f"remove it, or check the spelling against Pulumi.yaml ({', '.join(keys)})")
-            for name in sorted(set(raw) - set(keys) - {AWS_REGION_KEY})]
+    """A problem for each key no one reads: not in Pulumi.yaml, in a namespace other than the
+    program's and its providers' (mailsrever:domains), or unknown to its provider (aws:regoin).
+    Only names are shown, never a value: a provider key may hold a credential."""
+    problems = []
+    namespaces = [PROJECT, *catalog.PROVIDER_CONFIG_KEYS]
+    for name in sorted(set(raw) - set(keys)):
+        ns, sep, key = name.rpartition(":")
+        if not sep:
+            problems.append(Problem(name, "is not a setting of this program",
+                                    f"{_did_you_mean(name, keys)}remove it, or check the spelling against "
+                                    f"Pulumi.yaml ({', '.join(keys)})"))
+        elif not ns:
+            problems.append(Problem(name, "has no namespace, so Pulumi does not read it",
+                                    f"write it {PROJECT}:{key} or <provider>:{key}"))
+        elif ns not in catalog.PROVIDER_CONFIG_KEYS:
+            close = difflib.get_close_matches(ns, namespaces, n=1, cutoff=0.6)
+            guess = f"{PROJECT}:{key}" if key in keys else f"{close[0]}:{key}" if close else ""
+            problems.append(Problem(name, f"is in namespace {ns}, which neither this program nor its providers read",
+                                    f"{f'did you mean {guess}? ' if guess else ''}use one of the namespaces "
+                                    f"{', '.join(namespaces)}"))
+        elif key not in catalog.PROVIDER_CONFIG_KEYS[ns]:
+            known = catalog.PROVIDER_CONFIG_KEYS[ns]
+            guess = _did_you_mean(key, known)
+            problems.append(Problem(name, f"is not a key the {ns} provider reads",
+                                    f"{guess}remove it, or check the spelling" if guess else
+                                    f"remove it; {ns} reads {', '.join(known) or 'no key at all'}"))
+    return problems
 
 
 def _coerced(raw: Mapping[str, Any], keys: Mapping[str, Key], problems: list[Problem]) -> dict[str, Any]:
-    """Each key's raw value as its schema type, or its default; a placeholder where neither is."""
+    """Each key's raw value as its schema type, else its default, else a placeholder. A value
+    with a control character is refused (an array loses that entry); no secret is shown."""
     v: dict[str, Any] = {}
     for name, key in keys.items():
         coerce, placeholder = _COERCE[key.type]
-        v[name] = placeholder
+        v[name] = key.default if key.has_default else placeholder
         if raw.get(name) is not None:
-            try:
-                v[name] = coerce(name, raw[name])
-            except _Uncoercible as e:
-                # A secret's value is never shown, even when it is of the wrong type.
-                shown = "a secret value" if key.secret else repr(raw[name])
-                problems.append(Problem(name, e.message.format(shown), e.fix))
-        elif key.has_default:
-            v[name] = key.default
-        else:
+            value, found = _coerced_one(name, key, raw[name], coerce)
+            problems += found
+            if value is not None:
+                v[name] = value
+        elif not key.has_default:
             how = "pulumi config set --secret" if key.secret else "pulumi config set"
             problems.append(Problem(name, "is required and not set", f"{how} {name} ... ({key.description})"))
     return v
+
+
+_CONTROL_FIX = "write the value on one line, without control characters (pulumi config set {} 'VALUE')"
+
+
+def _coerced_one(name: str, key: Key, value: Any, coerce: Callable[[str, Any], Any]) -> tuple[Any, list[Problem]]:
+    """One raw value as its schema type (None when refused), and its problems."""
+    if key.type != "array" and isinstance(value, str) and control_character(value):
+        return None, [Problem(name, f"contains a control character ({control_character(value)}), which would "
+                                    "add a line to a configuration file", _CONTROL_FIX.format(name))]
+    try:
+        coerced = coerce(name, value)
+    except _Uncoercible as e:
+        # A secret's value is never shown, even when it is of the wrong type.
+        shown = "a secret value" if key.secret else repr(value)
+        fix = e.fix.replace("pulumi config set", "pulumi config set --secret") if key.secret else e.fix
+        return None, [Problem(name, e.message.format(shown), fix)]
+    if key.type != "array":
+        return coerced.strip() if isinstance(coerced, str) else coerced, []
+    problems, kept = [], []
+    for i, item in enumerate(coerced):
+        if control_character(item):
+            problems.append(Problem(name, f"entry {i} contains a control character ({control_character(item)}), "
+                                          "which would add a line to a configuration file",
+                                    f"write it on one line (pulumi config set --path '{name}[{i}]' 'VALUE')"))
+        else:
+            kept.append(item.strip())
+    return kept, problems
 
 
 class _Uncoercible(Exception):
@@ -310,8 +387,10 @@ def _as_array(name: str, value: Any) -> list[str]:
         except json.JSONDecodeError:
             value = None
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _Uncoercible("must be a list of strings", f"pulumi config set --path '{name}[0]' VALUE")
-    return [v.strip() for v in value]
+        raise _Uncoercible("must be a list of strings",
+                           f"pulumi config rm {name}, then pulumi config set --path '{name}[0]' VALUE, one entry "
+                           "at a time")
+    return list(value)  # stripped once checked for control characters (_coerced_one)
 
 
 def _as_integer(name: str, value: Any) -> int:
@@ -334,7 +413,7 @@ def _as_boolean(name: str, value: Any) -> bool:
 def _as_string(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise _Uncoercible("must be a string, got {}", f"pulumi config set {name} VALUE")
-    return value.strip()
+    return value
 
 
 # Schema type -> (coercion, the placeholder a missing or wrong value gets).
@@ -352,7 +431,7 @@ def _passwords(entries: list[str], mailboxes: list[str], min_len: int, bad: sett
     seen: set[str] = set()
     for i, entry in enumerate(entries):
         address, sep, password = entry.partition(":")
-        address = address.strip().lower()
+        address = ascii_address(address.strip())
         seen.add(address)
         if not sep:
             bad("mailboxPasswords", f"entry {i} is not written address:password",

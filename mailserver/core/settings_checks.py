@@ -14,7 +14,16 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mailserver.core.settings_rules import AWS_REGION, HEX32, dnsbl_site, is_dns_name, network, split_address
+from mailserver.core.settings_rules import (
+    AWS_REGION,
+    HEX32,
+    ascii_address,
+    ascii_name,
+    dnsbl_site,
+    is_dns_name,
+    network_coverage,
+    split_address,
+)
 
 # The one provider setting the program reads: where SES lives when sesRegion is empty. It keeps
 # its namespace in the raw values, since it is not a key of this program.
@@ -56,8 +65,8 @@ def zone_ids(v: Values, bad: Report) -> Derived:
     found: dict[str, str] = {}
     for entry in v["cloudflareZoneIds"]:
         dom, eq, zid = entry.partition("=")
-        dom, zid = dom.strip().lower(), zid.strip().lower()
-        if not eq or not HEX32.match(zid):
+        dom, zid = ascii_name(dom.strip()), zid.strip().lower()
+        if not eq or not HEX32.fullmatch(zid):
             bad("cloudflareZoneIds", f"{entry!r} is not domain=zoneid with a 32-hex zone id",
                 "copy the Zone ID from the domain's Overview page in Cloudflare: "
                 "example.com=023e105f4ecef8ad9ca31a8372d0c353")
@@ -75,15 +84,12 @@ def zone_ids(v: Values, bad: Report) -> Derived:
 
 
 def ssh_from_anywhere(v: Values, bad: Report) -> Derived:
-    """adminCidrs may open SSH to the whole internet only with allowSshFromAnywhere."""
-    for text in v["adminCidrs"]:
-        try:
-            net = network(text)
-        except ValueError:
-            continue
-        if net.prefixlen == 0 and not v["allowSshFromAnywhere"]:
-            bad("adminCidrs", f"{net} opens SSH to the whole internet",
-                "use your own address range, or set allowSshFromAnywhere true to accept the risk")
+    """adminCidrs may open SSH to the whole internet only with allowSshFromAnywhere: 0.0.0.0/0,
+    or anything that together covers as much as address_space calls wide (its two halves...)."""
+    covered = network_coverage(v["adminCidrs"])
+    if covered.wide_families() and not v["allowSshFromAnywhere"]:
+        bad("adminCidrs", f"{', '.join(v['adminCidrs'])} together cover {covered.describe()}: SSH open to the "
+            "internet at large", "use your own address range, or set allowSshFromAnywhere true to accept the risk")
     return {}
 
 
@@ -103,6 +109,7 @@ def aliases(v: Values, bad: Report) -> Derived:
     found = _alias_entries(v, bad)
     _role_aliases(found, v)
     _alias_targets(found, v, bad)
+    _alias_loops(found, bad)
     dmarc = _report_address(v, "dmarcReportAddress", "dmarc-reports", found, bad)
     tls_rpt = _report_address(v, "tlsRptAddress", "tls-reports", found, bad)
     return {"aliases": tuple(Alias(s, t) for s, t in found.items()),
@@ -113,8 +120,8 @@ def _alias_entries(v: Values, bad: Report) -> dict[str, tuple[str, ...]]:
     found: dict[str, tuple[str, ...]] = {}
     for entry in v["aliases"]:
         source, eq, rest = entry.partition("=")
-        source = source.strip().lower()
-        targets = tuple(t.strip().lower() for t in rest.split(",") if t.strip())
+        source = ascii_address(source.strip())
+        targets = tuple(ascii_address(t.strip()) for t in rest.split(",") if t.strip())
         parts = split_address(source)
         if not eq or not targets:
             bad("aliases", f"{entry!r} is not written source=target[,target]",
@@ -158,6 +165,36 @@ def _alias_targets(found: Mapping[str, tuple[str, ...]], v: Values, bad: Report)
                     "add the mailbox, or point the alias at an existing one")
 
 
+def _alias_loops(found: Mapping[str, tuple[str, ...]], bad: Report) -> None:
+    """No alias reaches itself, directly (a=a) or through others (a=b, b=a; any length): postfix
+    would expand it until it gives up, and the mail bounces. One depth-first walk over the
+    aliases (iterative, so a long chain cannot exhaust Python's stack); each edge back to an
+    alias still on the walk's path closes a loop, named once with its chain."""
+    on_path, finished, reported = set(), set(), set()
+    for root in found:
+        if root in finished:
+            continue
+        path, pending = [root], [iter(found[root])]
+        on_path.add(root)
+        while pending:
+            target = next(pending[-1], None)
+            if target is None:
+                pending.pop()
+                on_path.discard(alias := path.pop())
+                finished.add(alias)
+            elif target in on_path:
+                loop = path[path.index(target):]
+                if frozenset(loop) not in reported:
+                    reported.add(frozenset(loop))
+                    bad("aliases", f"{' -> '.join([*loop, target])} is a loop: postfix expands it until it gives "
+                        "up, and the mail bounces", "point one of these aliases at a mailbox" if len(loop) > 1
+                        else f"remove {target} from its own targets")
+            elif target in found and target not in finished:
+                path.append(target)
+                pending.append(iter(found[target]))
+                on_path.add(target)
+
+
 def _report_address(v: Values, key: str, local: str, found: dict[str, tuple[str, ...]], bad: Report) -> str:
     """A report mailbox (DMARC, TLS-RPT). Left empty, it is an alias to the first mailbox,
     created here so reports never bounce."""
@@ -177,7 +214,7 @@ def _report_address(v: Values, key: str, local: str, found: dict[str, tuple[str,
 
 def mydestination(v: Values, bad: Report) -> Derived:
     """No mail domain in mydestination (directly, or as $mydomain): it would deliver to shell accounts."""
-    tokens = {t for t in re.split(r"[,\s]+", v["mydestination"].lower()) if t}
+    tokens = {ascii_name(t) for t in re.split(r"[,\s]+", v["mydestination"].lower()) if t}
     for d in v["domains"]:
         if d in tokens or (d == v["mydomain"] and "$mydomain" in tokens):
             bad("mydestination", f"lists the mail domain {d}, which would deliver to shell accounts",
@@ -212,7 +249,7 @@ def ses_region(v: Values, bad: Report) -> Derived:
     if not region:
         bad("sesRegion", "relay is ses, but sesRegion is empty and the stack has no aws:region",
             "pulumi config set aws:region eu-central-1, or pulumi config set sesRegion <a region with SES>")
-    elif not AWS_REGION.match(region):
+    elif not AWS_REGION.fullmatch(region):
         bad("sesRegion", f"the stack's aws:region {region!r} is not an AWS region",
             "fix aws:region, or pulumi config set sesRegion eu-central-1")
     return {"ses_region": region}
