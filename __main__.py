@@ -20,9 +20,9 @@ def main() -> dict[str, Any]:
     try:
         settings, secrets = config.from_pulumi_config()
         placement = preflight.resolve(settings, aws_lookup.look_up(settings))
-    except SettingsError as e:
+        bundle = render.render(settings)
+    except (SettingsError, render.UnsafeValue) as e:
         raise pulumi.RunError(str(e)) from None
-    bundle = render.render(settings)
     server = MailServer("mail", MailServerArgs(settings=settings, secrets=secrets, bundle=bundle,
                                                placement=placement))
 

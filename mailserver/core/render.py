@@ -12,11 +12,13 @@ import gzip
 import hashlib
 import io
 import tarfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from mailserver.core import catalog, certificates, relay
 from mailserver.core.settings import Secrets, Settings
+from mailserver.core.settings_rules import control_character, network_coverage
 from mailserver.core.templates import environment
 
 # Where the bundle is unpacked on a host: files/ mirrors the target paths, scripts/ runs.
@@ -65,6 +67,60 @@ class Bundle:
         return hashlib.sha256(self.tarball()).hexdigest()
 
 
+# --- the second line of defence ---------------------------------------------------------
+#
+# parse_settings refuses every value below; the renderer checks again, whatever built the
+# Settings (dataclasses.replace, a future code path), so no value can add a line or a
+# parameter to a file the host installs.
+
+# Fields written as phrases, with spaces between their words: the greeting, and the postfix
+# lists written in one parameter. Every other string is one word of a file: a space in it
+# would add a word (another user to AllowUsers, another option to a command, another
+# parameter to master.cf's -o list).
+_PHRASE_FIELDS = frozenset({"smtpd_banner", "mydestination", "inet_interfaces", "ssh_public_key"})
+# Reaches no template (it becomes the EC2 key pair), so only control characters matter there.
+_UNRENDERED_FIELDS = frozenset({"ssh_public_key"})
+# Characters that end a quoted string in a shell script or dovecot.conf, or run a command.
+_QUOTING = ('"', "'", "`", "\\", "$(")
+
+
+class UnsafeValue(ValueError):
+    """A value that would add a line, a word or a parameter to a rendered file. Says which
+    field and why; never the value (a mistaken paste may hold a key or a password)."""
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string inside a Settings field (tuples, pairs, Alias)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _strings(item)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            yield from _strings(getattr(value, f.name))
+
+
+def _unsafe(field: str, text: str) -> str | None:
+    control = control_character(text)
+    if control:
+        return f"contains a control character ({control}), which would add a line to a configuration file"
+    if field not in _PHRASE_FIELDS and any(c.isspace() for c in text):
+        return "contains white space, which would add a word (a parameter, a user, an argument) where one belongs"
+    if field not in _UNRENDERED_FIELDS and any(q in text for q in _QUOTING):
+        return "contains a quote, a backslash or $(, which would break out of a quoted string in a script"
+    return None
+
+
+def check_values(s: Settings) -> None:
+    """Raise UnsafeValue if any string of `s` could add a line or a parameter to a rendered file."""
+    for f in dataclasses.fields(s):
+        for text in _strings(getattr(s, f.name)):
+            why = _unsafe(f.name, text)
+            if why:
+                raise UnsafeValue(f"refusing to render: settings field {f.name} {why}")
+
+
 def _lines(pairs: Iterable[tuple[str, str]]) -> str:
     return "".join(f"{k} {v}\n" for k, v in pairs)
 
@@ -101,9 +157,11 @@ def opendkim_tables(s: Settings, layout: catalog.Layout) -> dict[str, str]:
 
 
 def fail2ban_ignoreip(s: Settings) -> list[str]:
-    """Addresses fail2ban never bans: the host's trusted clients and the operator's networks.
-    postfix writes IPv6 networks in brackets ([::1]/128), fail2ban without."""
-    nets = [n.replace("[", "").replace("]", "") for n in (*s.mynetworks, *s.admin_cidrs)]
+    """Addresses fail2ban never bans: the host's trusted clients and the operator's networks,
+    unless those cover the internet at large (allowSshFromAnywhere): then fail2ban would ban
+    no one, on any port. postfix writes IPv6 networks in brackets ([::1]/128), fail2ban without."""
+    admin = () if network_coverage(s.admin_cidrs).wide_families() else s.admin_cidrs
+    nets = [n.replace("[", "").replace("]", "") for n in (*s.mynetworks, *admin)]
     return list(dict.fromkeys(nets))
 
 
@@ -117,6 +175,7 @@ def relayhost(s: Settings, layout: catalog.Layout) -> str:
 
 
 def render(s: Settings, layout: catalog.Layout = catalog.VM_LAYOUT) -> Bundle:
+    check_values(s)
     env = environment()
     services = s.services
     login_services: dict[str, list[catalog.Service]] = {}
@@ -182,7 +241,12 @@ def render(s: Settings, layout: catalog.Layout = catalog.VM_LAYOUT) -> Bundle:
 
 
 def password_stdin(s: Settings, secrets: Secrets) -> str:
-    """The stdin of set-passwords.sh: one "address<TAB>password" line per mailbox."""
+    """The stdin of set-passwords.sh: one "address<TAB>password" line per mailbox. A control
+    character in either would make another line, another mailbox: refused, the password unshown."""
+    check_values(s)
+    for m in s.mailboxes:
+        if control_character(secrets.passwords[m]):
+            raise UnsafeValue(f"refusing to write the passwords: the password of {m} contains a control character")
     return "".join(f"{m}\t{secrets.passwords[m]}\n" for m in s.mailboxes)
 
 
@@ -193,6 +257,8 @@ def dkim_stdin(s: Settings, private_keys: Mapping[str, str]) -> str:
 
 def relay_credentials_stdin(username: str, password: str) -> str:
     """The stdin of set-relay-credentials.sh: one "username<TAB>password" line."""
+    if control_character(username) or control_character(password):
+        raise UnsafeValue("refusing to write the relay credentials: they contain a control character")
     return f"{username}\t{password}\n"
 
 
