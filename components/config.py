@@ -2,31 +2,37 @@
 
 Pulumi wiring only: the raw values go to mailserver/core/settings.py, which validates them and
 knows nothing of Pulumi.
+
+Every value is read as the raw text Pulumi holds (arrays as JSON text), never through the
+typed getters (get_object, get_int...): those raise Pulumi's own ConfigTypeError, whose message
+prints the value, secret or not, and stops at the first problem. settings checks each value's
+shape and type, lists every problem, and never shows a secret.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import pulumi
 from pulumi.runtime import config as runtime_config
 
 from mailserver.core import settings
 
 
 def raw_config() -> dict[str, Any]:
-    """The stack's `mailserver:*` values that are set (secrets decrypted), plus aws:region."""
-    cfg = pulumi.Config(settings.PROJECT)
-    keys = settings.schema()
+    """Every config key of the stack: the `mailserver:*` ones by their key alone, with their
+    raw value (secrets decrypted, not yet checked); aws:region with its value; every other key
+    under its full name with no value, so that settings can name a key nobody reads
+    (mailsrever:domains, aws:regoin) without ever holding a provider's credential."""
     present = {*runtime_config.CONFIG.get(), *runtime_config.get_config_env()}
     raw: dict[str, Any] = {}
-    for full in present:
-        ns, _, name = full.partition(":")
-        if ns == settings.PROJECT:
-            key = keys.get(name)
-            raw[name] = cfg.get_object(name) if key is not None and key.type == "array" else cfg.get(name)
-    # The provider's region, for sesRegion's default.
-    raw[settings.AWS_REGION_KEY] = pulumi.Config("aws").get("region")
+    for full in sorted(present):
+        ns, sep, name = full.partition(":")
+        if ns == settings.PROJECT and sep:
+            raw[name] = runtime_config.get_config(full)
+        elif full == settings.AWS_REGION_KEY:
+            raw[full] = runtime_config.get_config(full)  # sesRegion's default
+        else:
+            raw[full if sep else f":{full}"] = None
     return raw
 
 

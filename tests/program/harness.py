@@ -317,7 +317,7 @@ def run_refused(overrides: dict[str, Any],
     mocks = Mocks(world)
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project="mailserver", stack="test", preview=False, monitor=monitor)
-    pulumi.runtime.set_all_config(stack_config(overrides))
+    pulumi.runtime.set_all_config(stack_config(overrides), secret_keys=["mailserver:mailboxPasswords"])
     raised: list[pulumi.RunError] = []
 
     @pulumi.runtime.test  # type: ignore[untyped-decorator]
