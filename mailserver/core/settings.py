@@ -384,7 +384,7 @@ def _as_array(name: str, value: Any) -> list[str]:
     if isinstance(value, str):  # the Pulumi SDK hands arrays over as JSON text
         try:
             value = json.loads(value)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than Python's stack
             value = None
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise _Uncoercible("must be a list of strings",

@@ -21,6 +21,7 @@ ALICE = PASSWORDS["alice@example.com"]
     json.dumps([[f"alice@example.com:{ALICE}"]]),  # a list of lists
     json.dumps(f"alice@example.com:{ALICE}"),  # a JSON string
     f"[alice@example.com:{ALICE}",  # half a list
+    "[" * 100_000 + f'"alice@example.com:{ALICE}"' + "]" * 100_000,  # nested deeper than Python's stack
 ])
 def test_a_secret_of_the_wrong_shape_is_named_and_never_shown(value: str) -> None:
     message = refused_before_any_resource({"mailboxPasswords": value})
