@@ -138,6 +138,7 @@ HOSTILE: list[tuple[str, Any, str]] = [
     ("smtpdAuthRateLimit", 10**9, "use 30"),
     ("postscreenDnsblThreshold", 10**9, "use 3"),
     ("postscreenDnsblSites", ["zen.spamhaus.org=127.0.0.[2..11]*99999999999"], "name[=reply filter][*weight]"),
+    ("postscreenDnsblSites", ["bl.example=127.0.0.2*" + "9" * 5000], "name[=reply filter][*weight]"),  # int() limit
     # Names that are not what they look like.
     ("domains", ["stra\u00dfe.example", "example.net"], "xn--"),  # IDNA 2003 and 2008 disagree on it
     ("domains", ["xn--zzzz.example", "example.net"], "xn--"),  # not punycode

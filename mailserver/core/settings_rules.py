@@ -53,7 +53,7 @@ _BANNER_MAX = 200
 _MYDESTINATION_TOKEN = re.compile(r"^(?:localhost\.)?(?:\$(?:myhostname|mydomain)|\$\{(?:myhostname|mydomain)\})$")
 # A postscreen DNSBL entry: domain, optional reply filter (=127.0.0.[2..11], ;-separated
 # patterns allowed) and optional integer weight (*3, negative for allowlists).
-_DNSBL_SITE = re.compile(r"^(?P<domain>[a-z0-9.-]+)(=(?P<filter>[0-9.;\[\]]+))?(\*(?P<weight>-?\d+))?$")
+_DNSBL_SITE = re.compile(r"^(?P<domain>[a-z0-9.-]+)(=(?P<filter>[0-9.;\[\]]+))?(\*(?P<weight>-?\d{1,9}))?$")
 _DNSBL_OCTET = re.compile(r"^(\d{1,3}|\[\d{1,3}(\.\.\d{1,3})?(;\d{1,3}(\.\.\d{1,3})?)*\])$")
 MIN_PASSWORD_FLOOR = 8
 MAX_PASSWORD_LENGTH = 128
