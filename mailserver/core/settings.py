@@ -21,8 +21,10 @@ receives `Settings`, so no template can put a password into a file that travels 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
+import functools
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -172,13 +174,18 @@ class Key:
 
 
 def schema(project_file: Path = PROJECT_FILE) -> dict[str, Key]:
-    """The config keys declared in Pulumi.yaml, in declaration order."""
-    doc = yaml.safe_load(project_file.read_text())
-    keys = {}
-    for name, spec in doc["config"].items():
-        keys[name] = Key(name, spec["type"], spec["description"], spec.get("default"),
-                         "default" in spec, bool(spec.get("secret", False)))
-    return keys
+    """The config keys declared in Pulumi.yaml, in declaration order. Each call gets its own
+    copy of the defaults (lists), so no caller can change another's."""
+    return {name: dataclasses.replace(key, default=copy.deepcopy(key.default))
+            for name, key in _schema(project_file.read_text())}
+
+
+@functools.lru_cache(maxsize=4)
+def _schema(text: str) -> tuple[tuple[str, Key], ...]:
+    """Pulumi.yaml's keys, parsed once per text (parsing it takes PyYAML tens of milliseconds)."""
+    doc = yaml.safe_load(text)
+    return tuple((name, Key(name, spec["type"], spec["description"], spec.get("default"), "default" in spec,
+                            bool(spec.get("secret", False)))) for name, spec in doc["config"].items())
 
 
 def read_stack_file(path: Path) -> dict[str, Any]:

@@ -313,3 +313,15 @@ def test_ssh_from_anywhere_does_not_exempt_the_internet_from_fail2ban() -> None:
     s = dev_settings(adminCidrs=["0.0.0.0/1", "128.0.0.0/1", "::/0"], allowSshFromAnywhere=True)[0]
     assert render.fail2ban_ignoreip(s) == ["127.0.0.1/32", "::1/128"]
     assert render.fail2ban_ignoreip(dev_settings()[0]) == ["127.0.0.1/32", "::1/128", "198.51.100.7/32"]
+
+
+JUNK: list[Any] = [0, -1, 10**30, True, 1.5, [1], [[]], {"a": 1}, "9" * 5000, "[" * 50_000, "\u202e"]
+
+
+@pytest.mark.parametrize("key", schema_keys(), ids=lambda k: k.name)
+def test_junk_of_any_type_is_a_settings_error_never_a_traceback(key: settings.Key) -> None:
+    for junk in JUNK:
+        try:
+            settings.parse(dev_raw(**{key.name: junk}))
+        except SettingsError as e:
+            assert e.problems
