@@ -136,6 +136,7 @@ HOSTILE: list[tuple[str, Any, str]] = [
     ("fail2banBanTime", 10**10, "at most"),
     ("fail2banFindTime", 10**10, "at most"),
     ("smtpdAuthRateLimit", 10**9, "use 30"),
+    ("dataVolumeSize", 1.5, "<number>"),  # a YAML float that int() would cut to 1
     ("postscreenDnsblThreshold", 10**9, "use 3"),
     ("postscreenDnsblSites", ["zen.spamhaus.org=127.0.0.[2..11]*99999999999"], "name[=reply filter][*weight]"),
     ("postscreenDnsblSites", ["bl.example=127.0.0.2*" + "9" * 5000], "name[=reply filter][*weight]"),  # int() limit

@@ -402,8 +402,8 @@ def _as_array(name: str, value: Any) -> list[str]:
 
 def _as_integer(name: str, value: Any) -> int:
     try:
-        if isinstance(value, bool):
-            raise TypeError
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise TypeError  # int() would read true as 1 and cut 1.5 down to 1
         return int(value)
     except (TypeError, ValueError):
         raise _Uncoercible("must be a whole number, got {}", f"pulumi config set {name} <number>") from None
