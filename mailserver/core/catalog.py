@@ -98,6 +98,19 @@ AUTO_UPDATE_MODES: tuple[AutoUpdateMode, ...] = get_args(AutoUpdateMode)
 # does not understand the ">=TLSv1.2" form that 3.6 introduced.
 POSTFIX_TLS_PROTOCOLS = "!SSLv2, !SSLv3, !TLSv1, !TLSv1.1"
 DOVECOT_TLS_MIN = "TLSv1.2"
+# Cipher suites postfix's server never offers, at every security level (smtpd_tls_exclude_ciphers,
+# in postfix's syntax: OpenSSL cipher names or "+"-joined properties). Postfix's cipher grades
+# ("medium" on every port) include the anonymous suites (ADH-*, AECDH-*) and drop them only when
+# the server asks for client certificates (postconf(5), smtpd_tls_mandatory_ciphers), which ours
+# never does: on Debian's OpenSSL 3, ports 25, 587 and 465 all completed anonymous handshakes.
+# They authenticate nobody, so a man in the middle reads everything. The others are gone from
+# OpenSSL 3 or below its security level today, and named so that a lower level (EL's LEGACY
+# crypto policy, another OpenSSL build) cannot bring them back: no encryption (eNULL), export
+# grade, DES, 3DES (64-bit blocks: SWEET32), RC4, MD5. kRSA, RSA key transport, has no forward
+# secrecy: a key stolen later decrypts every recorded session (our certificates are ECDSA, which
+# cannot do kRSA; this guards a switch to RSA). Dovecot's own list (the lab) leaves all of these
+# out already; EL's PROFILE=SYSTEM (dovecot on the VM) all but kRSA, which needs an RSA certificate.
+POSTFIX_TLS_EXCLUDE_CIPHERS: tuple[str, ...] = ("aNULL", "eNULL", "EXPORT", "DES", "3DES", "RC4", "MD5", "kRSA")
 
 # EL's system-wide crypto policy (update-crypto-policies(8)) reaches OpenSSL applications in
 # two ways: openssl.cnf, which sets the protocol floor, security level, groups and signature
@@ -386,6 +399,8 @@ DEBIAN_PACKAGES: tuple[str, ...] = (
     "openssh-server",
     # mkfs.xfs and xfs_growfs: the test of prepare-volume.sh formats and grows loop devices.
     "xfsprogs",
+    # testssl (Debian's testssl.sh) scans every TLS port of the lab (tests/lab/test_tls_scan.py).
+    "testssl.sh",
 )
 
 # Outbound traffic the host needs: SMTP to other MXes, DNS, HTTP(S) for packages and ACME, NTP.

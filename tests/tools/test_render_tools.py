@@ -53,7 +53,11 @@ def test_main_cf_parses_without_warnings(bundle: Bundle, tree: Path) -> None:
     # EL's crypto policy reaches postfix through openssl.cnf, as in EL's own package: loaded,
     # and postfix's cipher grades left as EL's main.cf leaves them.
     assert settings["tls_config_file"] == catalog.POSTFIX_TLS_CONFIG_FILE
-    assert not [k for k in settings if k.startswith("tls_") and k.endswith("_cipherlist")]
+    grades = ("export", "low", "medium", "high", "null")
+    assert not [k for k in settings if k in {f"tls_{g}_cipherlist" for g in grades}]
+    # Within those grades: no anonymous or other weak suite, and the server's order (issue 13).
+    assert settings["smtpd_tls_exclude_ciphers"] == ", ".join(catalog.POSTFIX_TLS_EXCLUDE_CIPHERS)
+    assert settings["tls_preempt_cipherlist"] == "yes"
     assert "reject_unauth_destination" in settings["smtpd_relay_restrictions"]
     assert not any(v.startswith(("hash:", "btree:")) for v in settings.values()), "Stream 10 has no Berkeley DB"
 
