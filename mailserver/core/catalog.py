@@ -179,6 +179,23 @@ AUTH_SOCKET = "private/auth"
 OPENDKIM_ADDRESS = "127.0.0.1"
 OPENDKIM_PORT = 8891
 DKIM_KEY_BITS = 2048  # EL's dovecot lacks libsodium: no ARGON2 there.
+# The header fields OpenDKIM signs (SignHeaders): what a reader sees and a forger would change.
+# Who wrote it, to whom, whom a reply goes to, what it says and when (RFC 5322's originator,
+# destination, identification and informational fields), and how the body is to be read (the
+# MIME fields: change Content-Type or Content-Transfer-Encoding and the same signed bytes show
+# another text). The list replaces OpenDKIM's default (opendkim.conf(5)); Sender is kept from
+# that default because clients show it ("on behalf of").
+DKIM_SIGNED_HEADERS: tuple[str, ...] = (
+    "From", "Sender", "Reply-To", "To", "Cc", "Subject", "Date", "Message-ID", "In-Reply-To", "References",
+    "MIME-Version", "Content-Type", "Content-Transfer-Encoding",
+)
+# Oversigned (OversignHeaders): named in the signature once more than they occur, so a copy added
+# anywhere later, or one added where the message had none, breaks the signature. A verifier checks
+# the last copy of a field (RFC 6376 5.4.2) while a mail client may show the first: without this,
+# a second From or Subject added above the signed one would still verify and be what the reader
+# sees (RFC 6376 8.15). Every signed field may occur at most once (RFC 5322 3.6, RFC 2045), so a
+# second copy is never legitimate and every one is oversigned.
+DKIM_OVERSIGNED_HEADERS: tuple[str, ...] = DKIM_SIGNED_HEADERS
 
 # acme.sh: a pinned release, so a new upstream version never changes a running server unseen.
 # 3.1.3 (tag commit 76d1377f, 2026-04-28) is the newest release and the first whose default
