@@ -88,7 +88,7 @@ MtaStsMode = Literal["testing", "enforce"]  # mtaStsMode (RFC 8461 policy mode)
 MTA_STS_MODES: tuple[MtaStsMode, ...] = get_args(MtaStsMode)
 BareNewline = Literal["normalize", "reject", "no"]  # smtpdForbidBareNewline (postfix smtpd_forbid_bare_newline)
 BARE_NEWLINE_MODES: tuple[BareNewline, ...] = get_args(BareNewline)
-SmtpTlsLevel = Literal["may", "dane"]  # smtpTlsSecurityLevel (direct delivery; the relay is always encrypt)
+SmtpTlsLevel = Literal["may", "dane"]  # smtpTlsSecurityLevel (direct delivery; the relay is always secure)
 SMTP_TLS_LEVELS: tuple[SmtpTlsLevel, ...] = get_args(SmtpTlsLevel)
 AutoUpdateMode = Literal["all", "security", "off"]  # autoUpdates (dnf-automatic, see AUTO_UPDATES)
 AUTO_UPDATE_MODES: tuple[AutoUpdateMode, ...] = get_args(AutoUpdateMode)
@@ -269,6 +269,9 @@ def image_name_pattern(os_name: OsName, architecture: str) -> str:
 # limit; Amazon SES's SMTP endpoint listens on 587 (STARTTLS), which EC2 never blocks.
 SES_SMTP_HOST = "email-smtp.{region}.amazonaws.com"
 SES_SMTP_PORT = 587
+# The OS's CA bundle on EL 9 and 10 (ca-certificates; a link into /etc/pki/ca-trust/extracted,
+# which update-ca-trust rebuilds): postfix verifies the relay's certificate against it (Layout).
+EL_CA_BUNDLE = "/etc/pki/tls/certs/ca-bundle.crt"
 # Custom MAIL FROM (the bounce address SES uses): a subdomain of each mail domain, so SPF
 # passes for a name that aligns with the From domain (DMARC relaxed alignment).
 SES_MAIL_FROM_LABEL = "bounce"
@@ -471,6 +474,13 @@ class Layout:
     # settings name (SES's endpoint in sesRegion). The lab sets a loopback stand-in, so no
     # test ever talks to SES; main.cf and the credentials file take the same value.
     relayhost: str = ""
+    # The relay's certificate must be signed by a CA in this file (smtp_tls_CAfile): the OS's
+    # bundle on the VM, a CA of the lab's own in the lab (its stand-in for SES has no public
+    # certificate).
+    relay_ca_file: str = EL_CA_BUNDLE
+    # The name the relay's certificate must carry. Empty: the relayhost's host name (SES's
+    # endpoint); the lab's relayhost is an address, so the lab names its stand-in here.
+    relay_cert_name: str = ""
 
     @property
     def vm(self) -> bool:
@@ -502,6 +512,8 @@ VM_LAYOUT = Layout()
 # the lab's own submission service holds it on every address. SES listens on 2587 too.
 RELAY_STANDIN = "127.0.0.3"
 RELAY_STANDIN_PORT = 2587
+# The name on the stand-in's certificate (.invalid: it can never be a real host, RFC 2606).
+RELAY_STANDIN_NAME = "email-smtp.standin.invalid"
 
 
 def lab_layout(root: Path) -> Layout:
@@ -534,6 +546,10 @@ def lab_layout(root: Path) -> Layout:
         postscreen_greet_wait="1s",
         # Relayed mail (relay: ses) goes to a loopback stand-in, never to SES itself.
         relayhost=f"[{RELAY_STANDIN}]:{RELAY_STANDIN_PORT}",
+        # Trusted for the relay: a test CA that the relay tests write here (the lab's own trust,
+        # never the machine's bundle), and the name the stand-in's certificate carries.
+        relay_ca_file=f"{r}/tls/relay-ca.pem",
+        relay_cert_name=RELAY_STANDIN_NAME,
     )
 
 

@@ -66,16 +66,21 @@ def test_relay_settings_reach_postfix(settings: Settings, tree: Path) -> None:
     """postconf reads the relay block as written: a typo would vanish silently in postfix."""
     confdir = tree / "files" / catalog.VM_LAYOUT.postfix_dir.lstrip("/")
     proc = run(["postconf", "-c", str(confdir), "-h", "relayhost", "smtp_sasl_auth_enable",
-                "smtp_sasl_password_maps", "smtp_tls_security_level", "virtual_transport"])
+                "smtp_sasl_password_maps", "smtp_tls_security_level", "virtual_transport", "smtp_tls_CAfile",
+                "smtp_tls_secure_cert_match"])
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
-    relayhost, sasl, maps, tls, virtual = proc.stdout.splitlines()
+    relayhost, sasl, maps, tls, virtual, cafile, cert_match = proc.stdout.splitlines()
     assert virtual == "lmtp:unix:private/dovecot-lmtp"  # local mail never goes to the relay
     if settings.relay == "ses":
-        assert relayhost == f"[email-smtp.{settings.ses_region}.amazonaws.com]:587"
-        assert (sasl, maps, tls) == ("yes", f"lmdb:{catalog.VM_LAYOUT.postfix_dir}/sasl_passwd", "encrypt")
+        endpoint = f"email-smtp.{settings.ses_region}.amazonaws.com"
+        assert relayhost == f"[{endpoint}]:587"
+        assert (sasl, maps, tls) == ("yes", f"lmdb:{catalog.VM_LAYOUT.postfix_dir}/sasl_passwd", "secure")
+        # the relay's certificate: from a CA of the OS's bundle, for the endpoint's name
+        assert (cafile, cert_match) == (catalog.EL_CA_BUNDLE, endpoint)
     else:
         # Direct delivery: DANE by default (validated by the host's unbound), or may.
         assert (relayhost, sasl, tls) == ("", "no", settings.smtp_tls_security_level)
+        assert (cafile, cert_match) == ("", "nexthop, dot-nexthop")  # postfix's defaults, unused
         dns_level = run(["postconf", "-c", str(confdir), "-h", "smtp_dns_support_level"]).stdout.strip()
         assert dns_level == ("dnssec" if tls == "dane" else "")
 
