@@ -116,6 +116,13 @@ def relayhost(s: Settings, layout: catalog.Layout) -> str:
     return layout.relayhost or relay.ses_relayhost(s)
 
 
+def relay_cert_name(s: Settings, layout: catalog.Layout) -> str:
+    """The name the relay's certificate must carry: SES's endpoint, or the lab's stand-in."""
+    if s.relay == "none":
+        return ""
+    return layout.relay_cert_name or relay.ses_endpoint(s)
+
+
 def render(s: Settings, layout: catalog.Layout = catalog.VM_LAYOUT) -> Bundle:
     env = environment()
     services = s.services
@@ -135,6 +142,7 @@ def render(s: Settings, layout: catalog.Layout = catalog.VM_LAYOUT) -> Bundle:
         "zone_id": s.zone_id(s.hostname_zone),
         "short_hostname": s.hostname.split(".", 1)[0],
         "relayhost": relayhost(s, layout),
+        "relay_cert_name": relay_cert_name(s, layout),
         "el_packages": catalog.el_packages(s.os),
         "all_packages": catalog.all_el_packages(s.os),
         "epel_release": catalog.EPEL_RELEASE[s.os],
