@@ -386,6 +386,9 @@ def all_el_packages(os_name: OsName) -> tuple[str, ...]:
 # image's 50-redhat.conf and cloud-init's 50-cloud-init.conf: sshd keeps the first value it
 # reads, so ours win.
 SSHD_DROPIN = "/etc/ssh/sshd_config.d/01-mailserver.conf"
+# The host key pulumi-command pins, installed at first boot (mailserver/core/hostkey.py);
+# the public half is this path with .pub.
+SSH_HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
 # The programs that log sshd's authentication failures, and their unit. OpenSSH 9.8 moved
 # authentication into sshd-session (RHEL 10 ships 9.9), older ones log it as sshd. fail2ban's
 # stock sshd filter, in Debian's 1.0.2 and EPEL's 1.1.0 alike, knows only sshd (fail2ban issue

@@ -15,7 +15,7 @@ import tarfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from mailserver.core import catalog, certificates, relay
+from mailserver.core import catalog, certificates, hostkey, relay
 from mailserver.core.settings import Secrets, Settings
 from mailserver.core.templates import environment
 
@@ -185,8 +185,26 @@ def render(s: Settings, layout: catalog.Layout = catalog.VM_LAYOUT) -> Bundle:
     ctx["baseline"] = scripts["baseline.sh"]
     # user-data is the VM's alone; the lab's bundle carries one without the package step.
     ctx["packages_script"] = scripts.get("packages.sh", "")
+    ctx.update(host_key_context(s))
+    ctx["host_key_script"] = compact_python(env.get_template("fetch-host-key.py.j2").render(ctx))
     user_data = env.get_template("user-data.yaml.j2").render(ctx)
     return Bundle(files=tuple(files), scripts=scripts, user_data=user_data)
+
+
+def compact_python(text: str) -> str:
+    """A Python script without its comment lines and blank lines, for user-data (16 KB at most
+    on EC2). Only whole-line comments go; the template keeps them for its readers."""
+    return "".join(line + "\n" for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+
+
+def host_key_context(s: Settings) -> dict[str, object]:
+    """What the first-boot fetch of the SSH host key is rendered with (mailserver/core/hostkey.py)."""
+    directory, name = catalog.SSH_HOST_KEY.rsplit("/", 1)
+    return {
+        "host_key_parameter": hostkey.parameter_name(s), "host_key_dir": directory, "host_key_name": name,
+        "fetch_marker": hostkey.FETCH_MARKER, "fetch_tries": hostkey.FETCH_TRIES, "fetch_pause": hostkey.FETCH_PAUSE,
+        "fetch_timeout": hostkey.FETCH_TIMEOUT, "fetch_deadline": hostkey.FETCH_DEADLINE,
+    }
 
 
 def password_stdin(s: Settings, secrets: Secrets) -> str:
