@@ -33,6 +33,9 @@ def main() -> dict[str, Any]:
         "dnsRecords": server.dns_records,
         "clientSettings": outputs.client_settings(settings),
         "sshCommand": server.public_ip.apply(lambda ip: outputs.ssh_command(settings, ip)),
+        # The host key every pulumi-command connection insists on, as a known_hosts line.
+        "sshKnownHosts": pulumi.Output.all(server.public_ip, server.host.host_key).apply(
+            lambda v: outputs.known_hosts(settings, v[0], v[1])),
         "port25Warning": outputs.port25_warning(settings),
         "acmeServer": settings.acme_server,
         # Cloudflare creates these names' DNS records and certificates for the Worker that serves

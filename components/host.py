@@ -1,14 +1,16 @@
-"""The EC2 mail host: image, SSH key, security group and its rules, instance, Elastic IP."""
+"""The EC2 mail host: image, SSH key, SSH host key (and the role that reads it at boot), security
+group and its rules, instance, Elastic IP."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_tls as tls
 
-from mailserver.core import catalog, firewall
+from mailserver.core import catalog, firewall, hostkey
 from mailserver.core.render import Bundle
 from mailserver.core.settings import Settings
 
@@ -28,6 +30,9 @@ class MailHost(pulumi.ComponentResource):
     public_ip: pulumi.Output[str]
     instance_id: pulumi.Output[str]
     private_key: pulumi.Output[str] | None
+    # The host key pulumi-command pins: its public half in OpenSSH form, or None for an instance
+    # launched before the boot-time fetch existed (mailserver/core/hostkey.py).
+    host_key: pulumi.Output[str | None]
     ami_id: pulumi.Output[str]
     allocation_id: pulumi.Output[str]
     volume_attachment_id: pulumi.Output[str]
@@ -38,8 +43,9 @@ class MailHost(pulumi.ComponentResource):
         self.ami_id = pulumi.Output.from_input(args.ami_id)
 
         key_pair, self.private_key = self._key_pair(name, s)
+        host_key, profile, readable = self._host_key(name, s)
         group, rules = self._security_group(name, s)
-        instance = self._instance(name, args, key_pair, group, rules)
+        instance = self._instance(name, args, key_pair, group, [*rules, *readable], profile)
         eip, association = self._elastic_ip(name, s, instance)
         attachment = self._attach_data_volume(name, args, instance)
 
@@ -49,11 +55,14 @@ class MailHost(pulumi.ComponentResource):
         self.instance_id = instance.id
         self.allocation_id = eip.allocation_id
         self.volume_attachment_id = attachment.id
+        self.host_key = pulumi.Output.all(instance.user_data, host_key.public_key_openssh).apply(
+            lambda v: _pinned(s, v[0], v[1]))
 
         self.register_outputs({
             "public_ip": self.public_ip,
             "instance_id": self.instance_id,
             "private_key": self.private_key,
+            "host_key": self.host_key,
             "ami_id": self.ami_id,
         })
 
@@ -69,6 +78,41 @@ class MailHost(pulumi.ComponentResource):
             public_key = key.public_key_openssh
             private_key = pulumi.Output.secret(key.private_key_openssh)
         return aws.ec2.KeyPair(f"{name}-key", public_key=public_key, tags={"Name": s.hostname}, opts=child), private_key
+
+    def _host_key(self, name: str, s: Settings
+                  ) -> tuple[tls.PrivateKey, aws.iam.InstanceProfile, list[pulumi.Resource]]:
+        """The SSH host key, generated here (its private half a Pulumi secret) and stored as an
+        SSM SecureString; the instance's role and profile, which may read that one parameter and
+        nothing else. Also returned: what must exist before the instance boots and fetches it."""
+        child = pulumi.ResourceOptions(parent=self)
+        key = tls.PrivateKey(f"{name}-ssh-host-key", algorithm="ED25519", opts=child)
+        # The value is a secret input, so Pulumi encrypts it in its state too; SecureString
+        # with the AWS managed key aws/ssm (no key_id), see hostkey.read_policy.
+        private: pulumi.Output[str] = pulumi.Output.secret(key.private_key_openssh)
+        parameter = aws.ssm.Parameter(
+            f"{name}-ssh-host-key",
+            name=hostkey.parameter_name(s),
+            type="SecureString",
+            value=private,
+            description=f"SSH host key of {s.hostname}, read by the instance at boot (mailserver)",
+            tags={"Name": s.hostname},
+            opts=child,
+        )
+        role = aws.iam.Role(
+            f"{name}-role",
+            assume_role_policy=json.dumps(hostkey.EC2_ASSUME_ROLE_POLICY),
+            description=f"The mail host {s.hostname}: reads its SSH host key at boot, nothing else",
+            tags={"Name": s.hostname},
+            opts=child,
+        )
+        policy = aws.iam.RolePolicy(
+            f"{name}-read-host-key",
+            role=role.name,
+            policy=parameter.arn.apply(lambda arn: json.dumps(hostkey.read_policy(arn))),
+            opts=child,
+        )
+        profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, tags={"Name": s.hostname}, opts=child)
+        return key, profile, [parameter, policy]
 
     def _security_group(self, name: str, s: Settings) -> tuple[aws.ec2.SecurityGroup, list[pulumi.Resource]]:
         """The group and one rule resource per firewall rule (mailserver/core/firewall.py)."""
@@ -99,13 +143,16 @@ class MailHost(pulumi.ComponentResource):
         return group, rules
 
     def _instance(self, name: str, args: MailHostArgs, key_pair: aws.ec2.KeyPair, group: aws.ec2.SecurityGroup,
-                  rules: list[pulumi.Resource]) -> aws.ec2.Instance:
+                  before_boot: list[pulumi.Resource], profile: aws.iam.InstanceProfile) -> aws.ec2.Instance:
         s = args.settings
         return aws.ec2.Instance(
             f"{name}-instance",
             ami=self.ami_id,
             instance_type=s.instance_type,
             key_name=key_pair.key_name,
+            # Added to a running instance, an instance profile is associated in place (no stop,
+            # no replacement).
+            iam_instance_profile=profile.name,
             vpc_security_group_ids=[group.id],
             user_data=args.bundle.user_data,
             metadata_options={"http_tokens": "required", "http_put_response_hop_limit": 1, "http_endpoint": "enabled"},
@@ -121,8 +168,9 @@ class MailHost(pulumi.ComponentResource):
                 # and the mail, on its own volume, moves to the new one.
                 ignore_changes=["userData"] if s.ami_id else ["ami", "userData"],
                 # The provider strips the group's default allow-all egress, and cloud-init
-                # installs packages on first boot: the rules must exist before the VM starts.
-                depends_on=rules,
+                # installs packages on first boot: the rules must exist before the VM starts. So
+                # must the host key and the policy that lets the instance read it.
+                depends_on=before_boot,
             ),
         )
 
@@ -160,3 +208,12 @@ class MailHost(pulumi.ComponentResource):
             stop_instance_before_detaching=True,
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
+
+
+def _pinned(s: Settings, user_data: str | None, public_key: str) -> str | None:
+    """The host key to pin, when the instance installed it at boot; None (and a warning) for an
+    instance that predates the fetch: its own key would be refused on every connection."""
+    if hostkey.fetches_host_key(user_data):
+        return public_key.strip()
+    pulumi.log.warn(hostkey.unpinned_warning(s.hostname))
+    return None

@@ -100,6 +100,7 @@ class MailServer(pulumi.ComponentResource):
                 data_volume_id=self.storage.volume_id,
                 volume_attachment_id=self.host.volume_attachment_id,
                 private_key=self.host.private_key,
+                host_key=self.host.host_key,
                 relay_credentials=self.ses.credentials if self.ses else None,
                 dkim_private_keys=self.dkim.private_keys,
             ),

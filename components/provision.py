@@ -95,6 +95,9 @@ class MailProvisionArgs:
     volume_attachment_id: pulumi.Input[str]
     # None when the operator brought their own key: pulumi-command then uses the SSH agent.
     private_key: pulumi.Input[str] | None = None
+    # The host's SSH host key (OpenSSH public key) every connection insists on; None only for
+    # an instance launched before host keys were pinned (components/host.py).
+    host_key: pulumi.Input[str | None] | None = None
     # relay: ses only: the stdin of set-relay-credentials.sh (components/ses.py), secret.
     relay_credentials: pulumi.Input[str] | None = None
     # domain -> DKIM private key PEM (current selector), secret, from DkimKeys.
@@ -220,6 +223,8 @@ def _connection(args: MailProvisionArgs) -> remote.ConnectionArgs:
         host=args.host,
         user=args.settings.ssh_user,
         private_key=args.private_key,
+        # Any other host key ends the connection before a command, or a secret, is sent.
+        host_key=args.host_key,  # type: ignore[arg-type]
         # A fresh VM refuses connections for a while, and each refusal burns a retry fast.
         dial_error_limit=60,
         per_dial_timeout=30,

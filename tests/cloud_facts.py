@@ -75,6 +75,16 @@ OFFERINGS: dict[str, tuple[str, ...]] = {
 # one the operator deleted is gone until `aws ec2 create-default-vpc`.
 DEFAULT_VPC = "vpc-0d1e2f3a4b5c6d7e8"
 
+# --- SSM Parameter Store ------------------------------------------------------------------
+
+
+def ssm_parameter_arn(region: str, account: str, name: str) -> str:
+    """A parameter's ARN as SSM reports it: the name follows "parameter/" without its leading
+    slash (Service Authorization Reference, "Actions, resources, and condition keys for AWS
+    Systems Manager": arn:${Partition}:ssm:${Region}:${Account}:parameter/${ParameterNameWithoutLeadingSlash})."""
+    return f"arn:aws:ssm:{region}:{account}:parameter/{name.lstrip('/')}"
+
+
 # --- SES and Cloudflare -------------------------------------------------------------------
 # Easy DKIM gives three tokens per identity, published as three CNAMEs (Amazon SES developer
 # guide, "Easy DKIM in Amazon SES").
@@ -148,6 +158,10 @@ class World:
     standard_zones: tuple[str, ...] = STANDARD_ZONES
     opted_in_zones: tuple[str, ...] = LOCAL_ZONES
     default_vpc: str | None = DEFAULT_VPC
+    # An instance that already runs, launched from older user-data: with userData in
+    # ignore_changes the provider keeps reporting what it booted with. None: the program
+    # launches a new instance, whose user-data is the program's own.
+    instance_user_data: str | None = None
 
     def answer(self, token: str, args: dict[str, Any]) -> dict[str, Any]:
         """The invoke's result as the provider returns it (camelCase). Raises where the

@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import yaml
+
+from mailserver.core import hostkey
 from mailserver.core.settings import ROOT, Secrets, Settings, parse, read_stack_file
 
 DEV_STACK = ROOT / "Pulumi.dev.yaml"
@@ -37,3 +40,12 @@ def main_cf_value(main_cf: str, name: str) -> str | None:
     """A parameter's value in main.cf's text as rendered ("name = value" lines), or None."""
     found = re.search(rf"^{name} = (.*)$", main_cf, re.MULTILINE)
     return found.group(1) if found else None
+
+
+def host_key_fetch_script(user_data: str) -> str:
+    """The host-key fetch exactly as user-data ships it: the heredoc of its bootcmd step
+    (`python3 - <<'MARKER'`, the script, `MARKER`)."""
+    step = next(c for c in yaml.safe_load(user_data)["bootcmd"] if isinstance(c, str) and hostkey.FETCH_MARKER in c)
+    first, *body, last = step.rstrip("\n").split("\n")
+    assert first == f"python3 - <<'{hostkey.FETCH_MARKER}'" and last == hostkey.FETCH_MARKER, (first, last)
+    return "\n".join(body) + "\n"

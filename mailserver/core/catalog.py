@@ -88,7 +88,7 @@ MtaStsMode = Literal["testing", "enforce"]  # mtaStsMode (RFC 8461 policy mode)
 MTA_STS_MODES: tuple[MtaStsMode, ...] = get_args(MtaStsMode)
 BareNewline = Literal["normalize", "reject", "no"]  # smtpdForbidBareNewline (postfix smtpd_forbid_bare_newline)
 BARE_NEWLINE_MODES: tuple[BareNewline, ...] = get_args(BareNewline)
-SmtpTlsLevel = Literal["may", "dane"]  # smtpTlsSecurityLevel (direct delivery; the relay is always encrypt)
+SmtpTlsLevel = Literal["may", "dane"]  # smtpTlsSecurityLevel (direct delivery; the relay is always secure)
 SMTP_TLS_LEVELS: tuple[SmtpTlsLevel, ...] = get_args(SmtpTlsLevel)
 AutoUpdateMode = Literal["all", "security", "off"]  # autoUpdates (dnf-automatic, see AUTO_UPDATES)
 AUTO_UPDATE_MODES: tuple[AutoUpdateMode, ...] = get_args(AutoUpdateMode)
@@ -98,6 +98,19 @@ AUTO_UPDATE_MODES: tuple[AutoUpdateMode, ...] = get_args(AutoUpdateMode)
 # does not understand the ">=TLSv1.2" form that 3.6 introduced.
 POSTFIX_TLS_PROTOCOLS = "!SSLv2, !SSLv3, !TLSv1, !TLSv1.1"
 DOVECOT_TLS_MIN = "TLSv1.2"
+# Cipher suites postfix's server never offers, at every security level (smtpd_tls_exclude_ciphers,
+# in postfix's syntax: OpenSSL cipher names or "+"-joined properties). Postfix's cipher grades
+# ("medium" on every port) include the anonymous suites (ADH-*, AECDH-*) and drop them only when
+# the server asks for client certificates (postconf(5), smtpd_tls_mandatory_ciphers), which ours
+# never does: on Debian's OpenSSL 3, ports 25, 587 and 465 all completed anonymous handshakes.
+# They authenticate nobody, so a man in the middle reads everything. The others are gone from
+# OpenSSL 3 or below its security level today, and named so that a lower level (EL's LEGACY
+# crypto policy, another OpenSSL build) cannot bring them back: no encryption (eNULL), export
+# grade, DES, 3DES (64-bit blocks: SWEET32), RC4, MD5. kRSA, RSA key transport, has no forward
+# secrecy: a key stolen later decrypts every recorded session (our certificates are ECDSA, which
+# cannot do kRSA; this guards a switch to RSA). Dovecot's own list (the lab) leaves all of these
+# out already; EL's PROFILE=SYSTEM (dovecot on the VM) all but kRSA, which needs an RSA certificate.
+POSTFIX_TLS_EXCLUDE_CIPHERS: tuple[str, ...] = ("aNULL", "eNULL", "EXPORT", "DES", "3DES", "RC4", "MD5", "kRSA")
 
 # EL's system-wide crypto policy (update-crypto-policies(8)) reaches OpenSSL applications in
 # two ways: openssl.cnf, which sets the protocol floor, security level, groups and signature
@@ -166,6 +179,23 @@ AUTH_SOCKET = "private/auth"
 OPENDKIM_ADDRESS = "127.0.0.1"
 OPENDKIM_PORT = 8891
 DKIM_KEY_BITS = 2048  # EL's dovecot lacks libsodium: no ARGON2 there.
+# The header fields OpenDKIM signs (SignHeaders): what a reader sees and a forger would change.
+# Who wrote it, to whom, whom a reply goes to, what it says and when (RFC 5322's originator,
+# destination, identification and informational fields), and how the body is to be read (the
+# MIME fields: change Content-Type or Content-Transfer-Encoding and the same signed bytes show
+# another text). The list replaces OpenDKIM's default (opendkim.conf(5)); Sender is kept from
+# that default because clients show it ("on behalf of").
+DKIM_SIGNED_HEADERS: tuple[str, ...] = (
+    "From", "Sender", "Reply-To", "To", "Cc", "Subject", "Date", "Message-ID", "In-Reply-To", "References",
+    "MIME-Version", "Content-Type", "Content-Transfer-Encoding",
+)
+# Oversigned (OversignHeaders): named in the signature once more than they occur, so a copy added
+# anywhere later, or one added where the message had none, breaks the signature. A verifier checks
+# the last copy of a field (RFC 6376 5.4.2) while a mail client may show the first: without this,
+# a second From or Subject added above the signed one would still verify and be what the reader
+# sees (RFC 6376 8.15). Every signed field may occur at most once (RFC 5322 3.6, RFC 2045), so a
+# second copy is never legitimate and every one is oversigned.
+DKIM_OVERSIGNED_HEADERS: tuple[str, ...] = DKIM_SIGNED_HEADERS
 
 # acme.sh: a pinned release, so a new upstream version never changes a running server unseen.
 # 3.1.3 (tag commit 76d1377f, 2026-04-28) is the newest release and the first whose default
@@ -239,6 +269,9 @@ def image_name_pattern(os_name: OsName, architecture: str) -> str:
 # limit; Amazon SES's SMTP endpoint listens on 587 (STARTTLS), which EC2 never blocks.
 SES_SMTP_HOST = "email-smtp.{region}.amazonaws.com"
 SES_SMTP_PORT = 587
+# The OS's CA bundle on EL 9 and 10 (ca-certificates; a link into /etc/pki/ca-trust/extracted,
+# which update-ca-trust rebuilds): postfix verifies the relay's certificate against it (Layout).
+EL_CA_BUNDLE = "/etc/pki/tls/certs/ca-bundle.crt"
 # Custom MAIL FROM (the bounce address SES uses): a subdomain of each mail domain, so SPF
 # passes for a name that aligns with the From domain (DMARC relaxed alignment).
 SES_MAIL_FROM_LABEL = "bounce"
@@ -353,6 +386,9 @@ def all_el_packages(os_name: OsName) -> tuple[str, ...]:
 # image's 50-redhat.conf and cloud-init's 50-cloud-init.conf: sshd keeps the first value it
 # reads, so ours win.
 SSHD_DROPIN = "/etc/ssh/sshd_config.d/01-mailserver.conf"
+# The host key pulumi-command pins, installed at first boot (mailserver/core/hostkey.py);
+# the public half is this path with .pub.
+SSH_HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
 # The programs that log sshd's authentication failures, and their unit. OpenSSH 9.8 moved
 # authentication into sshd-session (RHEL 10 ships 9.9), older ones log it as sshd. fail2ban's
 # stock sshd filter, in Debian's 1.0.2 and EPEL's 1.1.0 alike, knows only sshd (fail2ban issue
@@ -386,6 +422,8 @@ DEBIAN_PACKAGES: tuple[str, ...] = (
     "openssh-server",
     # mkfs.xfs and xfs_growfs: the test of prepare-volume.sh formats and grows loop devices.
     "xfsprogs",
+    # testssl (Debian's testssl.sh) scans every TLS port of the lab (tests/lab/test_tls_scan.py).
+    "testssl.sh",
 )
 
 # Outbound traffic the host needs: SMTP to other MXes, DNS, HTTP(S) for packages and ACME, NTP.
@@ -439,6 +477,13 @@ class Layout:
     # settings name (SES's endpoint in sesRegion). The lab sets a loopback stand-in, so no
     # test ever talks to SES; main.cf and the credentials file take the same value.
     relayhost: str = ""
+    # The relay's certificate must be signed by a CA in this file (smtp_tls_CAfile): the OS's
+    # bundle on the VM, a CA of the lab's own in the lab (its stand-in for SES has no public
+    # certificate).
+    relay_ca_file: str = EL_CA_BUNDLE
+    # The name the relay's certificate must carry. Empty: the relayhost's host name (SES's
+    # endpoint); the lab's relayhost is an address, so the lab names its stand-in here.
+    relay_cert_name: str = ""
 
     @property
     def vm(self) -> bool:
@@ -470,6 +515,8 @@ VM_LAYOUT = Layout()
 # the lab's own submission service holds it on every address. SES listens on 2587 too.
 RELAY_STANDIN = "127.0.0.3"
 RELAY_STANDIN_PORT = 2587
+# The name on the stand-in's certificate (.invalid: it can never be a real host, RFC 2606).
+RELAY_STANDIN_NAME = "email-smtp.standin.invalid"
 
 
 def lab_layout(root: Path) -> Layout:
@@ -502,6 +549,10 @@ def lab_layout(root: Path) -> Layout:
         postscreen_greet_wait="1s",
         # Relayed mail (relay: ses) goes to a loopback stand-in, never to SES itself.
         relayhost=f"[{RELAY_STANDIN}]:{RELAY_STANDIN_PORT}",
+        # Trusted for the relay: a test CA that the relay tests write here (the lab's own trust,
+        # never the machine's bundle), and the name the stand-in's certificate carries.
+        relay_ca_file=f"{r}/tls/relay-ca.pem",
+        relay_cert_name=RELAY_STANDIN_NAME,
     )
 
 

@@ -1,4 +1,5 @@
-"""What the stack tells its operator: client settings, the SSH command, the port-25 note."""
+"""What the stack tells its operator: client settings, the SSH command and the host's known_hosts
+line, the port-25 note."""
 
 from __future__ import annotations
 
@@ -19,6 +20,13 @@ def client_settings(s: Settings) -> dict[str, dict[str, object]]:
 
 def ssh_command(s: Settings, ip: str) -> str:
     return f"ssh {s.ssh_user}@{ip}"
+
+
+def known_hosts(s: Settings, ip: str, host_key: str | None) -> str | None:
+    """The ~/.ssh/known_hosts line of the host (its address and name), for the operator's own ssh
+    and the doctor's --ssh: the key pulumi-command pins. None while the instance predates
+    pinning (its key was never known in advance)."""
+    return f"{ip},{s.hostname} {host_key}" if host_key else None
 
 
 PORT25_WARNING = (

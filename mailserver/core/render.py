@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from mailserver.core import catalog, certificates, relay
+from mailserver.core import catalog, certificates, hostkey, relay
 from mailserver.core.settings import Secrets, Settings
 from mailserver.core.settings_rules import control_character, network_coverage
 from mailserver.core.templates import environment
@@ -174,6 +174,13 @@ def relayhost(s: Settings, layout: catalog.Layout) -> str:
     return layout.relayhost or relay.ses_relayhost(s)
 
 
+def relay_cert_name(s: Settings, layout: catalog.Layout) -> str:
+    """The name the relay's certificate must carry: SES's endpoint, or the lab's stand-in."""
+    if s.relay == "none":
+        return ""
+    return layout.relay_cert_name or relay.ses_endpoint(s)
+
+
 def render(s: Settings, layout: catalog.Layout = catalog.VM_LAYOUT) -> Bundle:
     check_values(s)
     env = environment()
@@ -194,6 +201,7 @@ def render(s: Settings, layout: catalog.Layout = catalog.VM_LAYOUT) -> Bundle:
         "zone_id": s.zone_id(s.hostname_zone),
         "short_hostname": s.hostname.split(".", 1)[0],
         "relayhost": relayhost(s, layout),
+        "relay_cert_name": relay_cert_name(s, layout),
         "el_packages": catalog.el_packages(s.os),
         "all_packages": catalog.all_el_packages(s.os),
         "epel_release": catalog.EPEL_RELEASE[s.os],
@@ -236,8 +244,26 @@ def render(s: Settings, layout: catalog.Layout = catalog.VM_LAYOUT) -> Bundle:
     ctx["baseline"] = scripts["baseline.sh"]
     # user-data is the VM's alone; the lab's bundle carries one without the package step.
     ctx["packages_script"] = scripts.get("packages.sh", "")
+    ctx.update(host_key_context(s))
+    ctx["host_key_script"] = compact_python(env.get_template("fetch-host-key.py.j2").render(ctx))
     user_data = env.get_template("user-data.yaml.j2").render(ctx)
     return Bundle(files=tuple(files), scripts=scripts, user_data=user_data)
+
+
+def compact_python(text: str) -> str:
+    """A Python script without its comment lines and blank lines, for user-data (16 KB at most
+    on EC2). Only whole-line comments go; the template keeps them for its readers."""
+    return "".join(line + "\n" for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+
+
+def host_key_context(s: Settings) -> dict[str, object]:
+    """What the first-boot fetch of the SSH host key is rendered with (mailserver/core/hostkey.py)."""
+    directory, name = catalog.SSH_HOST_KEY.rsplit("/", 1)
+    return {
+        "host_key_parameter": hostkey.parameter_name(s), "host_key_dir": directory, "host_key_name": name,
+        "fetch_marker": hostkey.FETCH_MARKER, "fetch_tries": hostkey.FETCH_TRIES, "fetch_pause": hostkey.FETCH_PAUSE,
+        "fetch_timeout": hostkey.FETCH_TIMEOUT, "fetch_deadline": hostkey.FETCH_DEADLINE,
+    }
 
 
 def password_stdin(s: Settings, secrets: Secrets) -> str:

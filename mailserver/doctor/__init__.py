@@ -10,6 +10,13 @@ check, what it expected, what it found and how to fix it.
 CHECKS is the one list of checks: the README's table is generated from it, and every result
 names one of its ids. Outside checks need nothing but the network; inside checks run a small
 shell script on the host (over `ssh user@host sudo bash -s`, or directly in the lab).
+
+Exit codes: 0 every check could be made and none is an error (warnings included); 1 at least
+one check is an error; 2 the doctor could not start checking (no IP, unreadable outputs, bad
+arguments); 3 no error, but some checks could not be made (unknown): a message on stderr
+then says what the doctor could not reach (the DNS resolver, the blocklists' resolver, the
+mail ports, the host over ssh, AWS), for which checks, and why. An error beats an unknown: 1,
+with the same message when unknowns come with it.
 """
 
 # The package, by concern (each module's docstring says more):
@@ -28,7 +35,7 @@ shell script on the host (over `ssh user@host sudo bash -s`, or directly in the 
 from __future__ import annotations
 
 from mailserver.doctor.aws import check_snapshots
-from mailserver.doctor.checks import CHECK_IDS, CHECKS, Check
+from mailserver.doctor.checks import CHECK_IDS, CHECKS, Check, Reach, reach
 from mailserver.doctor.cli import build_target, main, run
 from mailserver.doctor.dnscheck import compare_records
 from mailserver.doctor.host import LocalRunner, SshRunner, check_inside
@@ -37,6 +44,10 @@ from mailserver.doctor.probes import PortProbe, check_ports, name_matches, probe
 from mailserver.doctor.report import check_table
 from mailserver.doctor.target import Runner, Target
 from mailserver.doctor.verdicts import (
+    EXIT_ERROR_FOUND,
+    EXIT_OK,
+    EXIT_SETUP,
+    EXIT_UNCHECKED,
     Result,
     Status,
     blocklist_status,
@@ -49,12 +60,14 @@ from mailserver.doctor.verdicts import (
     result,
     snapshot_status,
     summary,
+    unreached,
 )
 
 __all__ = [
-    "CHECKS", "CHECK_IDS", "Check", "LocalRunner", "PortProbe", "Result", "Runner", "SshRunner", "Status", "Target",
+    "CHECKS", "CHECK_IDS", "EXIT_ERROR_FOUND", "EXIT_OK", "EXIT_SETUP", "EXIT_UNCHECKED", "Check", "LocalRunner",
+    "PortProbe", "Reach", "Result", "Runner", "SshRunner", "Status", "Target",
     "blocklist_status", "build_target", "check_inside", "check_ports", "check_snapshots", "check_table",
     "compare_records", "disk_status", "dkim_names", "exit_code", "expected_records", "expiry_status", "main",
-    "memory_status", "name_matches", "probe_timeout", "queue_status", "relay_status", "result", "run",
-    "snapshot_status", "summary", "tls_version_result",
+    "memory_status", "name_matches", "probe_timeout", "queue_status", "reach", "relay_status", "result", "run",
+    "snapshot_status", "summary", "tls_version_result", "unreached",
 ]

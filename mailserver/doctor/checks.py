@@ -11,6 +11,10 @@ from typing import Literal
 from mailserver.core import catalog
 
 Category = Literal["outside", "inside"]
+# What a check has to reach before it can judge anything (see reach()): an unknown result is
+# one whose check could not reach it or got no usable answer from it, and the doctor's exit-3
+# message names these.
+Reach = Literal["resolver", "blocklist-resolver", "ports", "host", "aws"]
 
 # Certificate expiry, judged against the certificate's own lifetime (notAfter - notBefore), as
 # Let's Encrypt's shrinks from 90 to 64 (2027) and 45 days (2028). Warning: less than
@@ -157,3 +161,18 @@ CHECKS: tuple[Check, ...] = (
           "give --volume-id (or an outputs file that names the data volume)", lab_skip="no AWS"),
 )
 CHECK_IDS = {c.id: c for c in CHECKS}
+
+
+def reach(check: str) -> Reach:
+    """What `check` has to reach: the DNS resolver (the records, the PTR), the resolver of the
+    blocklist lookups, the server's public ports, a shell on the host, or AWS (snapshots)."""
+    c = CHECK_IDS[check]
+    if check == "snapshots":
+        return "aws"
+    if c.category == "inside":
+        return "host"
+    if check == "blocklists":
+        return "blocklist-resolver"
+    if check.startswith("dns-") or check == "ptr":
+        return "resolver"
+    return "ports"

@@ -15,14 +15,14 @@ from typing import Any
 from mailserver.core import catalog
 from mailserver.core.settings import AWS_REGION_KEY, Settings, parse_settings
 from mailserver.core.stack import StackFileError, load_stack
-from mailserver.doctor.checks import CHECKS
+from mailserver.doctor.checks import CHECKS, Reach
 from mailserver.doctor.dnscheck import check_blocklists, check_dns, check_ptr, lookup, make_resolver
 from mailserver.doctor.host import LocalRunner, SshRunner, check_inside
 from mailserver.doctor.intent import dkim_names
 from mailserver.doctor.probes import check_open_relay, check_plaintext_login, check_ports, check_smtp_auth, check_tls
 from mailserver.doctor.report import as_json, render_table
 from mailserver.doctor.target import Runner, Target
-from mailserver.doctor.verdicts import EXIT_SETUP, Result, exit_code
+from mailserver.doctor.verdicts import EXIT_SETUP, Result, exit_code, show, unreached
 
 
 def run(t: Target) -> list[Result]:
@@ -131,6 +131,42 @@ def build_runner(args: argparse.Namespace) -> Runner | None:
     return None
 
 
+def reach_names(t: Target) -> dict[Reach, str]:
+    """What each kind of check had to reach, named as the operator gave it."""
+    resolver = f"the DNS resolver {t.resolver}" if t.resolver else "the system's DNS resolver"
+    runner = t.runner
+    host = (f"the host over ssh as {runner.destination}" if isinstance(runner, SshRunner)
+            else "a root shell on the host" if runner is not None and runner.where == "local"
+            else "the lab's host")
+    return {
+        "resolver": resolver,
+        "blocklist-resolver": "the blocklists through " + (f"the DNS resolver {t.blocklist_resolver}"
+                                                           if t.blocklist_resolver else resolver),
+        "ports": f"the mail ports of {t.ip}",
+        "host": host,
+        "aws": "AWS (the snapshot lookup, through the AWS CLI)",
+    }
+
+
+def unreached_message(results: list[Result], t: Target) -> str:
+    """What the doctor could not check, by what it could not reach, with the checks concerned and
+    why (the first such answer); empty when every check could be made. Exit 3 prints it, and so
+    does exit 1 when unknowns come with errors."""
+    groups = unreached(results)
+    if not groups:
+        return ""
+    total = sum(len(rs) for rs in groups.values())
+    head = ("no error found, but" if exit_code(results) != 1 else "besides the errors,")
+    lines = [(f"doctor: {head} {total} result{'s' if total > 1 else ''} could not be checked (unknown); "
+              "it could not reach, or got no usable answer from:")]
+    names = reach_names(t)
+    for what, rs in groups.items():
+        checks = ", ".join(dict.fromkeys(r.check for r in rs))
+        why = show([rs[0].found], 160)
+        lines.append(f"  - {names[what]} ({checks}; {len(rs)} unknown): {why}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     from mailserver import doctor  # the package's docstring is the --help text
 
@@ -171,4 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         render_table(results, verbose=args.verbose)
         print(f"doctor: {time.monotonic() - started:.1f}s")
+    message = unreached_message(results, target)
+    if message:
+        print(message, file=sys.stderr)
     return exit_code(results)

@@ -45,7 +45,7 @@ def render_table(results: Sequence[Result], file: Any = None, verbose: bool = Fa
 
 
 def as_json(results: Sequence[Result]) -> str:
-    return json.dumps({"ok": exit_code(results) == 0, "summary": summary(results),
+    return json.dumps({"ok": exit_code(results) == 0, "exit_code": exit_code(results), "summary": summary(results),
                        "results": [r.as_dict() for r in results]}, indent=2)
 
 

@@ -23,14 +23,20 @@ from mailserver.doctor.checks import (
     QUEUE_WARNING,
     SNAPSHOT_ERROR_HOURS,
     SNAPSHOT_WARNING_HOURS,
+    Reach,
+    reach,
 )
 
 Status = Literal["ok", "warning", "error", "unknown", "skipped"]
 STATUSES: tuple[Status, ...] = ("error", "warning", "unknown", "skipped", "ok")  # worst first
-# Exit codes: 0 no error found (warnings and unknowns included), 1 a check is an error,
-# 2 the doctor could not start checking (no IP, unreadable outputs, bad arguments: argparse
-# exits 2 as well), so a script can tell "the server is broken" from "the doctor is".
-EXIT_OK, EXIT_ERROR_FOUND, EXIT_SETUP = 0, 1, 2
+# Exit codes: 0 every check could be made and none is an error (warnings included), 1 a check
+# is an error, 2 the doctor could not start checking (no IP, unreadable outputs, bad arguments:
+# argparse exits 2 as well), 3 no error, but some checks could not be made (a result is
+# unknown: a resolver, a port, the host over ssh or AWS did not answer usably). An error
+# beats an unknown (1, not 3): what is known broken is reported whatever could not be
+# checked. So a script tells "the server is broken" (1) from "the doctor is" (2) and from
+# "the doctor could not look" (3), which a healthy exit 0 no longer hides.
+EXIT_OK, EXIT_ERROR_FOUND, EXIT_SETUP, EXIT_UNCHECKED = 0, 1, 2, 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +77,19 @@ def summary(results: Sequence[Result]) -> dict[str, Status]:
 
 
 def exit_code(results: Sequence[Result]) -> int:
-    return EXIT_ERROR_FOUND if any(r.status == "error" for r in results) else EXIT_OK
+    statuses = {r.status for r in results}
+    if "error" in statuses:
+        return EXIT_ERROR_FOUND
+    return EXIT_UNCHECKED if "unknown" in statuses else EXIT_OK
+
+
+def unreached(results: Sequence[Result]) -> dict[Reach, list[Result]]:
+    """The unknown results, by what their check could not reach (checks.reach), in the order met."""
+    out: dict[Reach, list[Result]] = {}
+    for r in results:
+        if r.status == "unknown":
+            out.setdefault(reach(r.check), []).append(r)
+    return out
 
 
 def show(values: Iterable[str], limit: int = 90) -> str:

@@ -1,13 +1,14 @@
 """A loopback stand-in for Amazon SES's SMTP endpoint, for the lab's relay tests.
 
-It speaks the part of ESMTP postfix's SMTP client uses with a relay: EHLO, STARTTLS (with a
-self-signed certificate), AUTH PLAIN and LOGIN for one expected username and password, MAIL,
-RCPT, DATA, RSET, NOOP, QUIT. Like SES it offers AUTH only inside TLS and refuses MAIL before
-AUTH. It records every message it accepts with how it came (TLS version, AUTH mechanism and
-user), and every MAIL attempt, and can be switched to answer 451 (tempfail) or to offer no
-STARTTLS (notls) to see what postfix does then.
+It speaks the part of ESMTP postfix's SMTP client uses with a relay: EHLO, STARTTLS (with the
+certificate it is given, or a self-signed one), AUTH PLAIN and LOGIN for one expected username
+and password, MAIL, RCPT, DATA, RSET, NOOP, QUIT. Like SES it offers AUTH only inside TLS and
+refuses MAIL before AUTH. It records every line it receives, every AUTH and MAIL attempt and
+every message it accepts with how it came (TLS version, AUTH mechanism and user), and can be
+switched to answer 451 (tempfail), to offer no STARTTLS (notls), or to another certificate, to
+see what postfix does then.
 
-Standard library only. The listening socket is created by the calling thread, so a caller
+Standard library only (and the catalog). The listening socket is created by the calling thread, so a caller
 inside `netns.entered(...)` gets a server inside the lab's network namespace.
 """
 
@@ -24,8 +25,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar, Literal, Self
 
+from mailserver.core import catalog
+
 Mode = Literal["accept", "tempfail", "notls"]
-HOSTNAME = "email-smtp.standin.invalid"
+HOSTNAME = catalog.RELAY_STANDIN_NAME
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,18 +62,19 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
 
 
 class RelayStandIn:
-    def __init__(self, address: str, port: int, username: str, password: str, certdir: Path) -> None:
+    def __init__(self, address: str, port: int, username: str, password: str, certdir: Path,
+                 certificate: tuple[str, str] | None = None) -> None:
         self.address, self.port = address, port
         self.username, self.password = username, password
+        self.certdir = certdir
         self.mode: Mode = "accept"
         self.received: list[Received] = []
         self.attempts: list[Attempt] = []
+        self.auths: list[str] = []  # the mechanism of every AUTH command, successful or not
+        self.lines: list[str] = []  # every line received, commands and AUTH responses alike
         self.auth_failures = 0
         self._lock = threading.Lock()  # the lists below are filled by the server's threads
-        cert, key = self_signed(certdir)
-        self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.tls.minimum_version = ssl.TLSVersion.TLSv1_2
-        self.tls.load_cert_chain(cert, key)
+        self.tls = self._context(*self_signed(certdir)) if certificate is None else self._install(*certificate)
         self._server: socketserver.ThreadingTCPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -98,16 +102,43 @@ class RelayStandIn:
         if self._thread is not None:
             self._thread.join(timeout=10)
 
+    @staticmethod
+    def _context(cert: Path, key: Path) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(cert, key)
+        return ctx
+
+    def _install(self, chain_pem: str, key_pem: str) -> ssl.SSLContext:
+        cert, key = self.certdir / "standin-chain.pem", self.certdir / "standin-key.pem"
+        cert.write_text(chain_pem)
+        key.touch(mode=0o600)
+        key.write_text(key_pem)
+        return self._context(cert, key)
+
+    def use_certificate(self, chain_pem: str, key_pem: str) -> None:
+        """Present this certificate (leaf first, then its chain) from the next STARTTLS on."""
+        self.tls = self._install(chain_pem, key_pem)
+
     # -- observation -------------------------------------------------------------------
 
     def _note(self, attempt: Attempt | None = None, received: Received | None = None,
-              auth_failed: bool = False) -> None:
+              auth_failed: bool = False, auth: str | None = None, line: str | None = None) -> None:
         with self._lock:
             if attempt is not None:
                 self.attempts.append(attempt)
             if received is not None:
                 self.received.append(received)
+            if auth is not None:
+                self.auths.append(auth)
+            if line is not None:
+                self.lines.append(line)
             self.auth_failures += auth_failed
+
+    def transcript(self) -> tuple[list[str], list[str]]:
+        """Copies of every line received so far, and of every AUTH mechanism tried."""
+        with self._lock:
+            return list(self.lines), list(self.auths)
 
     def messages_with(self, marker: str) -> list[Received]:
         with self._lock:
@@ -182,7 +213,10 @@ class _Session:
 
     def readline(self) -> str | None:
         raw = self.reader.readline(4096)
-        return raw.decode("utf-8", "replace").rstrip("\r\n") if raw else None
+        line = raw.decode("utf-8", "replace").rstrip("\r\n") if raw else None
+        if line is not None:
+            self.server._note(line=line)
+        return line
 
     def ehlo(self, arg: str) -> None:
         ext = ["8BITMIME", "SIZE 10485760"]
@@ -211,6 +245,7 @@ class _Session:
             self.send("530 Must issue a STARTTLS command first")
             return
         mech, _, initial = arg.partition(" ")
+        self.server._note(auth=mech.upper())
         got = self.server._auth(mech.upper(), initial, self.send, self.readline)
         if got is None:
             self.server._note(auth_failed=True)

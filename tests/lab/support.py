@@ -11,14 +11,15 @@ from mailserver.lab.server import Lab, public_key_pem
 from tests.support import PASSWORDS
 
 
-def submit(lab: Lab, port: int, user: str, msg: email.message.EmailMessage) -> None:
-    """Send as a logged-in user: 465 with implicit TLS, otherwise STARTTLS first."""
+def submit(lab: Lab, port: int, user: str, msg: email.message.EmailMessage, to: list[str] | None = None) -> None:
+    """Send as a logged-in user: 465 with implicit TLS, otherwise STARTTLS first. The envelope's
+    recipients are `to`, or else the message's To, Cc and Bcc."""
     implicit = port == 465
     with clients.smtp(port, implicit_tls=implicit, ctx=lab.tls()) as conn:
         if not implicit:
             conn.starttls(context=lab.tls())
         conn.login(user, PASSWORDS[user])
-        conn.send_message(msg, from_addr=user)
+        conn.send_message(msg, from_addr=user, to_addrs=to)
 
 
 def stored(lab: Lab, address: str, msg_id: str) -> list[bytes]:

@@ -158,7 +158,9 @@ def expect_only(env: Env, changed: dict[str, doctor.Status], message: dict[str, 
         failing = [r for r in results if r.check == check and r.status == changed[check]]
         assert failing and all(r.fix for r in failing)
         assert any(text in r.found for r in failing), (text, failing)
-    assert doctor.exit_code(results) == (1 if "error" in changed.values() else 0)
+    # 1 beats 3: an error is reported whatever could not be checked; an unknown alone is 3.
+    assert doctor.exit_code(results) == (1 if "error" in changed.values() else
+                                         3 if "unknown" in changed.values() else 0)
     return results
 
 
@@ -460,3 +462,12 @@ def test_command_line_json_and_exit_codes(env: Env) -> None:
         env.dns.set("example.com", before)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "dns-mx" in proc.stdout and "mx.elsewhere.example" in proc.stdout
+    # A list refusing the resolver: nothing is broken, but the blocklists could not be checked.
+    name = f"1.0.0.127.{env.target.settings.blocklists[0]}"
+    env.dns.set(name, [("A", "127.255.255.254")])
+    try:
+        proc = _cli(env)
+    finally:
+        env.dns.set(name, [])
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert f"the blocklists through the DNS resolver {DNS_ADDRESS} (blocklists; 1 unknown)" in proc.stderr

@@ -1,29 +1,34 @@
 """relay: ses on real postfix: outbound mail leaves through a relay that wants AUTH over TLS.
 
 A stand-in for Amazon SES's SMTP endpoint (tests/lab/relay_standin.py) listens on loopback inside
-the lab's network namespace, where the lab layout points postfix's relayhost. Its login is
+the lab's network namespace, where the lab layout points postfix's relayhost. Its certificate
+is signed by a test CA that the lab's postfix trusts for the relay (the layout's relay CA file,
+where the VM has the OS's bundle) and names the stand-in as the layout says. Its login is
 written with the same set-relay-credentials.sh that pulumi-command runs on the VM. The tests
-check what leaves (and with which protection), what stays local, and that every failure of
-the relay keeps the mail in the queue instead of bouncing it.
+check what leaves (and with which protection), what stays local, that a relay with the wrong
+certificate never gets the password, and that every failure of the relay keeps the mail in the
+queue instead of bouncing it.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import email
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dkim
 import pytest
 
 from mailserver import clients
-from mailserver.core import render
+from mailserver.core import catalog, render
 from mailserver.lab import netns
 from mailserver.lab.server import Lab, LabError
 from mailserver.waiting import wait_until
+from tests.lab.doctor_support import TestCa, self_signed
 from tests.lab.relay_standin import Received, RelayStandIn
 from tests.lab.support import published_dns
 from tests.support import PASSWORDS, dev_settings
@@ -38,16 +43,22 @@ PASSWORD = "BLab+Stand/In0Relay9Password8xYz7WvU6tS5rQ4p="
 class RelayLab:
     lab: Lab
     relay: RelayStandIn
+    ca: TestCa  # the CA the lab trusts for the relay
+    certificate: tuple[str, str]  # the stand-in's right certificate (chain, key)
 
 
 @pytest.fixture(scope="module")
 def relay_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayLab]:
     settings, secrets = dev_settings(relay="ses")
     certdir = tmp_path_factory.mktemp("standin")
+    ca = TestCa("Relay Test Root CA")
+    certificate = ca.issue(catalog.RELAY_STANDIN_NAME)
     with Lab(settings, secrets) as running, netns.entered(running.ns), \
-            RelayStandIn(clients.RELAY_STANDIN, clients.RELAY_STANDIN_PORT, USERNAME, PASSWORD, certdir) as standin:
+            RelayStandIn(clients.RELAY_STANDIN, clients.RELAY_STANDIN_PORT, USERNAME, PASSWORD, certdir,
+                         certificate) as standin:
+        trust_relay_ca(running, ca.pem)
         set_credentials(running, f"{USERNAME}\t{PASSWORD}\n")
-        yield RelayLab(running, standin)
+        yield RelayLab(running, standin, ca, certificate)
 
 
 @pytest.fixture
@@ -62,8 +73,19 @@ def relay(relay_lab: RelayLab) -> Iterator[RelayStandIn]:
     yield standin
     # Leave nothing behind for the next test: relay back to normal, queue delivered.
     standin.mode = "accept"
+    standin.use_certificate(*relay_lab.certificate)
     flush(relay_lab.lab)
     relay_lab.lab.wait_queue_empty()
+
+
+def trust_relay_ca(lab: Lab, ca_pem: str) -> None:
+    """Write the CA the lab's postfix trusts for the relay (what the OS's bundle is on the VM);
+    postfix's SMTP client reads it when it starts, so the reload makes new ones read it."""
+    cafile = Path(lab.layout.relay_ca_file)
+    cafile.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    cafile.write_text(ca_pem)
+    cafile.chmod(0o644)
+    lab.reload_postfix()
 
 
 def set_credentials(lab: Lab, stdin: str) -> str:
@@ -197,6 +219,64 @@ def test_relay_without_starttls_never_gets_the_login(lab: Lab, relay: RelayStand
     relay.mode = "accept"
     flush(lab)
     relayed(lab, relay, msg_id)
+
+
+# What the stand-in may present instead of its certificate, none of which postfix may trust.
+WRONG_CERTIFICATES: dict[str, Callable[[RelayLab], tuple[str, str]]] = {
+    # the right name, from a CA the lab does not trust (anyone can have one made)
+    "another CA": lambda rl: TestCa("Someone Else's CA").issue(catalog.RELAY_STANDIN_NAME),
+    # the lab's own CA, for another host: a certificate of some other relay, or of the attacker's
+    "another name": lambda rl: rl.ca.issue("smtp.elsewhere.invalid"),
+    # the right name, signed by itself: what encrypt, the previous level, let through
+    "self-signed": lambda rl: self_signed(catalog.RELAY_STANDIN_NAME),
+}
+
+
+def secrets_in(lines: list[str]) -> list[str]:
+    """The lines that carry the relay password, plainly or as AUTH PLAIN and LOGIN send it."""
+    forms = [PASSWORD, base64.b64encode(PASSWORD.encode()).decode(),
+             base64.b64encode(f"\0{USERNAME}\0{PASSWORD}".encode()).decode()]
+    return [line for line in lines if any(f in line for f in forms)]
+
+
+@pytest.mark.parametrize("wrong", list(WRONG_CERTIFICATES))
+def test_relay_with_a_wrong_certificate_gets_no_password_and_the_mail_waits(
+        relay_lab: RelayLab, lab: Lab, relay: RelayStandIn, wrong: str) -> None:
+    relay.use_certificate(*WRONG_CERTIFICATES[wrong](relay_lab))
+    lines_before, auths_before = (len(x) for x in relay.transcript())
+    mails_before = len(relay.attempts)
+    msg_id = submit(lab, ["verified@elsewhere.example"], f"relay with {wrong}'s certificate")
+    qid = queue_id(lab, msg_id)
+    reasons = deferred(lab, qid)
+    assert any("certificate" in r.lower() for r in reasons), reasons
+    lines, auths = relay.transcript()
+    said = lines[lines_before:]
+    assert [line for line in said if line.upper().startswith("STARTTLS")], said  # postfix got as far as TLS
+    assert not auths[auths_before:] and not [line for line in said if line.upper().startswith("AUTH")], said
+    assert not secrets_in(said)
+    assert len(relay.attempts) == mails_before and not relay.messages_with(msg_id)
+    assert_not_bounced(lab, qid, msg_id)
+
+    # The right certificate back: the mail that waited leaves, with the login.
+    relay.use_certificate(*relay_lab.certificate)
+    flush(lab)
+    [got] = relayed(lab, relay, msg_id)
+    assert got.auth_user == USERNAME
+    lab.wait_queue_empty()
+    assert_not_bounced(lab, qid, msg_id)
+
+
+def test_postfix_verifies_the_relay_against_the_layouts_ca_and_name(lab: Lab, relay: RelayStandIn) -> None:
+    pf = lab.layout.postfix_dir
+    values = lab.run(["postconf", "-c", pf, "-h", "smtp_tls_security_level", "smtp_tls_CAfile",
+                      "smtp_tls_secure_cert_match"]).stdout.split("\n")[:3]
+    assert values == ["secure", lab.layout.relay_ca_file, catalog.RELAY_STANDIN_NAME]
+    assert lab.layout.relay_ca_file.startswith(str(lab.root))  # the lab's own CA, not the machine's bundle
+    # and the log shows a verified session with the stand-in
+    msg_id = submit(lab, ["trusted@elsewhere.example"], "relay verified")
+    relayed(lab, relay, msg_id)
+    lab.wait_queue_empty()
+    assert re.search(rf"Verified TLS connection established to {re.escape(clients.RELAY_STANDIN)}", lab.log())
 
 
 def test_wrong_password_defers_and_new_credentials_send_the_queue(lab: Lab, relay: RelayStandIn) -> None:

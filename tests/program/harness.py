@@ -16,7 +16,7 @@ import importlib.util
 import io
 import json
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pulumi
@@ -41,6 +41,10 @@ PASSWORDS = {
 DKIM_PRIVATE_PEM = generate_rsa_key()
 DKIM_PUBLIC_PEM = public_key_pem(DKIM_PRIVATE_PEM)
 BYO_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB7mOcKkEyQ3x5cV0g1Yk8tZr2sLhP4nWqU9aXbDeFjH operator@laptop"
+# The generated SSH host key (pulumi-tls, ED25519), told apart from the login key above.
+HOST_PRIVATE_KEY = ("-----BEGIN OPENSSH PRIVATE KEY-----\nMOCK-HOST-KEY-PRIVATE-2c9e41\n"
+                    "-----END OPENSSH PRIVATE KEY-----\n")
+HOST_PUBLIC_KEY = "ssh-ed25519 AAAAmockHostKey2c9e41"
 
 # Resource and invoke types, as the engine names them.
 INSTANCE = "aws:ec2/instance:Instance"
@@ -63,6 +67,9 @@ ATTACHMENT = "aws:ec2/volumeAttachment:VolumeAttachment"
 DLM = "aws:dlm/lifecyclePolicy:LifecyclePolicy"
 ROLE = "aws:iam/role:Role"
 ROLE_POLICY = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+INLINE_ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+INSTANCE_PROFILE = "aws:iam/instanceProfile:InstanceProfile"
+SSM_PARAMETER = "aws:ssm/parameter:Parameter"
 VOLUME_ID = "vol-0123456789abcdef0"
 GET_OFFERINGS = "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings"
 OFFERED_ZONES = list(cloud_facts.STANDARD_ZONES)
@@ -112,42 +119,58 @@ class Mocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         self.new_resource_calls += 1
-        out = dict(args.inputs)
-        if args.typ == EIP_TYPE:
-            out.update(publicIp=EIP, allocationId="eipalloc-0123456789")
-        elif args.typ == TLS_KEY and args.inputs.get("algorithm") == "RSA":
-            out.update(publicKeyPem=DKIM_PUBLIC_PEM, privateKeyPem=DKIM_PRIVATE_PEM)
-        elif args.typ == TLS_KEY:
-            out.update(publicKeyOpenssh="ssh-ed25519 AAAAmock generated", privateKeyOpenssh=PRIVATE_KEY)
-        elif args.typ == KEY_PAIR:
-            out.update(keyName=f"{args.name}-kp")
-        elif args.typ == TOKEN:
-            out.update(value=CF_TOKEN)
-        elif args.typ == SES_IDENTITY:
-            domain = args.inputs["emailIdentity"]
-            region = args.inputs.get("region", "eu-central-1")
-            out.update(arn=f"arn:aws:ses:{region}:{ACCOUNT}:identity/{domain}", identityType="DOMAIN",
-                       dkimSigningAttributes={**args.inputs.get("dkimSigningAttributes", {}),
-                                              "tokens": easy_dkim_tokens(domain)})
-        elif args.typ == IAM_USER:
-            out.update(name=f"{args.name}-7f3e2a1", arn=f"arn:aws:iam::{ACCOUNT}:user/mailserver/{args.name}")
-        elif args.typ == VOLUME:
+        out = {**args.inputs, **self._computed(args)}
+        if args.typ == VOLUME:
             return VOLUME_ID, out
-        elif args.typ == ROLE:
-            out.update(name=f"{args.name}-1a2b3c", arn=f"arn:aws:iam::{ACCOUNT}:role/{args.name}-1a2b3c")
-        elif args.typ == ACCESS_KEY:
-            out.update(secret=SES_SECRET_KEY, sesSmtpPasswordV4=SES_PROVIDER_PASSWORD)
+        if args.typ == ACCESS_KEY:
             return SES_ACCESS_KEY_ID, out
-        elif args.typ == INSTANCE:
+        if args.typ == INSTANCE:
             # EC2 gives a replaced instance a new id: derive it from the image (the input that
             # replaces it), so whatever follows the instance id shows up as changed.
             return instance_id(args.name, args.inputs), out
         return f"{args.name}-id", out
 
+    def _computed(self, args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        """The outputs the provider computes for a new resource of this type (beyond its inputs)."""
+        name, inputs = args.name, args.inputs
+        computed: dict[str, Callable[[], dict[str, Any]]] = {
+            EIP_TYPE: lambda: {"publicIp": EIP, "allocationId": "eipalloc-0123456789"},
+            TLS_KEY: lambda: _tls_key(name, inputs),
+            SSM_PARAMETER: lambda: {"arn": cloud_facts.ssm_parameter_arn(self.world.region, ACCOUNT, inputs["name"])},
+            INSTANCE_PROFILE: lambda: {"name": f"{name}-4d5e6f",
+                                       "arn": f"arn:aws:iam::{ACCOUNT}:instance-profile/{name}-4d5e6f"},
+            KEY_PAIR: lambda: {"keyName": f"{name}-kp"},
+            TOKEN: lambda: {"value": CF_TOKEN},
+            SES_IDENTITY: lambda: _ses_identity(inputs),
+            IAM_USER: lambda: {"name": f"{name}-7f3e2a1", "arn": f"arn:aws:iam::{ACCOUNT}:user/mailserver/{name}"},
+            ROLE: lambda: {"name": f"{name}-1a2b3c", "arn": f"arn:aws:iam::{ACCOUNT}:role/{name}-1a2b3c"},
+            ACCESS_KEY: lambda: {"secret": SES_SECRET_KEY, "sesSmtpPasswordV4": SES_PROVIDER_PASSWORD},
+            # An instance that already runs reports the user-data it booted with (World).
+            INSTANCE: lambda: ({} if self.world.instance_user_data is None
+                               else {"userData": self.world.instance_user_data}),
+        }
+        return computed.get(args.typ, dict)()
+
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         self.calls.append(args)
         # A provider error (get_ami finding nothing) is raised, as the engine raises it.
         return self.world.answer(args.token, args.args), []
+
+
+def _tls_key(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    if inputs.get("algorithm") == "RSA":
+        return {"publicKeyPem": DKIM_PUBLIC_PEM, "privateKeyPem": DKIM_PRIVATE_PEM}
+    if name.endswith("-ssh-host-key"):
+        # The provider ends public_key_openssh with a newline.
+        return {"publicKeyOpenssh": HOST_PUBLIC_KEY + "\n", "privateKeyOpenssh": HOST_PRIVATE_KEY}
+    return {"publicKeyOpenssh": "ssh-ed25519 AAAAmock generated", "privateKeyOpenssh": PRIVATE_KEY}
+
+
+def _ses_identity(inputs: dict[str, Any]) -> dict[str, Any]:
+    domain = inputs["emailIdentity"]
+    region = inputs.get("region", "eu-central-1")
+    return {"arn": f"arn:aws:ses:{region}:{ACCOUNT}:identity/{domain}", "identityType": "DOMAIN",
+            "dkimSigningAttributes": {**inputs.get("dkimSigningAttributes", {}), "tokens": easy_dkim_tokens(domain)}}
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):

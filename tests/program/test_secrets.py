@@ -14,6 +14,7 @@ from tests.program.harness import (
     CF_TOKEN,
     COMMAND,
     EIP,
+    HOST_PRIVATE_KEY,
     INSTANCE,
     KEY_PAIR,
     PASSWORDS,
@@ -31,7 +32,7 @@ from tests.program.harness import (
 def test_no_secret_in_user_data_or_any_visible_input(graph: Graph) -> None:
     user_data = graph.one(INSTANCE).inputs["userData"]
     assert user_data.startswith("#cloud-config")
-    for secret in (*PASSWORDS.values(), CF_TOKEN, PRIVATE_KEY.splitlines()[1]):
+    for secret in (*PASSWORDS.values(), CF_TOKEN, PRIVATE_KEY.splitlines()[1], HOST_PRIVATE_KEY.splitlines()[1]):
         assert secret not in user_data
         for r in graph.resources:
             for text in visible_strings(r.inputs):
@@ -70,7 +71,7 @@ def test_generated_private_key_export_is_secret(graph: Graph) -> None:
 def test_exports(graph: Graph) -> None:
     e = {k: v.value for k, v in graph.exports.items()}
     assert set(e) == {"publicIp", "hostname", "domains", "dnsRecords", "clientSettings", "sshCommand",
-                      "sshPrivateKey", "port25Warning", "acmeServer", "sesRelay", "webHostnames",
+                      "sshKnownHosts", "sshPrivateKey", "port25Warning", "acmeServer", "sesRelay", "webHostnames",
                       "dataVolumeId", "restoreInstructions"}
     assert e["hostname"] == "mail.example.com" and e["domains"] == ["example.com", "example.net"]
     assert e["acmeServer"] == "letsencrypt_test" and e["port25Warning"] == outputs.PORT25_SES_NOTE
@@ -78,10 +79,10 @@ def test_exports(graph: Graph) -> None:
     assert not any(v.secret for k, v in graph.exports.items() if k != "sshPrivateKey")
 
 
-def test_own_public_key_generates_nothing_and_exports_no_private_key() -> None:
+def test_own_public_key_generates_no_login_key_and_exports_no_private_key() -> None:
     g = build({"sshPublicKey": BYO_KEY})
-    # Only DKIM keys (RSA) are generated; no SSH key.
-    assert all(plain(k.inputs)["algorithm"] == "RSA" for k in g.of(TLS_KEY))
+    # Only DKIM keys (RSA) and the host's own SSH host key are generated; no login key.
+    assert {k.name for k in g.of(TLS_KEY) if plain(k.inputs)["algorithm"] != "RSA"} == {"mail-host-ssh-host-key"}
     assert g.one(KEY_PAIR).inputs["publicKey"] == BYO_KEY
     assert "sshPrivateKey" not in g.exports
     connection = plain(g.one(COMMAND, "-wait").inputs["connection"])

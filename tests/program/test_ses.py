@@ -168,13 +168,15 @@ def test_exports_name_the_relay_and_how_to_leave_the_sandbox(ses: Graph) -> None
     assert ses.exports["port25Warning"].value == outputs.PORT25_SES_NOTE
 
 
-def test_main_cf_relays_with_mandatory_tls_and_sasl(ses: Graph) -> None:
+def test_main_cf_relays_with_verified_tls_and_sasl(ses: Graph) -> None:
     main_cf = bundle_files(ses)["files/etc/postfix/main.cf"]
     assert main_cf_value(main_cf, "relayhost") == "[email-smtp.eu-central-1.amazonaws.com]:587"
     assert main_cf_value(main_cf, "smtp_sasl_auth_enable") == "yes"
     assert main_cf_value(main_cf, "smtp_sasl_security_options") == "noanonymous"
     assert main_cf_value(main_cf, "smtp_sasl_password_maps") == "lmdb:/etc/postfix/sasl_passwd"
-    assert main_cf_value(main_cf, "smtp_tls_security_level") == "encrypt"
+    assert main_cf_value(main_cf, "smtp_tls_security_level") == "secure"
+    assert main_cf_value(main_cf, "smtp_tls_CAfile") == "/etc/pki/tls/certs/ca-bundle.crt"
+    assert main_cf_value(main_cf, "smtp_tls_secure_cert_match") == "email-smtp.eu-central-1.amazonaws.com"
     # local delivery is untouched
     assert main_cf_value(main_cf, "virtual_transport") == "lmtp:unix:private/dovecot-lmtp"
 

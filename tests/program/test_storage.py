@@ -22,12 +22,16 @@ from tests.program.harness import (
     EIP_TYPE,
     GET_OFFERINGS,
     INGRESS,
+    INLINE_ROLE_POLICY,
     INSTANCE,
+    INSTANCE_PROFILE,
     OFFERED_ZONES,
     PASSWORDS,
     PTR,
     ROLE,
     ROLE_POLICY,
+    SSM_PARAMETER,
+    TLS_KEY,
     VOLUME,
     VOLUME_ID,
     Graph,
@@ -43,7 +47,8 @@ DLM_MANAGED_POLICY = "arn:aws:iam::aws:policy/service-role/AWSDataLifecycleManag
 # Two official arm64 Stream 9 builds (tests/program/cloud_facts.py): an operator moving the pin to the newer.
 OLD_AMI, NEW_AMI = "ami-0a9a1e5d2b3f40003", "ami-0a9a1e5d2b3f40004"
 # Host, volume, address and names: what a mail setting must never touch.
-INFRASTRUCTURE = (INSTANCE, VOLUME, ATTACHMENT, EIP_TYPE, ASSOCIATION, PTR, DLM, ROLE, ROLE_POLICY)
+INFRASTRUCTURE = (INSTANCE, VOLUME, ATTACHMENT, EIP_TYPE, ASSOCIATION, PTR, DLM, ROLE, ROLE_POLICY,
+                  INLINE_ROLE_POLICY, INSTANCE_PROFILE, SSM_PARAMETER, TLS_KEY)
 
 
 def by_urn(g: Graph) -> dict[str, Registered]:
@@ -190,7 +195,7 @@ def test_mail_setting_changes_touch_only_commands_and_their_records(graph: Graph
     assert diff == {"mail-provision-config", "mail-provision-passwords", "mail-dns-dmarc-example.com",
                     "mail-dns-dmarc-example.net"}
     for typ in INFRASTRUCTURE:
-        assert plain(g.one(typ).inputs) == plain(graph.one(typ).inputs), typ
+        assert {r.name: plain(r.inputs) for r in g.of(typ)} == {r.name: plain(r.inputs) for r in graph.of(typ)}, typ
     # the mount step does not run again for a mail change
     assert plain(g.one(COMMAND, "-volume").inputs) == plain(graph.one(COMMAND, "-volume").inputs)
 
@@ -231,7 +236,7 @@ def test_retention_is_the_setting() -> None:
 
 
 def test_snapshot_role_is_for_dlm_only(graph: Graph) -> None:
-    role, attached, policy = graph.one(ROLE), graph.one(ROLE_POLICY), graph.one(DLM)
+    role, attached, policy = graph.one(ROLE, "-dlm-role"), graph.one(ROLE_POLICY), graph.one(DLM)
     trust = json.loads(role.inputs["assumeRolePolicy"])
     (statement,) = trust["Statement"]
     assert statement == {"Effect": "Allow", "Principal": {"Service": "dlm.amazonaws.com"}, "Action": "sts:AssumeRole"}

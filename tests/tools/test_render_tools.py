@@ -53,7 +53,11 @@ def test_main_cf_parses_without_warnings(bundle: Bundle, tree: Path) -> None:
     # EL's crypto policy reaches postfix through openssl.cnf, as in EL's own package: loaded,
     # and postfix's cipher grades left as EL's main.cf leaves them.
     assert settings["tls_config_file"] == catalog.POSTFIX_TLS_CONFIG_FILE
-    assert not [k for k in settings if k.startswith("tls_") and k.endswith("_cipherlist")]
+    grades = ("export", "low", "medium", "high", "null")
+    assert not [k for k in settings if k in {f"tls_{g}_cipherlist" for g in grades}]
+    # Within those grades: no anonymous or other weak suite, and the server's order (issue 13).
+    assert settings["smtpd_tls_exclude_ciphers"] == ", ".join(catalog.POSTFIX_TLS_EXCLUDE_CIPHERS)
+    assert settings["tls_preempt_cipherlist"] == "yes"
     assert "reject_unauth_destination" in settings["smtpd_relay_restrictions"]
     assert not any(v.startswith(("hash:", "btree:")) for v in settings.values()), "Stream 10 has no Berkeley DB"
 
@@ -62,16 +66,21 @@ def test_relay_settings_reach_postfix(settings: Settings, tree: Path) -> None:
     """postconf reads the relay block as written: a typo would vanish silently in postfix."""
     confdir = tree / "files" / catalog.VM_LAYOUT.postfix_dir.lstrip("/")
     proc = run(["postconf", "-c", str(confdir), "-h", "relayhost", "smtp_sasl_auth_enable",
-                "smtp_sasl_password_maps", "smtp_tls_security_level", "virtual_transport"])
+                "smtp_sasl_password_maps", "smtp_tls_security_level", "virtual_transport", "smtp_tls_CAfile",
+                "smtp_tls_secure_cert_match"])
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
-    relayhost, sasl, maps, tls, virtual = proc.stdout.splitlines()
+    relayhost, sasl, maps, tls, virtual, cafile, cert_match = proc.stdout.splitlines()
     assert virtual == "lmtp:unix:private/dovecot-lmtp"  # local mail never goes to the relay
     if settings.relay == "ses":
-        assert relayhost == f"[email-smtp.{settings.ses_region}.amazonaws.com]:587"
-        assert (sasl, maps, tls) == ("yes", f"lmdb:{catalog.VM_LAYOUT.postfix_dir}/sasl_passwd", "encrypt")
+        endpoint = f"email-smtp.{settings.ses_region}.amazonaws.com"
+        assert relayhost == f"[{endpoint}]:587"
+        assert (sasl, maps, tls) == ("yes", f"lmdb:{catalog.VM_LAYOUT.postfix_dir}/sasl_passwd", "secure")
+        # the relay's certificate: from a CA of the OS's bundle, for the endpoint's name
+        assert (cafile, cert_match) == (catalog.EL_CA_BUNDLE, endpoint)
     else:
         # Direct delivery: DANE by default (validated by the host's unbound), or may.
         assert (relayhost, sasl, tls) == ("", "no", settings.smtp_tls_security_level)
+        assert (cafile, cert_match) == ("", "nexthop, dot-nexthop")  # postfix's defaults, unused
         dns_level = run(["postconf", "-c", str(confdir), "-h", "smtp_dns_support_level"]).stdout.strip()
         assert dns_level == ("dnssec" if tls == "dane" else "")
 

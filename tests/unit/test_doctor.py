@@ -143,13 +143,20 @@ def test_resource_thresholds() -> None:
     assert doctor.snapshot_status(NOW - dt.timedelta(days=9), NOW)[0] == "error"
 
 
-def test_exit_code_is_non_zero_only_on_an_error() -> None:
+def test_exit_codes_tell_healthy_broken_and_unchecked_apart() -> None:
     ok = doctor.result("ports", "ok", "port 25", "", "")
     unknown = doctor.result("blocklists", "unknown", "zen", "", "")
     warning = doctor.result("tls-chain", "warning", "port 25", "", "")
+    skipped = doctor.result("services", "skipped", "host", "", "", "")
     error = doctor.result("dns-mx", "error", "MX", "", "")
-    assert doctor.exit_code([ok, unknown, warning]) == 0
-    assert doctor.exit_code([ok, error]) == 1
+    assert doctor.exit_code([]) == doctor.EXIT_OK == 0
+    assert doctor.exit_code([ok, warning, skipped]) == 0  # warnings and skipped checks are no failure to check
+    assert doctor.exit_code([ok, unknown, warning]) == doctor.EXIT_UNCHECKED == 3
+    assert doctor.exit_code([ok, error]) == doctor.EXIT_ERROR_FOUND == 1
+    # An error beats an unknown: what is known broken is reported whatever could not be checked.
+    assert doctor.exit_code([unknown, error, unknown]) == 1
+    assert doctor.exit_code([error, unknown]) == 1
+    assert doctor.EXIT_SETUP == 2
     assert doctor.summary([ok, unknown, error, doctor.result("ports", "error", "p", "", "")]) == \
         {"ports": "error", "blocklists": "unknown", "dns-mx": "error"}
     # A failing result tells the operator what to do; an ok one does not.
@@ -499,6 +506,61 @@ def test_setup_failures_exit_2_not_1(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "cannot read the outputs file" in capsys.readouterr().err
     assert doctor.main(["--stack", "no-such-stack", "--ip", "192.0.2.10"]) == 2
     assert "no stack file" in capsys.readouterr().err
+
+
+def test_every_check_names_what_it_must_reach() -> None:
+    reach = {c.id: doctor.reach(c.id) for c in doctor.CHECKS}
+    assert {k for k, v in reach.items() if v == "resolver"} == \
+        {c.id for c in doctor.CHECKS if c.id.startswith("dns-")} | {"ptr"}
+    assert reach["blocklists"] == "blocklist-resolver" and reach["snapshots"] == "aws"
+    assert {k for k, v in reach.items() if v == "ports"} == \
+        {"ports", "tls-name", "tls-chain", "tls-expiry", "tls-version", "open-relay", "auth-before-tls",
+         "plaintext-login"}
+    assert all(v == "host" for k, v in reach.items() if doctor.CHECK_IDS[k].category == "inside" and k != "snapshots")
+
+
+def test_the_message_says_what_could_not_be_reached_and_for_which_checks() -> None:
+    t = _target(resolver="192.0.2.53", runner=doctor.SshRunner("ec2-user@192.0.2.1"))
+    results = [
+        doctor.result("dns-mx", "unknown", "MX example.com", "", "LifetimeTimeout: no answer"),
+        doctor.result("ptr", "unknown", "PTR 192.0.2.1", "", "LifetimeTimeout: no answer"),
+        doctor.result("tls-version", "unknown", "port 993", "", "timed out"),
+        doctor.result("services", "unknown", "host", "", "no shell on the host: Permission denied (publickey)."),
+        doctor.result("snapshots", "unknown", "data volume", "", "the AWS CLI is not installed"),
+        doctor.result("ports", "ok", "port 25", "", "220"),
+    ]
+    text = doctor.cli.unreached_message(results, t)
+    head, *lines = text.splitlines()
+    assert head.startswith("doctor: no error found, but 5 results could not be checked")
+    assert lines == [
+        "  - the DNS resolver 192.0.2.53 (dns-mx, ptr; 2 unknown): LifetimeTimeout: no answer",
+        "  - the mail ports of 192.0.2.1 (tls-version; 1 unknown): timed out",
+        ("  - the host over ssh as ec2-user@192.0.2.1 (services; 1 unknown): no shell on the host: "
+         "Permission denied (publickey)."),
+        "  - AWS (the snapshot lookup, through the AWS CLI) (snapshots; 1 unknown): the AWS CLI is not installed",
+    ]
+    with_error = [*results, doctor.result("dns-a", "error", "A", "", "")]
+    assert doctor.cli.unreached_message(with_error, t).startswith("doctor: besides the errors, 5 results")
+    assert doctor.cli.unreached_message(results[-1:], t) == ""
+
+
+def test_the_command_line_with_no_resolver_reachable_exits_3_and_says_so(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # No mail server listens here: the ports answer as a healthy server's would, so what is left
+    # is a resolver that does not answer (127.0.0.9: nothing listens on port 53 there).
+    def healthy_ports(t: doctor.Target) -> tuple[list[doctor.Result], dict[int, doctor.PortProbe]]:
+        return [doctor.result("ports", "ok", f"port {svc.port}", "", "answered") for svc in t.settings.services], {}
+
+    monkeypatch.setattr(doctor.cli, "check_ports", healthy_ports)
+    code = doctor.main(["--stack", "dev", "--resolver", "127.0.0.9", "--timeout", "1", "--ip", "192.0.2.10",
+                        "--json"])
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert code == doctor.EXIT_UNCHECKED == report["exit_code"] == 3 and report["ok"] is False
+    assert "error" not in report["summary"].values() and report["summary"]["dns-mx"] == "unknown"
+    assert "doctor: no error found, but" in captured.err
+    assert "the DNS resolver 127.0.0.9 (dns-a, dns-mx," in captured.err
+    assert "the blocklists through the DNS resolver 127.0.0.9 (blocklists;" in captured.err
 
 
 def test_the_doctor_reads_a_stack_without_its_secrets() -> None:

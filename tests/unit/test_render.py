@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mailserver.core import catalog, certificates, render
+from mailserver.core import catalog, certificates, hostkey, render
 from mailserver.core.catalog import lab_layout
 from mailserver.core.render import Bundle
 from tests.support import STACK_VARIANTS, dev_settings
@@ -114,9 +114,16 @@ def test_stream_10_takes_epel_from_the_epel_project() -> None:
 
 def test_nothing_slow_runs_before_sshd_and_one_chain_marks_failure() -> None:
     doc = yaml.safe_load(render.render(dev_settings()[0]).user_data)
-    # bootcmd runs in cloud-init's network stage, before sshd starts; cloud-init-per would also
-    # remember a failed step as done (its semaphore is written whatever the exit code).
-    assert "bootcmd" not in doc
+    # bootcmd runs in cloud-init's network stage, before sshd starts: only the host key's two
+    # steps (tests/unit/test_host_key.py, tests/tools/test_host_key_fetch.py), both quick and
+    # unable to fail the boot. cloud-init-per remembers a step as done whatever its exit code,
+    # so it only runs the rm, which cannot fail; the fetch is bounded and runs on every boot.
+    reset, fetch = doc["bootcmd"]
+    assert reset == ["cloud-init-per", "instance", "ssh-host-keys-reset", "sh", "-c", "rm -f /etc/ssh/ssh_host_*key*"]
+    assert fetch.startswith(f"python3 - <<'{hostkey.FETCH_MARKER}'\n")
+    assert hostkey.FETCH_DEADLINE <= 30 and hostkey.FETCH_TRIES * hostkey.FETCH_PAUSE <= 10
+    # The ssh module keeps the fetched key instead of deleting every host key after bootcmd.
+    assert doc["ssh_deletekeys"] is False
     # cloud-init's packages module installs the list as one transaction: not used.
     assert "packages" not in doc
     (chain,) = doc["runcmd"]
