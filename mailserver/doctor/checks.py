@@ -76,6 +76,10 @@ CHECKS: tuple[Check, ...] = (
     Check("dns-web", "MTA-STS and autoconfig names", "outside",
           "mta-sts.<domain> and autoconfig.<domain> resolve (the Worker's custom domains)",
           "pulumi up recreates the Worker's custom domains; check them in the Cloudflare dashboard"),
+    Check("dns-aaaa", "No stray AAAA", "outside",
+          "the mail host name has no AAAA record unless the instance has that IPv6 address (publicIpv6 in the "
+          "outputs; the stack plans none): a stray one sends IPv6-capable senders where nothing answers",
+          "delete the AAAA record of the mail host in Cloudflare (the stack creates none)"),
     Check("dns-ses", "SES MAIL FROM records", "outside",
           "with relay ses, the bounce.<domain> MX and SPF that SES's custom MAIL FROM needs",
           "pulumi up restores them"),
@@ -117,6 +121,12 @@ CHECKS: tuple[Check, ...] = (
           "the IP is on none of the blocklists of the blocklists setting",
           "ask the list for removal (each has a lookup page), after finding what sent the spam; "
           "'unknown' means the resolver was refused: use --blocklist-resolver with your own resolver"),
+    Check("dbl", "Domain blocklist", "outside",
+          "no mail domain is on the domain blocklists (" + ", ".join(catalog.DOMAIN_BLOCKLISTS) + "), looked up "
+          "through the blocklists' resolver (a 127.255.255.x answer is a refusal: unknown)",
+          "find what advertised the domain in spam (a compromised mailbox, a hijacked web page), stop it, then "
+          "ask for removal at https://check.spamhaus.org; 'unknown' means the resolver was refused: use "
+          "--blocklist-resolver with your own resolver"),
     Check("outbound-25", "Outbound port 25", "inside",
           "the host can open a connection to another mail server's port 25",
           "AWS blocks it on new accounts: file the 'Request to remove email sending limitations' "
@@ -134,6 +144,24 @@ CHECKS: tuple[Check, ...] = (
           "need it: Spamhaus refuses the AWS resolver)",
           "systemctl status unbound; pulumi up re-runs use-local-resolver.sh, which keeps the switch only "
           "when unbound answers", lab_skip="the lab has no DNS"),
+    Check("ssh-login", "SSH keys only", "inside",
+          "sshd -T says passwordauthentication no, kbdinteractiveauthentication no and permitrootlogin no",
+          f"pulumi up restores the sshd drop-in ({catalog.SSHD_DROPIN}, checked by sshd -t); "
+          "a drop-in sorted before it or a Match block can override it: sshd -T -C user=<user> shows what wins",
+          lab_skip="the lab runs no sshd"),
+    Check("auto-updates", "Unattended updates", "inside",
+          "dnf-automatic's timer is active (inactive when autoUpdates is off)",
+          "pulumi up re-enables it (systemctl enable --now dnf-automatic.timer), or disables it when autoUpdates "
+          "is off", lab_skip="no systemd, no dnf"),
+    Check("reboot", "Pending reboot", "inside",
+          "needs-restarting -r reports no reboot pending (a warning: an updated kernel or core library "
+          "runs only after one)",
+          "reboot at a quiet hour (sudo systemctl reboot): senders queue and retry mail meanwhile",
+          lab_skip="no dnf"),
+    Check("security-updates", "Pending security updates", "inside",
+          "no security advisory is pending where the OS publishes advisories (CentOS Stream publishes none: "
+          "skipped, not ok)",
+          "sudo dnf upgrade --security, or autoUpdates security/all", lab_skip="no dnf"),
     Check("disk", "Disk space", "inside",
           f"mail, queue and root filesystems below {DISK_WARNING_PERCENT}% (warning) / "
           f"{DISK_ERROR_PERCENT}% (error) use",
@@ -171,7 +199,7 @@ def reach(check: str) -> Reach:
         return "aws"
     if c.category == "inside":
         return "host"
-    if check == "blocklists":
+    if check in ("blocklists", "dbl"):
         return "blocklist-resolver"
     if check.startswith("dns-") or check == "ptr":
         return "resolver"

@@ -34,7 +34,8 @@ from tests.support import dev_settings
 LAB_IP = clients.SERVER
 PTR_NAME = "1.0.0.127.in-addr.arpa"
 WEB_ADDRESS = "192.0.2.10"  # stands for the Cloudflare address the Worker's names resolve to
-INSIDE_SKIPPED_IN_LAB = {"outbound-25", "fail2ban", "mail-volume", "cert-renewal", "snapshots", "resolver"}
+INSIDE_SKIPPED_IN_LAB = {"outbound-25", "fail2ban", "mail-volume", "cert-renewal", "snapshots", "resolver",
+                         "ssh-login", "auto-updates", "reboot", "security-updates"}
 
 
 def served_records(s: Settings, dkim_keys: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
@@ -86,7 +87,7 @@ def env() -> Iterator[Env]:
     ca = TestCa()
     good = ca.issue(settings.hostname)
     with Lab(settings, secrets, certificate=good) as lab, netns.entered(lab.ns):
-        zones = [*settings.domains, "127.in-addr.arpa", *settings.blocklists]
+        zones = [*settings.domains, "127.in-addr.arpa", *settings.blocklists, *catalog.DOMAIN_BLOCKLISTS]
         dkim = {d: lab.dkim_keys[d] for d in settings.domains}
         lab_dns = LabDns(lab.ns, lab.root / "dns", zones, served_records(settings, dkim))
         lab_dns.start()
@@ -439,6 +440,33 @@ def test_blocklist_refusal_is_unknown_not_ok(env: Env) -> None:
     name = f"1.0.0.127.{env.target.settings.blocklists[0]}"
     with_fault(lambda: env.dns.set(name, [("A", "127.255.255.254")]), lambda: env.dns.set(name, []),
                lambda: expect_only(env, {"blocklists": "unknown"}, {"blocklists": "query refused"}))
+
+
+def test_stray_aaaa_for_the_mail_host(env: Env) -> None:
+    # The instance has no IPv6 address (the stack plans no AAAA): an AAAA someone added by hand
+    # sends IPv6-capable senders to an address where nothing answers.
+    host = env.target.settings.hostname
+    assert env.target.ipv6 is None
+    with_fault(lambda: env.dns.replace(host, "AAAA", ["2001:db8::25"]), lambda: env.dns.replace(host, "AAAA", []),
+               lambda: expect_only(env, {"dns-aaaa": "error"}, {"dns-aaaa": "stray 2001:db8::25"}))
+
+
+def test_mail_domain_on_the_domain_blocklist(env: Env) -> None:
+    name = f"example.net.{catalog.DOMAIN_BLOCKLISTS[0]}"
+
+    def check() -> None:
+        results = expect_only(env, {"dbl": "error"}, {"dbl": "listed (127.0.1.2)"})
+        red = [r.subject for r in results if r.check == "dbl" and r.status != "ok"]
+        assert red == [name], red  # the other domain stays ok
+
+    with_fault(lambda: env.dns.set(name, [("A", "127.0.1.2"), ("TXT", '"https://check.spamhaus.org"')]),
+               lambda: env.dns.set(name, []), check)
+
+
+def test_domain_blocklist_refusal_is_unknown_not_ok(env: Env) -> None:
+    name = f"example.com.{catalog.DOMAIN_BLOCKLISTS[0]}"
+    with_fault(lambda: env.dns.set(name, [("A", "127.255.255.254")]), lambda: env.dns.set(name, []),
+               lambda: expect_only(env, {"dbl": "unknown"}, {"dbl": "query refused"}))
 
 
 def _cli(env: Env, *extra: str) -> subprocess.CompletedProcess[str]:
