@@ -14,7 +14,7 @@ Category = Literal["outside", "inside"]
 # What a check has to reach before it can judge anything (see reach()): an unknown result is
 # one whose check could not reach it or got no usable answer from it, and the doctor's exit-3
 # message names these.
-Reach = Literal["resolver", "blocklist-resolver", "ports", "host", "aws"]
+Reach = Literal["resolver", "blocklist-resolver", "ports", "web", "host", "aws"]
 
 # Certificate expiry, judged against the certificate's own lifetime (notAfter - notBefore), as
 # Let's Encrypt's shrinks from 90 to 64 (2027) and 45 days (2028). Warning: less than
@@ -76,6 +76,15 @@ CHECKS: tuple[Check, ...] = (
     Check("dns-web", "MTA-STS and autoconfig names", "outside",
           "mta-sts.<domain> and autoconfig.<domain> resolve (the Worker's custom domains)",
           "pulumi up recreates the Worker's custom domains; check them in the Cloudflare dashboard"),
+    Check("web-mta-sts", "MTA-STS policy", "outside",
+          "https://mta-sts.<domain>/.well-known/mta-sts.txt answers 200 with a valid certificate, and its mode, "
+          "mx and max_age are the planned ones (mode from mtaStsMode); the _mta-sts id is the served text's",
+          "pulumi up redeploys the Worker and the _mta-sts record (the id changes with the policy); check the "
+          "Worker's custom domains and their certificates in the Cloudflare dashboard"),
+    Check("web-autoconfig", "Autoconfig document", "outside",
+          "https://autoconfig.<domain>/mail/config-v1.1.xml answers 200 with a valid certificate and offers the "
+          "mail host's ports and TLS (SSL/STARTTLS) of the port table, in the planned order",
+          "pulumi up redeploys the Worker with the document rendered from the port table"),
     Check("dns-aaaa", "No stray AAAA", "outside",
           "the mail host name has no AAAA record unless the instance has that IPv6 address (publicIpv6 in the "
           "outputs; the stack plans none): a stray one sends IPv6-capable senders where nothing answers",
@@ -193,7 +202,8 @@ CHECK_IDS = {c.id: c for c in CHECKS}
 
 def reach(check: str) -> Reach:
     """What `check` has to reach: the DNS resolver (the records, the PTR), the resolver of the
-    blocklist lookups, the server's public ports, a shell on the host, or AWS (snapshots)."""
+    blocklist lookups, the server's public ports, the web hostnames over HTTPS, a shell on the
+    host, or AWS (snapshots)."""
     c = CHECK_IDS[check]
     if check == "snapshots":
         return "aws"
@@ -201,6 +211,8 @@ def reach(check: str) -> Reach:
         return "host"
     if check in ("blocklists", "dbl"):
         return "blocklist-resolver"
+    if check.startswith("web-"):
+        return "web"
     if check.startswith("dns-") or check == "ptr":
         return "resolver"
     return "ports"

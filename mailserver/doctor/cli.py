@@ -31,12 +31,14 @@ from mailserver.doctor.probes import check_open_relay, check_plaintext_login, ch
 from mailserver.doctor.report import as_json, render_table
 from mailserver.doctor.target import Runner, Target
 from mailserver.doctor.verdicts import EXIT_SETUP, Result, exit_code, show, unreached
+from mailserver.doctor.webcheck import check_autoconfig, check_mta_sts_policy
 
 
 def run(t: Target) -> list[Result]:
     """Every check, in CHECKS order."""
     res = make_resolver(t.resolver, t.timeout)
-    out = check_dns(t, res) + check_aaaa(t, res) + check_ptr(t, res)
+    out = check_dns(t, res) + check_mta_sts_policy(t, res) + check_autoconfig(t, res)
+    out += check_aaaa(t, res) + check_ptr(t, res)
     port_results, probes = check_ports(t)
     out += port_results + check_tls(t, probes)
     out += check_open_relay(t, probes) + check_smtp_auth(t, probes) + check_plaintext_login(t, probes)
@@ -152,6 +154,7 @@ def reach_names(t: Target) -> dict[Reach, str]:
         "blocklist-resolver": "the blocklists through " + (f"the DNS resolver {t.blocklist_resolver}"
                                                            if t.blocklist_resolver else resolver),
         "ports": f"the mail ports of {t.ip}",
+        "web": "the web hostnames (mta-sts.<domain>, autoconfig.<domain>) through " + resolver,
         "host": host,
         "aws": "AWS (the snapshot lookup, through the AWS CLI)",
     }

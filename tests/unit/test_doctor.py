@@ -723,3 +723,65 @@ def test_the_doctor_reads_a_stack_without_its_secrets() -> None:
                               cafile=None, source=None, volume_id=None, aws_region=None)
     target = doctor.cli.build_target(args)
     assert target.settings.hostname == "mail.example.com" and target.ip == "192.0.2.10"
+
+
+# --- the web checks: the MTA-STS policy and the autoconfig document ------------------------------
+
+
+@pytest.mark.parametrize("mode", catalog.MTA_STS_MODES)
+def test_served_policy_is_compared_with_the_plan_in_its_own_mode(mode: str) -> None:
+    from mailserver.core import web
+    from mailserver.doctor import webcheck
+
+    s, _ = dev_settings(mtaStsMode=mode)
+    planned = web.mta_sts_policy(s)
+    assert webcheck.policy_differences(planned, planned) == []
+    assert webcheck.policy_differences(planned, planned.replace("\r\n", "\n")) == []  # LF is allowed too
+    other = "enforce" if mode != "enforce" else "testing"
+    assert webcheck.policy_differences(planned, planned.replace(f"mode: {mode}", f"mode: {other}")) == \
+        [f"mode {other} (planned {mode})"]
+    wrong = planned.replace(f"mx: {s.hostname}", "mx: mx.elsewhere.example") + "mx: *.example.com\r\n"
+    assert webcheck.policy_differences(planned, wrong) == \
+        [f"mx *.example.com | mx.elsewhere.example (planned {s.hostname})"]
+    assert webcheck.policy_differences(planned, planned.replace("max_age: 604800", "max_age: 86400")) == \
+        ["max_age 86400 (planned 604800)"]
+
+
+def test_policy_id_and_fetch_failures(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailserver.core import web
+    from mailserver.doctor import dnscheck, webcheck
+
+    t = _target()
+    policy = web.mta_sts_policy(t.settings)
+    sts = [f"v=STSv1; id={records.policy_id(policy)}"]
+    served: dict[str, tuple[str | None, str, bool]] = {
+        "mta-sts.example.com": (policy, "", True),
+        "mta-sts.example.net": (None, "lookup failed: LifetimeTimeout", False),
+    }
+    monkeypatch.setattr(webcheck, "fetch", lambda t, res, name, path: served[name])
+    monkeypatch.setattr(dnscheck, "lookup", lambda res, name, rtype: (sts, None))
+    res = dnscheck.make_resolver("192.0.2.53", 1.0)
+    by = {r.subject.split("/")[2]: r for r in webcheck.check_mta_sts_policy(t, res)}
+    assert by["mta-sts.example.com"].status == "ok"
+    assert by["mta-sts.example.net"].status == "unknown"  # no DNS answer: not the server's fault
+    assert doctor.reach("web-mta-sts") == "web"
+    # The policy changed (max_age) but the published id is the old text's: senders keep the old one.
+    served["mta-sts.example.com"] = (policy.replace("604800", "86400"), "", True)
+    served["mta-sts.example.net"] = (None, "certificate not valid: self-signed certificate", True)
+    by = {r.subject.split("/")[2]: r for r in webcheck.check_mta_sts_policy(t, res)}
+    assert by["mta-sts.example.com"].status == "error"
+    assert "_mta-sts id is not the served policy's" in by["mta-sts.example.com"].found
+    assert by["mta-sts.example.net"].status == "error" and "certificate" in by["mta-sts.example.net"].found
+
+
+@pytest.mark.parametrize("overrides", [{}, {"submission": False}])
+def test_autoconfig_servers_follow_the_port_table(overrides: dict[str, object]) -> None:
+    from mailserver.core import web
+    from mailserver.doctor import webcheck
+
+    s, _ = dev_settings(**overrides)
+    servers = webcheck.autoconfig_servers(web.autoconfig_xml(s))
+    want = {(svc.port, "SSL" if svc.tls == "implicit" else "STARTTLS") for svc in s.services
+            if svc.auth and not svc.admin_only}
+    assert {(int(port), sock) for _, _, _, port, sock in servers} == want
+    assert {host for _, _, host, _, _ in servers} == {s.hostname}
