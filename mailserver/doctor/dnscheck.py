@@ -146,7 +146,8 @@ def check_aaaa(t: Target, res: dns.resolver.Resolver) -> list[Result]:
     address where nothing answers, and their mail waits until they fall back, if they do."""
     host = t.settings.hostname
     found, error = lookup(res, host, "AAAA")
-    want = [t.ipv6] if t.ipv6 else []
+    v6 = t.ipv6 or (t.ip if ":" in t.ip else None)  # --ip may itself be the instance's IPv6 address
+    want = [v6] if v6 else []
     expected = show(want) if want else "no AAAA (the instance has no IPv6 address)"
     if error:
         return [result("dns-aaaa", "unknown", f"AAAA {host}", expected, error,

@@ -157,6 +157,10 @@ def test_the_mail_host_has_no_aaaa_unless_the_instance_has_that_address(
     _answers(monkeypatch, {(t.settings.hostname, "AAAA"): answer})
     (r,) = dnscheck.check_aaaa(t, dnscheck.make_resolver("192.0.2.53", 1.0))
     assert (r.check, r.status) == ("dns-aaaa", status) and found in r.found, r
+    if ipv6:  # the same when the doctor was given the IPv6 address as --ip
+        t = dataclasses.replace(t, ip=ipv6, ipv6=None)
+        (r,) = dnscheck.check_aaaa(t, dnscheck.make_resolver("192.0.2.53", 1.0))
+        assert (r.check, r.status) == ("dns-aaaa", status) and found in r.found, r
 
 
 def test_outputs_may_name_the_instances_ipv6(tmp_path: Path) -> None:
