@@ -342,6 +342,10 @@ class AutoUpdates:
     package: str
     conf: str
     timer: str
+    # Whether the OS's repositories publish security advisories (updateinfo), so that
+    # `dnf updateinfo list --security` can count pending security updates. CentOS Stream
+    # publishes none: there the doctor's security-updates check says "not published".
+    advisories: bool = False
 
 
 # Both Stream 9 and 10 run dnf 4 (RHEL 10 documents the dnf-automatic package and its
@@ -351,6 +355,13 @@ AUTO_UPDATES: dict[OsName, AutoUpdates] = {
     "centos-stream-9": AutoUpdates("dnf-automatic", "/etc/dnf/automatic.conf", "dnf-automatic.timer"),
     "centos-stream-10": AutoUpdates("dnf-automatic", "/etc/dnf/automatic.conf", "dnf-automatic.timer"),
 }
+
+
+# Domain blocklists the doctor looks every mail domain up in (<domain>.<zone>, an A lookup through
+# the blocklists' resolver, like the IP ones of the blocklists setting). Spamhaus's DBL answers
+# 127.0.1.x for a listed domain and 127.255.255.x when it refuses the resolver (public resolvers,
+# over quota): a refusal, not a listing.
+DOMAIN_BLOCKLISTS: tuple[str, ...] = ("dbl.spamhaus.org",)
 
 
 # Unattended updates (dnf-automatic) never leave the installed major.minor of these: dovecot

@@ -24,7 +24,8 @@ with the same message when unknowns come with it.
 #   verdicts  Status, Result, result(), exit codes, and the pure judgements (expiry, disk...)
 #   target    Target (what is examined) and the Runner protocol
 #   intent    what the stack plans: expected records, DKIM names, fail2ban jails
-#   dnscheck  resolver and lookups; the DNS, PTR and blocklist checks
+#   dnscheck  resolver and lookups; the DNS, stray AAAA, PTR, IP and domain blocklist checks
+#   webcheck  the MTA-STS policy and autoconfig document over HTTPS, against the plan
 #   probes    the public ports: protocol, TLS, relay, AUTH and plaintext-login probes
 #   host      the inside checks (one function each) and the ssh/local runners
 #   aws       the snapshots check, through the AWS CLI

@@ -14,7 +14,7 @@ Category = Literal["outside", "inside"]
 # What a check has to reach before it can judge anything (see reach()): an unknown result is
 # one whose check could not reach it or got no usable answer from it, and the doctor's exit-3
 # message names these.
-Reach = Literal["resolver", "blocklist-resolver", "ports", "host", "aws"]
+Reach = Literal["resolver", "blocklist-resolver", "ports", "web", "host", "aws"]
 
 # Certificate expiry, judged against the certificate's own lifetime (notAfter - notBefore), as
 # Let's Encrypt's shrinks from 90 to 64 (2027) and 45 days (2028). Warning: less than
@@ -76,6 +76,19 @@ CHECKS: tuple[Check, ...] = (
     Check("dns-web", "MTA-STS and autoconfig names", "outside",
           "mta-sts.<domain> and autoconfig.<domain> resolve (the Worker's custom domains)",
           "pulumi up recreates the Worker's custom domains; check them in the Cloudflare dashboard"),
+    Check("web-mta-sts", "MTA-STS policy", "outside",
+          "https://mta-sts.<domain>/.well-known/mta-sts.txt answers 200 with a valid certificate, and its mode, "
+          "mx and max_age are the planned ones (mode from mtaStsMode); the _mta-sts id is the served text's",
+          "pulumi up redeploys the Worker and the _mta-sts record (the id changes with the policy); check the "
+          "Worker's custom domains and their certificates in the Cloudflare dashboard"),
+    Check("web-autoconfig", "Autoconfig document", "outside",
+          "https://autoconfig.<domain>/mail/config-v1.1.xml answers 200 with a valid certificate and offers the "
+          "mail host's ports and TLS (SSL/STARTTLS) of the port table, in the planned order",
+          "pulumi up redeploys the Worker with the document rendered from the port table"),
+    Check("dns-aaaa", "No stray AAAA", "outside",
+          "the mail host name has no AAAA record unless the instance has that IPv6 address (publicIpv6 in the "
+          "outputs; the stack plans none): a stray one sends IPv6-capable senders where nothing answers",
+          "delete the AAAA record of the mail host in Cloudflare (the stack creates none)"),
     Check("dns-ses", "SES MAIL FROM records", "outside",
           "with relay ses, the bounce.<domain> MX and SPF that SES's custom MAIL FROM needs",
           "pulumi up restores them"),
@@ -117,6 +130,12 @@ CHECKS: tuple[Check, ...] = (
           "the IP is on none of the blocklists of the blocklists setting",
           "ask the list for removal (each has a lookup page), after finding what sent the spam; "
           "'unknown' means the resolver was refused: use --blocklist-resolver with your own resolver"),
+    Check("dbl", "Domain blocklist", "outside",
+          "no mail domain is on the domain blocklists (" + ", ".join(catalog.DOMAIN_BLOCKLISTS) + "), looked up "
+          "through the blocklists' resolver (a 127.255.255.x answer is a refusal: unknown)",
+          "find what advertised the domain in spam (a compromised mailbox, a hijacked web page), stop it, then "
+          "ask for removal at https://check.spamhaus.org; 'unknown' means the resolver was refused: use "
+          "--blocklist-resolver with your own resolver"),
     Check("outbound-25", "Outbound port 25", "inside",
           "the host can open a connection to another mail server's port 25",
           "AWS blocks it on new accounts: file the 'Request to remove email sending limitations' "
@@ -134,6 +153,24 @@ CHECKS: tuple[Check, ...] = (
           "need it: Spamhaus refuses the AWS resolver)",
           "systemctl status unbound; pulumi up re-runs use-local-resolver.sh, which keeps the switch only "
           "when unbound answers", lab_skip="the lab has no DNS"),
+    Check("ssh-login", "SSH keys only", "inside",
+          "sshd -T says passwordauthentication no, kbdinteractiveauthentication no and permitrootlogin no",
+          f"pulumi up restores the sshd drop-in ({catalog.SSHD_DROPIN}, checked by sshd -t); "
+          "a drop-in sorted before it or a Match block can override it: sshd -T -C user=<user> shows what wins",
+          lab_skip="the lab runs no sshd"),
+    Check("auto-updates", "Unattended updates", "inside",
+          "dnf-automatic's timer is active (inactive when autoUpdates is off)",
+          "pulumi up re-enables it (systemctl enable --now dnf-automatic.timer), or disables it when autoUpdates "
+          "is off", lab_skip="no systemd, no dnf"),
+    Check("reboot", "Pending reboot", "inside",
+          "needs-restarting -r reports no reboot pending (a warning: an updated kernel or core library "
+          "runs only after one)",
+          "reboot at a quiet hour (sudo systemctl reboot): senders queue and retry mail meanwhile",
+          lab_skip="no dnf"),
+    Check("security-updates", "Pending security updates", "inside",
+          "no security advisory is pending where the OS publishes advisories (CentOS Stream publishes none: "
+          "skipped, not ok)",
+          "sudo dnf upgrade --security, or autoUpdates security/all", lab_skip="no dnf"),
     Check("disk", "Disk space", "inside",
           f"mail, queue and root filesystems below {DISK_WARNING_PERCENT}% (warning) / "
           f"{DISK_ERROR_PERCENT}% (error) use",
@@ -165,14 +202,17 @@ CHECK_IDS = {c.id: c for c in CHECKS}
 
 def reach(check: str) -> Reach:
     """What `check` has to reach: the DNS resolver (the records, the PTR), the resolver of the
-    blocklist lookups, the server's public ports, a shell on the host, or AWS (snapshots)."""
+    blocklist lookups, the server's public ports, the web hostnames over HTTPS, a shell on the
+    host, or AWS (snapshots)."""
     c = CHECK_IDS[check]
     if check == "snapshots":
         return "aws"
     if c.category == "inside":
         return "host"
-    if check == "blocklists":
+    if check in ("blocklists", "dbl"):
         return "blocklist-resolver"
+    if check.startswith("web-"):
+        return "web"
     if check.startswith("dns-") or check == "ptr":
         return "resolver"
     return "ports"

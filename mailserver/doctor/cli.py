@@ -16,23 +16,33 @@ from mailserver.core import catalog
 from mailserver.core.settings import AWS_REGION_KEY, Settings, parse_settings
 from mailserver.core.stack import StackFileError, load_stack
 from mailserver.doctor.checks import CHECKS, Reach
-from mailserver.doctor.dnscheck import check_blocklists, check_dns, check_ptr, lookup, make_resolver
+from mailserver.doctor.dnscheck import (
+    check_aaaa,
+    check_blocklists,
+    check_dbl,
+    check_dns,
+    check_ptr,
+    lookup,
+    make_resolver,
+)
 from mailserver.doctor.host import LocalRunner, SshRunner, check_inside
 from mailserver.doctor.intent import dkim_names
 from mailserver.doctor.probes import check_open_relay, check_plaintext_login, check_ports, check_smtp_auth, check_tls
 from mailserver.doctor.report import as_json, render_table
 from mailserver.doctor.target import Runner, Target
 from mailserver.doctor.verdicts import EXIT_SETUP, Result, exit_code, show, unreached
+from mailserver.doctor.webcheck import check_autoconfig, check_mta_sts_policy
 
 
 def run(t: Target) -> list[Result]:
     """Every check, in CHECKS order."""
     res = make_resolver(t.resolver, t.timeout)
-    out = check_dns(t, res) + check_ptr(t, res)
+    out = check_dns(t, res) + check_mta_sts_policy(t, res) + check_autoconfig(t, res)
+    out += check_aaaa(t, res) + check_ptr(t, res)
     port_results, probes = check_ports(t)
     out += port_results + check_tls(t, probes)
     out += check_open_relay(t, probes) + check_smtp_auth(t, probes) + check_plaintext_login(t, probes)
-    out += check_blocklists(t)
+    out += check_blocklists(t) + check_dbl(t)
     out += check_inside(t)
     order = {c.id: i for i, c in enumerate(CHECKS)}
     return sorted(out, key=lambda r: order[r.check])
@@ -99,7 +109,8 @@ def build_target(args: argparse.Namespace) -> Target:
                   blocklist_resolver=args.blocklist_resolver, cafile=args.cafile, source=args.source,
                   timeout=args.timeout, runner=runner, ses_dkim=ses_dkim,
                   volume_id=args.volume_id or outputs.get("dataVolumeId"),
-                  aws_region=args.aws_region or str(raw.get(AWS_REGION_KEY) or "") or None)
+                  aws_region=args.aws_region or str(raw.get(AWS_REGION_KEY) or "") or None,
+                  ipv6=str(outputs["publicIpv6"]) if outputs.get("publicIpv6") else None)
 
 
 def dkim_from_outputs(settings: Settings, outputs: dict[str, Any]
@@ -143,6 +154,7 @@ def reach_names(t: Target) -> dict[Reach, str]:
         "blocklist-resolver": "the blocklists through " + (f"the DNS resolver {t.blocklist_resolver}"
                                                            if t.blocklist_resolver else resolver),
         "ports": f"the mail ports of {t.ip}",
+        "web": "the web hostnames (mta-sts.<domain>, autoconfig.<domain>) through " + resolver,
         "host": host,
         "aws": "AWS (the snapshot lookup, through the AWS CLI)",
     }

@@ -12,7 +12,7 @@ import dns.rdatatype
 import dns.resolver
 import dns.reversename
 
-from mailserver.core import records, web
+from mailserver.core import catalog, records, web
 from mailserver.doctor.intent import expected_records
 from mailserver.doctor.target import Target
 from mailserver.doctor.verdicts import Result, blocklist_status, result, show
@@ -137,6 +137,41 @@ def check_ptr(t: Target, res: dns.resolver.Resolver) -> list[Result]:
                   show(names) if names else "no PTR")]
     out.append(result("ptr", "ok" if t.ip in forward else "error", f"{host} -> IP", t.ip,
                       show(forward) if forward else "does not resolve"))
+    return out
+
+
+def check_aaaa(t: Target, res: dns.resolver.Resolver) -> list[Result]:
+    """The mail host's AAAA records: exactly the instance's IPv6 address when it has one, none
+    otherwise (the stack plans none). A stray AAAA sends IPv6-capable senders and clients to an
+    address where nothing answers, and their mail waits until they fall back, if they do."""
+    host = t.settings.hostname
+    found, error = lookup(res, host, "AAAA")
+    v6 = t.ipv6 or (t.ip if ":" in t.ip else None)  # --ip may itself be the instance's IPv6 address
+    want = [v6] if v6 else []
+    expected = show(want) if want else "no AAAA (the instance has no IPv6 address)"
+    if error:
+        return [result("dns-aaaa", "unknown", f"AAAA {host}", expected, error,
+                       "check that the resolver answers (--resolver)")]
+    have = {ipaddress.ip_address(a) for a in found}
+    stray = sorted(str(a) for a in have - {ipaddress.ip_address(w) for w in want})
+    missing = [w for w in want if ipaddress.ip_address(w) not in have]
+    if not stray and not missing:
+        return [result("dns-aaaa", "ok", f"AAAA {host}", expected, show(found) if found else "no AAAA")]
+    detail = ([f"stray {show(stray)}"] if stray else []) + ([f"missing {show(missing)}"] if missing else [])
+    fix = None if not missing else "pulumi up restores the record"
+    return [result("dns-aaaa", "error", f"AAAA {host}", expected, "; ".join(detail), fix)]
+
+
+def check_dbl(t: Target) -> list[Result]:
+    """Every mail domain on the domain blocklists (catalog.DOMAIN_BLOCKLISTS), through the
+    blocklists' resolver and judged like the IP lookups (blocklist_status)."""
+    res = make_resolver(t.blocklist_resolver or t.resolver, t.timeout)
+    queries = [(f"{d}.{zone}", "A") for d in t.settings.domains for zone in catalog.DOMAIN_BLOCKLISTS]
+    answers = lookup_all(res, queries)
+    out = []
+    for name, _ in queries:
+        status, found = blocklist_status(*answers[(name, "A")])
+        out.append(result("dbl", status, name, "not listed", found))
     return out
 
 

@@ -148,6 +148,70 @@ def check_resolver(t: Target, r: Runner) -> list[Result]:
                    f"nameserver {catalog.RESOLVER}", f"nameserver {nameserver}")]
 
 
+# What sshd -T must print (its keywords lower-case): keys only, and no root login at all.
+SSHD_EXPECTED = {"passwordauthentication": "no", "kbdinteractiveauthentication": "no", "permitrootlogin": "no"}
+
+
+def check_ssh_login(t: Target, r: Runner) -> list[Result]:
+    code, text = r.run("sshd -T 2>&1")
+    seen = {}
+    for line in text.splitlines():
+        cols = line.split(None, 1)
+        if len(cols) == 2 and cols[0].lower() in SSHD_EXPECTED:
+            seen[cols[0].lower()] = cols[1].strip().lower()
+    want = ", ".join(f"{k} {v}" for k, v in SSHD_EXPECTED.items())
+    if len(seen) < len(SSHD_EXPECTED):
+        return [result("ssh-login", "unknown", "sshd -T", want, show([text.strip()[:80] or f"exit {code}"]))]
+    wrong = [f"{k} {seen[k]}" for k, v in SSHD_EXPECTED.items() if seen[k] != v]
+    return [result("ssh-login", "error" if wrong else "ok", "sshd -T", want,
+                   ", ".join(wrong) if wrong else want)]
+
+
+def check_auto_updates(t: Target, r: Runner) -> list[Result]:
+    timer = catalog.AUTO_UPDATES[t.settings.os].timer
+    _, text = r.run(f"systemctl is-active {timer} 2>&1 || true")
+    state = (text.strip().splitlines() or ["unknown"])[-1].strip()
+    on = t.settings.auto_updates != "off"
+    if state not in ("active", "inactive", "failed"):
+        return [result("auto-updates", "unknown", timer, "active" if on else "inactive", state[:80] or "no answer")]
+    if on:
+        return [result("auto-updates", "ok" if state == "active" else "error", timer, "active",
+                       state + f" (autoUpdates {t.settings.auto_updates})",
+                       f"systemctl enable --now {timer}; pulumi up re-applies it")]
+    return [result("auto-updates", "ok" if state != "active" else "warning", timer, "inactive (autoUpdates off)",
+                   state, f"systemctl disable --now {timer}, or set autoUpdates to security or all")]
+
+
+def check_reboot(t: Target, r: Runner) -> list[Result]:
+    # dnf-plugins-core's needs-restarting (on the images: apply.sh's dnf config-manager is one
+    # of its plugins), not dnf-utils' wrapper command, which is not installed.
+    # -r: exit 0 no reboot needed, 1 reboot needed, anything else it failed.
+    code, text = r.run("dnf -q needs-restarting -r 2>&1")
+    last = (text.strip().splitlines() or [""])[-1].strip()
+    if code == 0:
+        return [result("reboot", "ok", "needs-restarting -r", "no reboot pending", last or "no reboot needed")]
+    if code == 1 and "reboot" in text.lower():
+        return [result("reboot", "warning", "needs-restarting -r", "no reboot pending",
+                       show([line.strip() for line in text.strip().splitlines() if line.strip()], 120))]
+    return [result("reboot", "unknown", "needs-restarting -r", "no reboot pending", last[:80] or f"exit {code}")]
+
+
+def check_security_updates(t: Target, r: Runner) -> list[Result]:
+    if not catalog.AUTO_UPDATES[t.settings.os].advisories:
+        return [result("security-updates", "skipped", "dnf updateinfo", "no pending security advisory",
+                       f"not published: {t.settings.os} publishes no security advisories, so pending security "
+                       "updates cannot be told from others", "")]
+    code, text = r.run("dnf -q updateinfo list --security --available 2>&1; echo \"exit=$?\"")
+    lines = text.strip().splitlines()
+    if not lines or lines[-1].strip() != "exit=0":
+        return [result("security-updates", "unknown", "dnf updateinfo", "no pending security advisory",
+                       show(lines[-2:] or [f"exit {code}"], 80))]
+    advisories = {line.split()[0] for line in lines[:-1] if line.strip()}
+    return [result("security-updates", "warning" if advisories else "ok", "dnf updateinfo",
+                   "no pending security advisory",
+                   f"{len(advisories)} pending: {show(sorted(advisories), 60)}" if advisories else "none pending")]
+
+
 def check_disk(t: Target, r: Runner) -> list[Result]:
     q = shlex.quote
     paths = " ".join(q(p) for p in (r.layout.vmail_dir, r.layout.queue_dir, "/"))
@@ -213,6 +277,10 @@ INSIDE: dict[str, InsideCheck] = {
     "services": check_services,
     "fail2ban": check_fail2ban,
     "resolver": check_resolver,
+    "ssh-login": check_ssh_login,
+    "auto-updates": check_auto_updates,
+    "reboot": check_reboot,
+    "security-updates": check_security_updates,
     "disk": check_disk,
     "mail-volume": check_mail_volume,
     "memory": check_memory,

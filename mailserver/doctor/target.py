@@ -36,6 +36,7 @@ class Target:
     ses_dkim: Sequence[tuple[str, str]] = ()
     volume_id: str | None = None
     aws_region: str | None = None
+    ipv6: str | None = None  # the instance's IPv6 address (outputs' publicIpv6); None: it has none
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
 
     @property

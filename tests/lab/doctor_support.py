@@ -4,7 +4,10 @@ plans, inside the lab's namespace, and a test CA whose certificates the lab serv
 from __future__ import annotations
 
 import datetime as dt
+import http.server
+import ssl
 import subprocess
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -137,8 +140,9 @@ class TestCa:
         self.pem = self.cert.public_bytes(serialization.Encoding.PEM).decode()
 
     def issue(self, hostname: str, not_before: dt.datetime | None = None,
-              not_after: dt.datetime | None = None) -> tuple[str, str]:
-        """(full chain PEM, key PEM) for `hostname`, by default valid for 90 days from yesterday."""
+              not_after: dt.datetime | None = None, more_names: Iterable[str] = ()) -> tuple[str, str]:
+        """(full chain PEM, key PEM) for `hostname` (and `more_names`), by default valid for 90
+        days from yesterday."""
         now = dt.datetime.now(dt.UTC)
         key = _key()
         cert = (
@@ -148,12 +152,52 @@ class TestCa:
             .serial_number(x509.random_serial_number())
             .not_valid_before(not_before or now - dt.timedelta(days=1))
             .not_valid_after(not_after or now + dt.timedelta(days=90))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in (hostname, *more_names)]),
+                           critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(self.key, hashes.SHA256())
         )
         chain = cert.public_bytes(serialization.Encoding.PEM).decode() + self.pem
         return chain, _pem_key(key)
+
+
+class LabWeb:
+    """What the Cloudflare Worker does, on the lab's loopback: HTTPS on port 443 of `address`
+    with one certificate for every web hostname, answering `pages[(host, path)]` (404 else).
+    Start it inside the lab's namespace: the listening socket stays there."""
+
+    def __init__(self, address: str, root: Path, chain_and_key: tuple[str, str],
+                 pages: dict[tuple[str, str], str]) -> None:
+        self.pages = pages
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "web.pem").write_text(chain_and_key[0])
+        (root / "web.key").write_text(chain_and_key[1])
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(root / "web.pem", root / "web.key")
+        pages_ = self.pages
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                host = (self.headers.get("Host") or "").split(":")[0].lower()
+                body = pages_.get((host, self.path))
+                data = (body or "not found").encode()
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Type", "text/plain" if self.path.endswith(".txt") else "text/xml")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((address, 443), Handler)
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def self_signed(hostname: str) -> tuple[str, str]:

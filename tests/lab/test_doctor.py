@@ -28,13 +28,14 @@ from mailserver.core.settings import ROOT, Settings
 from mailserver.lab import netns
 from mailserver.lab.server import Lab, public_key_pem
 from mailserver.waiting import wait_until
-from tests.lab.doctor_support import DNS_ADDRESS, LabDns, TestCa, self_signed
+from tests.lab.doctor_support import DNS_ADDRESS, LabDns, LabWeb, TestCa, self_signed
 from tests.support import dev_settings
 
 LAB_IP = clients.SERVER
 PTR_NAME = "1.0.0.127.in-addr.arpa"
-WEB_ADDRESS = "192.0.2.10"  # stands for the Cloudflare address the Worker's names resolve to
-INSIDE_SKIPPED_IN_LAB = {"outbound-25", "fail2ban", "mail-volume", "cert-renewal", "snapshots", "resolver"}
+WEB_ADDRESS = "127.0.0.80"  # stands for the Cloudflare address the Worker's names resolve to (LabWeb)
+INSIDE_SKIPPED_IN_LAB = {"outbound-25", "fail2ban", "mail-volume", "cert-renewal", "snapshots", "resolver",
+                         "ssh-login", "auto-updates", "reboot", "security-updates"}
 
 
 def served_records(s: Settings, dkim_keys: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
@@ -64,6 +65,15 @@ def served_records(s: Settings, dkim_keys: dict[str, str]) -> dict[str, list[tup
     return out
 
 
+def web_pages(s: Settings) -> dict[tuple[str, str], str]:
+    """What the Worker serves, as the program renders it (core/web.py), on every web hostname."""
+    pages = {}
+    for d in s.domains:
+        pages[(f"mta-sts.{d}", "/.well-known/mta-sts.txt")] = web.mta_sts_policy(s)
+        pages[(f"autoconfig.{d}", "/mail/config-v1.1.xml")] = web.autoconfig_xml(s)
+    return pages
+
+
 @dataclasses.dataclass
 class Env:
     lab: Lab
@@ -74,6 +84,7 @@ class Env:
     outputs: Path
     healthy: list[doctor.Result]  # the doctor's run on the untouched lab
     healthy_seconds: float
+    web: LabWeb
 
     @property
     def baseline(self) -> dict[str, doctor.Status]:
@@ -86,10 +97,13 @@ def env() -> Iterator[Env]:
     ca = TestCa()
     good = ca.issue(settings.hostname)
     with Lab(settings, secrets, certificate=good) as lab, netns.entered(lab.ns):
-        zones = [*settings.domains, "127.in-addr.arpa", *settings.blocklists]
+        zones = [*settings.domains, "127.in-addr.arpa", *settings.blocklists, *catalog.DOMAIN_BLOCKLISTS]
         dkim = {d: lab.dkim_keys[d] for d in settings.domains}
         lab_dns = LabDns(lab.ns, lab.root / "dns", zones, served_records(settings, dkim))
         lab_dns.start()
+        names = [name for _, name in web.web_hostnames(settings)]
+        lab_web = LabWeb(WEB_ADDRESS, lab.root / "web", ca.issue(names[0], more_names=names[1:]),
+                         web_pages(settings))
         try:
             cafile = lab.root / "test-ca.pem"
             cafile.write_text(ca.pem)
@@ -105,8 +119,9 @@ def env() -> Iterator[Env]:
                                    runner=doctor.LocalRunner(lab.layout, where="lab"))
             started = time.monotonic()
             healthy = doctor.run(target)
-            yield Env(lab, lab_dns, ca, target, good, outputs, healthy, time.monotonic() - started)
+            yield Env(lab, lab_dns, ca, target, good, outputs, healthy, time.monotonic() - started, lab_web)
         finally:
+            lab_web.stop()
             lab_dns.stop()
 
 
@@ -439,6 +454,92 @@ def test_blocklist_refusal_is_unknown_not_ok(env: Env) -> None:
     name = f"1.0.0.127.{env.target.settings.blocklists[0]}"
     with_fault(lambda: env.dns.set(name, [("A", "127.255.255.254")]), lambda: env.dns.set(name, []),
                lambda: expect_only(env, {"blocklists": "unknown"}, {"blocklists": "query refused"}))
+
+
+def web_fault(env: Env, key: tuple[str, str], text: str) -> tuple[Callable[[], None], Callable[[], None]]:
+    before = env.web.pages[key]
+
+    def do() -> None:
+        env.web.pages[key] = text
+
+    def undo() -> None:
+        env.web.pages[key] = before
+
+    return do, undo
+
+
+def test_mta_sts_policy_whose_mx_does_not_match(env: Env) -> None:
+    s = env.target.settings
+    assert s.mta_sts_mode == "testing"  # the dev stack's: the doctor compares with the plan, never "enforce"
+    key = ("mta-sts.example.net", "/.well-known/mta-sts.txt")
+    wrong = env.web.pages[key].replace(f"mx: {s.hostname}", "mx: mx.elsewhere.example")
+
+    def check() -> None:
+        results = expect_only(env, {"web-mta-sts": "error"},
+                              {"web-mta-sts": f"mx mx.elsewhere.example (planned {s.hostname})"})
+        red = [r for r in results if r.check == "web-mta-sts" and r.status != "ok"]
+        assert [r.subject for r in red] == ["https://mta-sts.example.net/.well-known/mta-sts.txt"], red
+        # The served text changed while the _mta-sts id did not: senders would keep the old one.
+        assert "_mta-sts id is not the served policy's" in red[0].found
+
+    with_fault(*web_fault(env, key, wrong), check)
+
+
+def test_mta_sts_policy_in_another_mode_than_planned(env: Env) -> None:
+    key = ("mta-sts.example.com", "/.well-known/mta-sts.txt")
+    enforce = env.web.pages[key].replace("mode: testing", "mode: enforce")
+    with_fault(*web_fault(env, key, enforce),
+               lambda: expect_only(env, {"web-mta-sts": "error"}, {"web-mta-sts": "mode enforce (planned testing)"}))
+
+
+def test_autoconfig_with_a_port_the_port_table_does_not_have(env: Env) -> None:
+    key = ("autoconfig.example.com", "/mail/config-v1.1.xml")
+    wrong = env.web.pages[key].replace("<port>993</port>", "<port>994</port>")
+    with_fault(*web_fault(env, key, wrong),
+               lambda: expect_only(env, {"web-autoconfig": "error"},
+                                   {"web-autoconfig": "missing imap mail.example.com:993 SSL"}))
+
+
+def test_web_certificate_from_an_untrusted_ca(env: Env) -> None:
+    other = TestCa("Some Other Root CA")
+    names = [name for _, name in web.web_hostnames(env.target.settings)]
+    chain, key = other.issue(names[0], more_names=names[1:])
+    env.web.stop()
+    try:
+        env.web = LabWeb(WEB_ADDRESS, env.lab.root / "web-bad", (chain, key), env.web.pages)
+        expect_only(env, {"web-mta-sts": "error", "web-autoconfig": "error"},
+                    {"web-mta-sts": "certificate not valid", "web-autoconfig": "certificate not valid"})
+    finally:
+        env.web.stop()
+        names_chain = env.ca.issue(names[0], more_names=names[1:])
+        env.web = LabWeb(WEB_ADDRESS, env.lab.root / "web", names_chain, env.web.pages)
+
+
+def test_stray_aaaa_for_the_mail_host(env: Env) -> None:
+    # The instance has no IPv6 address (the stack plans no AAAA): an AAAA someone added by hand
+    # sends IPv6-capable senders to an address where nothing answers.
+    host = env.target.settings.hostname
+    assert env.target.ipv6 is None
+    with_fault(lambda: env.dns.replace(host, "AAAA", ["2001:db8::25"]), lambda: env.dns.replace(host, "AAAA", []),
+               lambda: expect_only(env, {"dns-aaaa": "error"}, {"dns-aaaa": "stray 2001:db8::25"}))
+
+
+def test_mail_domain_on_the_domain_blocklist(env: Env) -> None:
+    name = f"example.net.{catalog.DOMAIN_BLOCKLISTS[0]}"
+
+    def check() -> None:
+        results = expect_only(env, {"dbl": "error"}, {"dbl": "listed (127.0.1.2)"})
+        red = [r.subject for r in results if r.check == "dbl" and r.status != "ok"]
+        assert red == [name], red  # the other domain stays ok
+
+    with_fault(lambda: env.dns.set(name, [("A", "127.0.1.2"), ("TXT", '"https://check.spamhaus.org"')]),
+               lambda: env.dns.set(name, []), check)
+
+
+def test_domain_blocklist_refusal_is_unknown_not_ok(env: Env) -> None:
+    name = f"example.com.{catalog.DOMAIN_BLOCKLISTS[0]}"
+    with_fault(lambda: env.dns.set(name, [("A", "127.255.255.254")]), lambda: env.dns.set(name, []),
+               lambda: expect_only(env, {"dbl": "unknown"}, {"dbl": "query refused"}))
 
 
 def _cli(env: Env, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -132,6 +133,69 @@ def test_blocklist_answers(answers: list[str], error: str | None, status: str) -
     assert doctor.blocklist_status(answers, error)[0] == status
 
 
+def _answers(monkeypatch: pytest.MonkeyPatch, table: dict[tuple[str, str], tuple[list[str], str | None]]) -> None:
+    """The doctor's DNS lookups answered from `table` (anything else: NXDOMAIN, an empty answer)."""
+    from mailserver.doctor import dnscheck
+
+    monkeypatch.setattr(dnscheck, "lookup", lambda res, name, rtype: table.get((name, rtype), ([], None)))
+
+
+@pytest.mark.parametrize(("ipv6", "answer", "status", "found"), [
+    (None, ([], None), "ok", "no AAAA"),
+    (None, (["2001:db8::25"], None), "error", "stray 2001:db8::25"),  # the stack plans none
+    ("2001:db8::25", (["2001:DB8:0::25"], None), "ok", "2001:DB8:0::25"),  # the instance has it
+    ("2001:db8::25", (["2001:db8::25", "2001:db8::99"], None), "error", "stray 2001:db8::99"),
+    ("2001:db8::25", ([], None), "error", "missing 2001:db8::25"),
+    (None, ([], "LifetimeTimeout: no answer"), "unknown", "LifetimeTimeout"),
+])
+def test_the_mail_host_has_no_aaaa_unless_the_instance_has_that_address(
+        monkeypatch: pytest.MonkeyPatch, ipv6: str | None, answer: tuple[list[str], str | None], status: str,
+        found: str) -> None:
+    from mailserver.doctor import dnscheck
+
+    t = _target(ipv6=ipv6)
+    _answers(monkeypatch, {(t.settings.hostname, "AAAA"): answer})
+    (r,) = dnscheck.check_aaaa(t, dnscheck.make_resolver("192.0.2.53", 1.0))
+    assert (r.check, r.status) == ("dns-aaaa", status) and found in r.found, r
+    if ipv6:  # the same when the doctor was given the IPv6 address as --ip
+        t = dataclasses.replace(t, ip=ipv6, ipv6=None)
+        (r,) = dnscheck.check_aaaa(t, dnscheck.make_resolver("192.0.2.53", 1.0))
+        assert (r.check, r.status) == ("dns-aaaa", status) and found in r.found, r
+
+
+def test_outputs_may_name_the_instances_ipv6(tmp_path: Path) -> None:
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"publicIp": "198.51.100.20", "publicIpv6": "2001:db8::25"}))
+    ns = argparse.Namespace(domain=None, stack="dev", host=None, outputs=str(outputs), resolver="192.0.2.53",
+                            ip=None, timeout=1.0, ssh=None, ssh_option=None, inside=None, lab_root=None,
+                            blocklist_resolver=None, cafile=None, source=None, volume_id=None, aws_region=None)
+    assert doctor.build_target(ns).ipv6 == "2001:db8::25"
+    outputs.write_text(json.dumps({"publicIp": "198.51.100.20"}))
+    assert doctor.build_target(ns).ipv6 is None
+
+
+@pytest.mark.parametrize(("answer", "status", "found"), [
+    (([], None), "ok", "not listed"),
+    ((["127.0.1.2"], None), "error", "listed (127.0.1.2)"),  # DBL: spam domain
+    ((["127.255.255.254"], None), "unknown", "query refused"),  # a public resolver: not a listing
+    ((["127.255.255.252"], None), "unknown", "query refused"),  # a typing error in the query
+    (([], "REFUSED"), "unknown", "lookup failed"),
+])
+def test_every_mail_domain_is_looked_up_in_the_domain_blocklist(
+        monkeypatch: pytest.MonkeyPatch, answer: tuple[list[str], str | None], status: str, found: str) -> None:
+    from mailserver.doctor import dnscheck
+
+    t = _target()
+    assert catalog.DOMAIN_BLOCKLISTS == ("dbl.spamhaus.org",)
+    _answers(monkeypatch, {("example.net.dbl.spamhaus.org", "A"): answer})
+    out = {r.subject: r for r in dnscheck.check_dbl(t)}
+    assert set(out) == {f"{d}.dbl.spamhaus.org" for d in t.settings.domains} and len(out) >= 2
+    assert out["example.com.dbl.spamhaus.org"].status == "ok"
+    r = out["example.net.dbl.spamhaus.org"]
+    assert (r.check, r.status) == ("dbl", status) and found in r.found, r
+    assert doctor.reach("dbl") == doctor.reach("blocklists") == "blocklist-resolver"
+
+
 def test_resource_thresholds() -> None:
     assert [doctor.disk_status(p) for p in (10, 79, 80, 89, 90, 100)] == \
         ["ok", "ok", "warning", "warning", "error", "error"]
@@ -190,11 +254,21 @@ def test_inside_checks_without_ssh_are_skipped_with_a_fix() -> None:
     assert all(r.status == "skipped" and "--ssh" in r.fix for r in out)
 
 
+# Part of what `sshd -T` prints on the VM with the rendered drop-in.
+SSHD_T = ("port 22\nallowusers ec2-user\npermitrootlogin no\npubkeyauthentication yes\n"
+          "passwordauthentication no\nkbdinteractiveauthentication no\nx11forwarding no\n")
+
+NO_REBOOT = "No core libraries or services have been updated since boot-up.\nReboot should not be necessary.\n"
+# A healthy VM's answers to the scripts that contain a marker.
+HEALTHY_VM = {"crontab": "job\nactive\n", "sshd -T": SSHD_T, "dnf-automatic.timer": "active\n",
+              "needs-restarting -r": NO_REBOOT}
+
+
 class FakeHost:
     """A runner that answers like a production host without fail2ban or snapshots."""
 
     layout = catalog.VM_LAYOUT
-    where = "ssh"
+    where: Literal["ssh", "local", "lab"] = "ssh"
 
     def __init__(self) -> None:
         self.scripts: list[str] = []
@@ -215,12 +289,13 @@ class FakeHost:
             return 0, "MemTotal: 1000000 kB\nMemAvailable: 100000 kB\n"
         if "postqueue" in script:
             return 0, "".join(f"{{\"queue_id\": \"{i}\"}}\n" for i in range(25))
-        if "crontab" in script:
-            return 0, "job\nactive\n"
         if script.startswith("findmnt"):
             return 0, ""  # a host from before the mail volume
         if "/dev/tcp/" in script:
             return 1, ""
+        for marker, answer in HEALTHY_VM.items():
+            if marker in script:
+                return 0, answer
         raise AssertionError(script)
 
 
@@ -255,6 +330,7 @@ class Answering(FakeHost):
     def run(self, script: str) -> tuple[int, str]:
         for marker, answer in self.answers.items():
             if marker in script:
+                self.scripts.append(script)
                 return answer if isinstance(answer, tuple) else (0, answer)
         return super().run(script)
 
@@ -283,6 +359,81 @@ def test_resolver_check(answer: str, status: str) -> None:
     out = doctor.check_inside(_target(runner=Answering({"is-active unbound": answer}), timeout=1.0))
     (res,) = [r for r in out if r.check == "resolver"]
     assert res.status == status, res
+
+
+@pytest.mark.parametrize(("answer", "status", "found"), [
+    (SSHD_T, "ok", "passwordauthentication no, kbdinteractiveauthentication no, permitrootlogin no"),
+    (SSHD_T.replace("passwordauthentication no", "passwordauthentication yes"), "error",
+     "passwordauthentication yes"),
+    (SSHD_T.replace("kbdinteractiveauthentication no", "kbdinteractiveauthentication yes"), "error",
+     "kbdinteractiveauthentication yes"),
+    # The image's default: keys only for root, but root still logs in.
+    (SSHD_T.replace("permitrootlogin no", "permitrootlogin without-password"), "error",
+     "permitrootlogin without-password"),
+    ((1, "sshd: no hostkeys available -- exiting.\n"), "unknown", "no hostkeys"),
+])
+def test_ssh_login_is_keys_only_and_never_root(answer: str | tuple[int, str], status: str, found: str) -> None:
+    out = doctor.check_inside(_target(runner=Answering({"sshd -T": answer}), timeout=1.0))
+    (ssh,) = [r for r in out if r.check == "ssh-login"]
+    assert ssh.status == status, ssh
+    assert found in ssh.found
+    assert bool(ssh.fix) == (status != "ok")
+
+
+@pytest.mark.parametrize(("mode", "answer", "status"), [
+    ("security", "active\n", "ok"),
+    ("all", "inactive\n", "error"),
+    ("security", "failed\n", "error"),
+    ("off", "inactive\n", "ok"),  # autoUpdates off: the check expects the timer off
+    ("off", "active\n", "warning"),
+    ("security", "Failed to connect to bus: No such file or directory\n", "unknown"),
+])
+def test_auto_updates_timer_follows_the_setting(mode: str, answer: str, status: str) -> None:
+    s, _ = dev_settings(autoUpdates=mode)
+    timer = catalog.AUTO_UPDATES[s.os].timer
+    host = Answering({timer: answer})
+    out = doctor.check_inside(doctor.Target(settings=s, ip="192.0.2.1", dkim={}, runner=host, timeout=1.0))
+    (auto,) = [r for r in out if r.check == "auto-updates"]
+    assert (auto.status, auto.subject) == (status, timer), auto
+    assert any(f"systemctl is-active {timer}" in script for script in host.scripts)
+
+
+@pytest.mark.parametrize(("answer", "status"), [
+    ((0, NO_REBOOT), "ok"),
+    ((1, ("Core libraries or services have been updated since boot-up:\n  * kernel\n\n"
+          "Reboot is required to fully utilize these updates.\n")), "warning"),
+    ((127, "bash: line 1: dnf: command not found\n"), "unknown"),
+])
+def test_pending_reboot_is_a_warning_with_the_fix(answer: tuple[int, str], status: str) -> None:
+    out = doctor.check_inside(_target(runner=Answering({"needs-restarting -r": answer}), timeout=1.0))
+    (reboot,) = [r for r in out if r.check == "reboot"]
+    assert reboot.status == status, reboot
+    if status == "warning":
+        assert "kernel" in reboot.found and "systemctl reboot" in reboot.fix
+
+
+def test_security_updates_are_not_published_on_centos_stream() -> None:
+    host = FakeHost()
+    out = doctor.check_inside(_target(runner=host, timeout=1.0))
+    (sec,) = [r for r in out if r.check == "security-updates"]
+    assert sec.status == "skipped" and sec.found.startswith("not published"), sec  # never ok
+    assert not any("updateinfo" in script for script in host.scripts)
+
+
+@pytest.mark.parametrize(("answer", "status", "found"), [
+    ("exit=0\n", "ok", "none pending"),
+    (("RHSA-2026:0101 Important/Sec. openssl-3.2.2-7.el9.x86_64\n"
+      "RHSA-2026:0101 Important/Sec. openssl-libs-3.2.2-7.el9.x86_64\n"
+      "RHSA-2026:0202 Moderate/Sec. kernel-5.14.0-600.el9.x86_64\nexit=0\n"), "warning", "2 pending"),
+    ("Error: Failed to download metadata for repo 'baseos'\nexit=1\n", "unknown", "Failed to download"),
+])
+def test_security_updates_are_counted_where_the_os_publishes_advisories(
+        monkeypatch: pytest.MonkeyPatch, answer: str, status: str, found: str) -> None:
+    s, _ = dev_settings()
+    monkeypatch.setitem(catalog.AUTO_UPDATES, s.os, dataclasses.replace(catalog.AUTO_UPDATES[s.os], advisories=True))
+    out = doctor.check_inside(_target(runner=Answering({"updateinfo list --security": answer}), timeout=1.0))
+    (sec,) = [r for r in out if r.check == "security-updates"]
+    assert sec.status == status and found in sec.found, sec
 
 
 def test_mail_volume_mounted_with_its_label_is_ok() -> None:
@@ -560,7 +711,7 @@ def test_the_command_line_with_no_resolver_reachable_exits_3_and_says_so(
     assert "error" not in report["summary"].values() and report["summary"]["dns-mx"] == "unknown"
     assert "doctor: no error found, but" in captured.err
     assert "the DNS resolver 127.0.0.9 (dns-a, dns-mx," in captured.err
-    assert "the blocklists through the DNS resolver 127.0.0.9 (blocklists;" in captured.err
+    assert "the blocklists through the DNS resolver 127.0.0.9 (blocklists, dbl;" in captured.err
 
 
 def test_the_doctor_reads_a_stack_without_its_secrets() -> None:
@@ -576,3 +727,65 @@ def test_the_doctor_reads_a_stack_without_its_secrets() -> None:
                               cafile=None, source=None, volume_id=None, aws_region=None)
     target = doctor.cli.build_target(args)
     assert target.settings.hostname == "mail.example.com" and target.ip == "192.0.2.10"
+
+
+# --- the web checks: the MTA-STS policy and the autoconfig document ------------------------------
+
+
+@pytest.mark.parametrize("mode", catalog.MTA_STS_MODES)
+def test_served_policy_is_compared_with_the_plan_in_its_own_mode(mode: str) -> None:
+    from mailserver.core import web
+    from mailserver.doctor import webcheck
+
+    s, _ = dev_settings(mtaStsMode=mode)
+    planned = web.mta_sts_policy(s)
+    assert webcheck.policy_differences(planned, planned) == []
+    assert webcheck.policy_differences(planned, planned.replace("\r\n", "\n")) == []  # LF is allowed too
+    other = "enforce" if mode != "enforce" else "testing"
+    assert webcheck.policy_differences(planned, planned.replace(f"mode: {mode}", f"mode: {other}")) == \
+        [f"mode {other} (planned {mode})"]
+    wrong = planned.replace(f"mx: {s.hostname}", "mx: mx.elsewhere.example") + "mx: *.example.com\r\n"
+    assert webcheck.policy_differences(planned, wrong) == \
+        [f"mx *.example.com | mx.elsewhere.example (planned {s.hostname})"]
+    assert webcheck.policy_differences(planned, planned.replace("max_age: 604800", "max_age: 86400")) == \
+        ["max_age 86400 (planned 604800)"]
+
+
+def test_policy_id_and_fetch_failures(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailserver.core import web
+    from mailserver.doctor import dnscheck, webcheck
+
+    t = _target()
+    policy = web.mta_sts_policy(t.settings)
+    sts = [f"v=STSv1; id={records.policy_id(policy)}"]
+    served: dict[str, tuple[str | None, str, bool]] = {
+        "mta-sts.example.com": (policy, "", True),
+        "mta-sts.example.net": (None, "lookup failed: LifetimeTimeout", False),
+    }
+    monkeypatch.setattr(webcheck, "fetch", lambda t, res, name, path: served[name])
+    monkeypatch.setattr(dnscheck, "lookup", lambda res, name, rtype: (sts, None))
+    res = dnscheck.make_resolver("192.0.2.53", 1.0)
+    by = {r.subject.split("/")[2]: r for r in webcheck.check_mta_sts_policy(t, res)}
+    assert by["mta-sts.example.com"].status == "ok"
+    assert by["mta-sts.example.net"].status == "unknown"  # no DNS answer: not the server's fault
+    assert doctor.reach("web-mta-sts") == "web"
+    # The policy changed (max_age) but the published id is the old text's: senders keep the old one.
+    served["mta-sts.example.com"] = (policy.replace("604800", "86400"), "", True)
+    served["mta-sts.example.net"] = (None, "certificate not valid: self-signed certificate", True)
+    by = {r.subject.split("/")[2]: r for r in webcheck.check_mta_sts_policy(t, res)}
+    assert by["mta-sts.example.com"].status == "error"
+    assert "_mta-sts id is not the served policy's" in by["mta-sts.example.com"].found
+    assert by["mta-sts.example.net"].status == "error" and "certificate" in by["mta-sts.example.net"].found
+
+
+@pytest.mark.parametrize("overrides", [{}, {"submission": False}])
+def test_autoconfig_servers_follow_the_port_table(overrides: dict[str, object]) -> None:
+    from mailserver.core import web
+    from mailserver.doctor import webcheck
+
+    s, _ = dev_settings(**overrides)
+    servers = webcheck.autoconfig_servers(web.autoconfig_xml(s))
+    want = {(svc.port, "SSL" if svc.tls == "implicit" else "STARTTLS") for svc in s.services
+            if svc.auth and not svc.admin_only}
+    assert {(int(port), sock) for _, _, _, port, sock in servers} == want
+    assert {host for _, _, host, _, _ in servers} == {s.hostname}
