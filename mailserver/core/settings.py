@@ -126,7 +126,7 @@ class Settings:
     postscreen_dnsbl_sites: tuple[str, ...]  # empty: no DNSBL
     postscreen_dnsbl_threshold: int
     smtpd_forbid_bare_newline: catalog.BareNewline
-    smtp_tls_security_level: catalog.SmtpTlsLevel  # direct delivery; the relay is always encrypt
+    smtp_tls_security_level: catalog.SmtpTlsLevel  # direct delivery; the relay is always secure (verified)
     auto_updates: catalog.AutoUpdateMode
     blocklists: tuple[str, ...] = ()  # DNSBL zones the doctor queries
 
