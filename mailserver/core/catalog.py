@@ -164,6 +164,18 @@ DATA_VOLUME_MAX_GIB = 16384
 SNAPSHOT_TAG_KEY = "mailserver-snapshots"
 SNAPSHOT_TIME_UTC = "03:00"
 SNAPSHOT_RETENTION_MAX = 1000  # DLM's limit for a count-based retain rule
+# Regions a snapshot copy may go to (snapshotCopyRegion): the commercial partition's, which
+# is the one the stack runs in (GovCloud and China are other partitions, other accounts).
+# Source: the AWS General Reference, "AWS Regions" (docs.aws.amazon.com/global-infrastructure/
+# latest/regions/aws-regions.html), as of 2025. A region AWS opens later is refused until it
+# is added here: a typo must fail at `pulumi preview`, not as DLM's copy failing every night.
+AWS_REGIONS: tuple[str, ...] = (
+    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "ca-west-1", "mx-central-1", "sa-east-1",
+    "eu-central-1", "eu-central-2", "eu-west-1", "eu-west-2", "eu-west-3", "eu-south-1", "eu-south-2", "eu-north-1",
+    "il-central-1", "me-south-1", "me-central-1", "af-south-1", "ap-east-1", "ap-east-2", "ap-south-1", "ap-south-2",
+    "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4", "ap-southeast-5", "ap-southeast-7",
+    "ap-northeast-1", "ap-northeast-2", "ap-northeast-3",
+)
 # Daemons that read or write VMAIL_HOME: they must not start while the volume is missing,
 # or they would write mail onto the root disk, under the mount point.
 VMAIL_SERVICES: tuple[str, ...] = ("postfix", "dovecot")
@@ -495,6 +507,8 @@ class Layout:
     # The name the relay's certificate must carry. Empty: the relayhost's host name (SES's
     # endpoint); the lab's relayhost is an address, so the lab names its stand-in here.
     relay_cert_name: str = ""
+    # The doctor's code the self-check runs with the host's own python3 (render.shipped_code).
+    code_dir: str = "/usr/local/lib/mailserver"
 
     @property
     def vm(self) -> bool:
@@ -513,6 +527,16 @@ class Layout:
         # Where dovecot 2.3 itself points (10-ssl.conf's example, and its migration warning
         # "please set ssl_dh=</etc/dovecot/dh.pem"); SELinux labels it like the directory.
         return f"{self.dovecot_dir}/dh.pem"
+
+    @property
+    def selfcheck_config(self) -> str:
+        """What the self-check checks: the settings and this layout, as JSON (render.py)."""
+        return f"{self.state_dir}/selfcheck.json"
+
+    @property
+    def selfcheck_state(self) -> str:
+        """The self-check's memory between runs: the last results, since when each has failed."""
+        return f"{self.state_dir}/selfcheck-state.json"
 
     @property
     def fail2ban_jail(self) -> str:
@@ -564,6 +588,7 @@ def lab_layout(root: Path) -> Layout:
         # never the machine's bundle), and the name the stand-in's certificate carries.
         relay_ca_file=f"{r}/tls/relay-ca.pem",
         relay_cert_name=RELAY_STANDIN_NAME,
+        code_dir=f"{r}/code",
     )
 
 

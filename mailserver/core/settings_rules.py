@@ -632,6 +632,18 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "smtpTlsSecurityLevel": (one_of(catalog.SMTP_TLS_LEVELS, "level",
                                     "; encrypt would refuse every receiver without TLS"),),
     "autoUpdates": (one_of(catalog.AUTO_UPDATE_MODES, "value"),),
+    # The second region's snapshot copies and the daily self-check (issue 17).
+    "snapshotCopyRegion": (
+        matches(AWS_REGION, "{value!r} is not an AWS region", "use a region name such as eu-west-1, or leave empty",
+                optional=True),
+        when(lambda r: bool(AWS_REGION.fullmatch(r)) and r not in catalog.AWS_REGIONS,
+             "{value!r} is not one of AWS's regions (catalog.AWS_REGIONS)",
+             "check the spelling against the AWS console's region list"),
+    ),
+    "selfCheckDeferredMax": (between(0, 100_000, "{value} is not a number of messages from 0 to 100000", "use 10"),),
+    "selfCheckDeferredHours": (between(1, 119, "{value} is not a number of hours from 1 to 119 (postfix returns "
+                                              "mail undelivered after 5 days)", "use 24"),),
+    "selfCheckBouncesMax": (between(0, 100_000, "{value} is not a number of bounces from 0 to 100000", "use 5"),),
 }
 
 
