@@ -22,7 +22,7 @@ import ipaddress
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Union
 
 from mailserver.core import address_space, catalog
 
@@ -60,7 +60,9 @@ MAX_PASSWORD_LENGTH = 128
 MAX_MESSAGE_SIZE = 1024**3  # 1 GiB: far beyond what any receiver accepts (Gmail: 150 MB)
 DNSBL_WEIGHT_MAX = 100
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Union, not `|`: a module-level alias is evaluated at import, and the self-check imports this
+# on the host's python3, which is 3.9 on CentOS Stream 9 (render.SHIPPED_PYTHON).
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 # Unicode categories refused in every setting: C0 and C1 controls and DEL (Cc), format
 # characters such as zero-width joiners and bidirectional overrides (Cf), line and paragraph

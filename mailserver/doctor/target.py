@@ -37,7 +37,8 @@ class Target:
     volume_id: str | None = None
     aws_region: str | None = None
     ipv6: str | None = None  # the instance's IPv6 address (outputs' publicIpv6); None: it has none
-    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    # timezone.utc, not dt.UTC (3.11): the self-check runs this on the host's python3.9.
+    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
 
     @property
     def lab(self) -> bool:
