@@ -7,6 +7,7 @@ USAGE = """usage: python -m mailserver COMMAND [ARGS]
 commands:
   lab [--stack NAME] [--check] [--keep]   run the mail server here, in a network namespace (root)
   doctor [...]                            check a running server (doctor --help)
+  selfcheck [...]                         the host's daily check of itself, mailed to the postmaster
   docs [--check]                          regenerate the generated tables of the documents
 
 Each command takes --help."""
@@ -22,6 +23,10 @@ def main() -> int:
         from mailserver.doctor import main as doctor_main
 
         return doctor_main(sys.argv[2:])
+    if command == "selfcheck":
+        from mailserver.doctor.selfcheck import main as selfcheck_main
+
+        return selfcheck_main(sys.argv[2:])
     if command == "docs":
         from mailserver.docs import main as docs_main
 

@@ -424,6 +424,16 @@ UNBOUND_CONF = "/etc/unbound/unbound.conf"
 UNBOUND_DROPIN = "/etc/systemd/system/unbound.service.d/mailserver.conf"
 UNBOUND_ROOT_KEY = "/var/lib/unbound/root.key"
 NM_DNS_CONF = "/etc/NetworkManager/conf.d/90-mailserver-dns.conf"
+# The daily self-check (mailserver/doctor/selfcheck.py): a timer and the service it starts.
+SELFCHECK_UNIT = "mailserver-selfcheck"
+SELFCHECK_SERVICE = f"/etc/systemd/system/{SELFCHECK_UNIT}.service"
+SELFCHECK_TIMER = f"/etc/systemd/system/{SELFCHECK_UNIT}.timer"
+SELFCHECK_TIME_UTC = "06:00"  # in the morning in Europe, after DLM's snapshot; spread by up to 30 minutes
+# What the self-check imports besides the standard library, from the distribution, for the
+# host's own python3 (the modules the doctor needs: DNS, certificates, the settings' YAML, and
+# Jinja2, which core/web.py imports). In AppStream/BaseOS of Stream 9 and 10 (python3-dns is
+# what FreeIPA depends on). Installed by apply.sh, not user-data, which is near EC2's 16 KB.
+SELFCHECK_PACKAGES: tuple[str, ...] = ("python3-dns", "python3-cryptography", "python3-pyyaml", "python3-jinja2")
 RESOLV_CONF = "/etc/resolv.conf"
 RESOLVER = "127.0.0.1"
 # A name apply.sh resolves through the new resolver before it keeps it (acme.sh needs it).
