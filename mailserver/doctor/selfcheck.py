@@ -275,11 +275,11 @@ def check_once(c: Config, args: argparse.Namespace) -> int:
         for r in results:
             if r.status in PROBLEMS:
                 print(f"  {r.status}: {r.check} {r.subject}: {r.found}")
-        if d.send:
-            msg = compose(s, results, d, now, failure, seconds)
-            error = None if args.no_mail else send(msg, layout)
-            if args.no_mail:
-                print(msg.as_string())
+        if d.send and args.no_mail:
+            # Shown, not told: the next run that may mail still sends it.
+            print(compose(s, results, d, now, failure, seconds).as_string())
+        elif d.send:
+            error = send(compose(s, results, d, now, failure, seconds), layout)
             if error:
                 # What was told stays as it was: the next run sends it again.
                 state.update(finished=_iso(dt.datetime.now(dt.timezone.utc)), failure=f"could not mail: {error}")
@@ -308,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cafile", help="trusted roots for the certificate checks (default: the system's)")
     ap.add_argument("--source", help="source address of the probes")
     ap.add_argument("--timeout", type=float, default=8.0)
-    ap.add_argument("--no-mail", action="store_true", help="print the mail it would send instead")
+    ap.add_argument("--no-mail", action="store_true",
+                    help="print the mail it would send instead (the next run still sends it)")
     args = ap.parse_args(argv)
     return check_once(read_config(Path(args.config).read_text()), args)
 

@@ -17,7 +17,7 @@ import pytest
 
 from mailserver import doctor
 from mailserver.core import catalog, render
-from mailserver.core.settings import ROOT
+from mailserver.core.settings import ROOT, SettingsError
 from mailserver.doctor import selfcheck
 from mailserver.doctor.intent import expected_jails
 from tests.support import dev_settings
@@ -245,3 +245,51 @@ def test_run_reports_only_the_checks_asked_for(monkeypatch: pytest.MonkeyPatch) 
     assert t.checks == selfcheck.SELF_CHECKS and t.jails == ("dovecot",) and t.ip == "127.0.0.9"
     t = dataclasses.replace(t, runner=None, checks=frozenset({"dns-a", "services"}))
     assert {r.check for r in doctor.run(t)} == {"dns-a", "services"}
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("selfCheckDeferredMax", -1), ("selfCheckDeferredHours", 0), ("selfCheckDeferredHours", 120),
+    ("selfCheckBouncesMax", -1), ("selfCheckBouncesMax", 100_001),
+])
+def test_thresholds_out_of_range_are_refused_with_their_key_and_fix(key: str, value: int) -> None:
+    with pytest.raises(SettingsError) as info:
+        dev_settings(**{key: value})
+    assert info.value.keys == {key} and all(p.fix for p in info.value.problems)
+
+
+def test_no_mail_shows_the_mail_and_keeps_it_for_the_next_run(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    s, _ = dev_settings()
+    layout = dataclasses.replace(catalog.VM_LAYOUT, state_dir=str(tmp_path))
+    failing = [doctor.result("services", "error", "dovecot", "active", "inactive")]
+    args = argparse.Namespace(no_mail=True)
+    sent: list[object] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(selfcheck, "run", lambda t: failing)
+        mp.setattr(selfcheck, "build_target", lambda c, a: None)
+        mp.setattr(selfcheck, "send", lambda msg, lay: sent.append(msg))
+        assert selfcheck.check_once(selfcheck.Config(s, layout, ()), args) == 0
+        assert "self-check: 1 error" in capsys.readouterr().out and not sent
+        args.no_mail = False
+        assert selfcheck.check_once(selfcheck.Config(s, layout, ()), args) == 0
+        assert len(sent) == 1  # what --no-mail showed is still told
+        assert selfcheck.check_once(selfcheck.Config(s, layout, ()), args) == 0
+        assert len(sent) == 1
+    state = json.loads(Path(layout.selfcheck_state).read_text())
+    assert state["told"] == {"services|dovecot": "error"} and state["failure"] is None
+
+
+def test_a_crash_is_recorded_for_the_next_run(tmp_path: Path) -> None:
+    s, _ = dev_settings()
+    layout = dataclasses.replace(catalog.VM_LAYOUT, state_dir=str(tmp_path))
+
+    def broken(t: object) -> list[doctor.Result]:
+        raise RuntimeError("resolver exploded")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(selfcheck, "run", broken)
+        mp.setattr(selfcheck, "build_target", lambda c, a: None)
+        with pytest.raises(RuntimeError):
+            selfcheck.check_once(selfcheck.Config(s, layout, ()), argparse.Namespace(no_mail=False))
+    state = selfcheck.load_state(Path(layout.selfcheck_state))
+    assert selfcheck.previous_failure(state) == "RuntimeError: resolver exploded"
