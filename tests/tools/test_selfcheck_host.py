@@ -31,16 +31,21 @@ def test_systemd_accepts_the_timer_and_its_service(tmp_path: Path) -> None:
     assert when.returncode == 0 and "Next elapse" in when.stdout, when.stderr
 
 
+def unpack(tmp_path: Path) -> catalog.Layout:
+    """The lab bundle's self-check files (code and configuration) under tmp_path, as apply.sh lays them."""
+    layout = catalog.lab_layout(tmp_path / "lab")
+    for f in render.render(dev_settings()[0], layout).files:
+        if f.path.startswith(layout.code_dir + "/") or f.path == layout.selfcheck_config:
+            Path(f.path).parent.mkdir(parents=True, exist_ok=True)
+            Path(f.path).write_text(f.content)
+    return layout
+
+
 def test_the_shipped_code_runs_alone(tmp_path: Path) -> None:
     """What apply.sh installs under code_dir is all the self-check imports: its command starts
     there with this checkout out of reach (only the libraries come from the environment)."""
-    layout = catalog.lab_layout(tmp_path / "lab")
-    bundle = render.render(dev_settings()[0], layout)
+    layout = unpack(tmp_path)
     code = Path(layout.code_dir)
-    for f in bundle.files:
-        if f.path.startswith(layout.code_dir + "/"):
-            Path(f.path).parent.mkdir(parents=True, exist_ok=True)
-            Path(f.path).write_text(f.content)
     env = {**os.environ, "PYTHONPATH": str(code)}
     proc = subprocess.run([sys.executable, "-m", "mailserver", "selfcheck", "--help"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, check=False, timeout=60)
@@ -51,3 +56,21 @@ def test_the_shipped_code_runs_alone(tmp_path: Path) -> None:
     lab = subprocess.run([sys.executable, "-c", "import mailserver.lab"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, check=False, timeout=60)
     assert lab.returncode != 0  # not shipped: the import above did not reach this checkout
+
+
+def test_a_run_stopped_by_a_missing_library_is_told_by_the_next(tmp_path: Path) -> None:
+    """An OS upgrade that takes python3-dns away stops the self-check at its imports; the
+    failure lands in its state, where the next run that starts finds it."""
+    from mailserver.doctor import selfcheck
+
+    layout = unpack(tmp_path)
+    gone = tmp_path / "gone" / "dns"
+    gone.mkdir(parents=True)
+    (gone / "__init__.py").write_text("raise ImportError('No module named dns (removed by the test)')\n")
+    env = {**os.environ, "PYTHONPATH": f"{gone.parent}:{layout.code_dir}"}
+    proc = subprocess.run([sys.executable, "-m", "mailserver", "selfcheck", "--config", layout.selfcheck_config],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, check=False, timeout=60)
+    assert proc.returncode != 0 and "ImportError" in proc.stderr
+    state = selfcheck.load_state(Path(layout.selfcheck_state))
+    assert selfcheck.previous_failure(state) == \
+        "the self-check could not start: No module named dns (removed by the test)"
