@@ -119,7 +119,9 @@ def build_target(c: Config, args: argparse.Namespace) -> Target:
     if not ip:
         # Off EC2 or without IMDS: the A record (dns-a then cannot tell a wrong one).
         found, _ = lookup(make_resolver(args.resolver, args.timeout), s.hostname, "A")
-        ip = found[0] if found else "127.0.0.1"
+        if not found:
+            raise RuntimeError(f"no public IP: the metadata service did not answer and {s.hostname} has no A record")
+        ip = found[0]
     return Target(settings=s, ip=ip, dkim=dkim_expected(s, layout), resolver=args.resolver,
                   blocklist_resolver=args.blocklist_resolver, cafile=args.cafile, source=args.source,
                   timeout=args.timeout, runner=LocalRunner(layout, where="local" if layout.vm else "lab"),
@@ -175,7 +177,7 @@ def compose(s: Settings, results: Sequence[Result], d: Decision, now: dt.datetim
         subject += f" (still, after {REMINDER_DAYS} days)"
     lines = [f"Self-check of {s.hostname}, {now:%Y-%m-%d %H:%M} UTC ({len(results)} results in {seconds:.0f} s).", ""]
     if failure:
-        lines += ["The previous self-check did not finish:", f"  {failure}",
+        lines += ["The previous self-check failed:", f"  {failure}",
                   "(journalctl -u mailserver-selfcheck.service shows its output.)", ""]
     if failing:
         rows = [(r.status, r.check, r.subject, r.found[:70], "new" if f"{r.check}|{r.subject}" in d.new else "")
@@ -198,6 +200,19 @@ def compose(s: Settings, results: Sequence[Result], d: Decision, now: dt.datetim
     lines += [f"This mail comes when the result changes, and every {REMINDER_DAYS} days while an error lasts.",
               "The whole table: python3 -m mailserver doctor --help on your machine, or the daily run's",
               "output in journalctl -u mailserver-selfcheck.service on the host."]
+    return _message(s, subject, lines, now)
+
+
+def failure_mail(s: Settings, why: str, before: str, now: dt.datetime) -> email.message.EmailMessage:
+    """Two runs in a row failed: the next one may fail too, and never tell."""
+    lines = [f"The self-check of {s.hostname} failed twice in a row, so nothing was checked.", "",
+             f"Now ({now:%Y-%m-%d %H:%M} UTC): {why}", f"Before: {before}", "",
+             "journalctl -u mailserver-selfcheck.service on the host shows the traceback. pulumi up re-installs",
+             "the self-check and the packages it needs (apply.sh)."]
+    return _message(s, f"[{s.hostname}] self-check: cannot run", lines, now)
+
+
+def _message(s: Settings, subject: str, lines: Sequence[str], now: dt.datetime) -> email.message.EmailMessage:
     msg = email.message.EmailMessage()
     msg["From"] = f"Mail server self-check <root@{s.hostname}>"
     msg["To"] = f"postmaster@{s.primary_domain}"
@@ -291,8 +306,12 @@ def check_once(c: Config, args: argparse.Namespace) -> int:
         save_state(state_path, state)
         return 0
     except Exception as e:
-        state.update(finished=_iso(dt.datetime.now(dt.timezone.utc)),
-                     failure=f"{type(e).__name__}: {e}"[:300])
+        why = f"{type(e).__name__}: {e}"[:300]
+        state.update(finished=_iso(dt.datetime.now(dt.timezone.utc)), failure=why)
+        # Twice in a row: telling it at the next run may never happen, so this run mails it, once per error.
+        if failure and state.get("failure_mailed") != why and not args.no_mail \
+                and send(failure_mail(s, why, failure, now), layout) is None:
+            state["failure_mailed"] = why
         save_state(state_path, state)
         raise  # the traceback goes to the journal; systemd marks the run failed
 

@@ -158,6 +158,6 @@ def test_a_run_that_died_is_reported_by_the_next(fresh: Env) -> None:
                                  "told": {}, "told_at": None}))
     selfcheck(env)
     (mail,) = wait_mails(env, 1)
-    assert "The previous self-check did not finish" in mail.get_content()
+    assert "The previous self-check failed" in mail.get_content()
     assert "2026-12-01 06:04" in mail.get_content()
     assert "no change, no mail" in selfcheck(env).proc.stdout

@@ -8,6 +8,7 @@ import argparse
 import ast
 import dataclasses
 import datetime as dt
+import email.message
 import fnmatch
 import json
 import tomllib
@@ -293,3 +294,25 @@ def test_a_crash_is_recorded_for_the_next_run(tmp_path: Path) -> None:
             selfcheck.check_once(selfcheck.Config(s, layout, ()), argparse.Namespace(no_mail=False))
     state = selfcheck.load_state(Path(layout.selfcheck_state))
     assert selfcheck.previous_failure(state) == "RuntimeError: resolver exploded"
+
+
+def test_failing_twice_in_a_row_mails_at_once_and_once_per_error(tmp_path: Path) -> None:
+    """A run that always crashes would never reach "the next run tells": the second crash in a
+    row mails itself, once for the same error."""
+    s, _ = dev_settings()
+    layout = dataclasses.replace(catalog.VM_LAYOUT, state_dir=str(tmp_path))
+    sent: list[email.message.EmailMessage] = []
+
+    def broken(t: object) -> list[doctor.Result]:
+        raise RuntimeError("no public IP")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(selfcheck, "run", broken)
+        mp.setattr(selfcheck, "build_target", lambda c, a: None)
+        mp.setattr(selfcheck, "send", lambda msg, lay: sent.append(msg))
+        for expected in (0, 1, 1):
+            with pytest.raises(RuntimeError):
+                selfcheck.check_once(selfcheck.Config(s, layout, ()), argparse.Namespace(no_mail=False))
+            assert len(sent) == expected
+    assert sent[0]["Subject"] == f"[{s.hostname}] self-check: cannot run"
+    assert "RuntimeError: no public IP" in sent[0].get_content()
