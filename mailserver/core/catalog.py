@@ -485,6 +485,11 @@ class Layout:
     opendkim_dir: str = "/etc/opendkim"
     opendkim_conf: str = "/etc/opendkim.conf"  # where both EL's and Debian's service read it
     opendkim_run_dir: str = "/run/opendkim"
+    # sshd's main file (the package's; it includes sshd_config.d/*.conf first) and our drop-in
+    # there. The lab checks the same drop-in with `sshd -t`/`sshd -T` under its own root,
+    # behind a stand-in for EL's main file, and never touches the machine's own sshd.
+    sshd_config: str = "/etc/ssh/sshd_config"
+    sshd_dropin: str = SSHD_DROPIN
     # Empty: log to syslog/journald (the VM). The lab has no syslog and sets files.
     postfix_log: str = ""
     dovecot_log: str = ""
@@ -583,6 +588,8 @@ def lab_layout(root: Path) -> Layout:
         opendkim_dir=f"{r}/etc/opendkim",
         opendkim_conf=f"{r}/etc/opendkim/opendkim.conf",
         opendkim_run_dir=f"{r}/run/opendkim",
+        sshd_config=f"{r}/etc/ssh/sshd_config",
+        sshd_dropin=f"{r}/etc/ssh/sshd_config.d/{Path(SSHD_DROPIN).name}",
         postfix_log=f"{r}/log/postfix.log",
         dovecot_log=f"{r}/log/dovecot.log",
         target="lab",
