@@ -47,6 +47,7 @@ class MailHost(pulumi.ComponentResource):
         group, rules = self._security_group(name, s)
         instance = self._instance(name, args, key_pair, group, [*rules, *readable], profile)
         eip, association = self._elastic_ip(name, s, instance)
+        self._self_check_egress(name, s, group, eip)
         attachment = self._attach_data_volume(name, args, instance)
 
         # Carries the association as a dependency, so whoever connects to this address (the
@@ -141,6 +142,15 @@ class MailHost(pulumi.ComponentResource):
                 opts=child,
             ))
         return group, rules
+
+    def _self_check_egress(self, name: str, s: Settings, group: aws.ec2.SecurityGroup, eip: aws.ec2.Eip) -> None:
+        """The self-check's probes of its own mail ports, out to its Elastic IP alone
+        (firewall.self_check_egress)."""
+        own = eip.public_ip.apply(lambda ip: f"{ip}/32")
+        for rule_name, port, description in firewall.self_check_egress(s):
+            aws.vpc.SecurityGroupEgressRule(
+                f"{name}-{rule_name}", security_group_id=group.id, ip_protocol="tcp", from_port=port, to_port=port,
+                cidr_ipv4=own, description=description, opts=pulumi.ResourceOptions(parent=self))
 
     def _instance(self, name: str, args: MailHostArgs, key_pair: aws.ec2.KeyPair, group: aws.ec2.SecurityGroup,
                   before_boot: list[pulumi.Resource], profile: aws.iam.InstanceProfile) -> aws.ec2.Instance:

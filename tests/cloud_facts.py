@@ -19,6 +19,9 @@ import grpc
 
 REGION = "eu-central-1"
 ACCOUNT = "123456789012"  # an example account id (AWS documentation's placeholder)
+# A second region for the snapshot copies (snapshotCopyRegion): Ireland, a standard region of
+# the commercial partition, like REGION. Source: AWS General Reference, "AWS Regions".
+OTHER_REGION = "eu-west-1"
 
 # --- images -------------------------------------------------------------------------------
 # The CentOS project publishes the official CentOS Stream AMIs from owner 125523088429, named

@@ -25,8 +25,11 @@ import dataclasses
 import ipaddress
 from collections.abc import Iterable
 from fractions import Fraction
+from typing import Union
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Union, not `|`: a module-level alias is evaluated at import, and the self-check imports this
+# on the host's python3, which is 3.9 on CentOS Stream 9 (render.SHIPPED_PYTHON).
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 WIDE_SHARE = Fraction(1, 256)
 

@@ -164,6 +164,18 @@ DATA_VOLUME_MAX_GIB = 16384
 SNAPSHOT_TAG_KEY = "mailserver-snapshots"
 SNAPSHOT_TIME_UTC = "03:00"
 SNAPSHOT_RETENTION_MAX = 1000  # DLM's limit for a count-based retain rule
+# Regions a snapshot copy may go to (snapshotCopyRegion): the commercial partition's, which
+# is the one the stack runs in (GovCloud and China are other partitions, other accounts).
+# Source: the AWS General Reference, "AWS Regions" (docs.aws.amazon.com/global-infrastructure/
+# latest/regions/aws-regions.html), as of 2025. A region AWS opens later is refused until it
+# is added here: a typo must fail at `pulumi preview`, not as DLM's copy failing every night.
+AWS_REGIONS: tuple[str, ...] = (
+    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "ca-west-1", "mx-central-1", "sa-east-1",
+    "eu-central-1", "eu-central-2", "eu-west-1", "eu-west-2", "eu-west-3", "eu-south-1", "eu-south-2", "eu-north-1",
+    "il-central-1", "me-south-1", "me-central-1", "af-south-1", "ap-east-1", "ap-east-2", "ap-south-1", "ap-south-2",
+    "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4", "ap-southeast-5", "ap-southeast-7",
+    "ap-northeast-1", "ap-northeast-2", "ap-northeast-3",
+)
 # Daemons that read or write VMAIL_HOME: they must not start while the volume is missing,
 # or they would write mail onto the root disk, under the mount point.
 VMAIL_SERVICES: tuple[str, ...] = ("postfix", "dovecot")
@@ -412,6 +424,16 @@ UNBOUND_CONF = "/etc/unbound/unbound.conf"
 UNBOUND_DROPIN = "/etc/systemd/system/unbound.service.d/mailserver.conf"
 UNBOUND_ROOT_KEY = "/var/lib/unbound/root.key"
 NM_DNS_CONF = "/etc/NetworkManager/conf.d/90-mailserver-dns.conf"
+# The daily self-check (mailserver/doctor/selfcheck.py): a timer and the service it starts.
+SELFCHECK_UNIT = "mailserver-selfcheck"
+SELFCHECK_SERVICE = f"/etc/systemd/system/{SELFCHECK_UNIT}.service"
+SELFCHECK_TIMER = f"/etc/systemd/system/{SELFCHECK_UNIT}.timer"
+SELFCHECK_TIME_UTC = "06:00"  # in the morning in Europe, after DLM's snapshot; spread by up to 30 minutes
+# What the self-check imports besides the standard library, from the distribution, for the
+# host's own python3 (the modules the doctor needs: DNS, certificates, the settings' YAML, and
+# Jinja2, which core/web.py imports). In AppStream/BaseOS of Stream 9 and 10 (python3-dns is
+# what FreeIPA depends on). Installed by apply.sh, not user-data, which is near EC2's 16 KB.
+SELFCHECK_PACKAGES: tuple[str, ...] = ("python3-dns", "python3-cryptography", "python3-pyyaml", "python3-jinja2")
 RESOLV_CONF = "/etc/resolv.conf"
 RESOLVER = "127.0.0.1"
 # A name apply.sh resolves through the new resolver before it keeps it (acme.sh needs it).
@@ -500,6 +522,8 @@ class Layout:
     # The name the relay's certificate must carry. Empty: the relayhost's host name (SES's
     # endpoint); the lab's relayhost is an address, so the lab names its stand-in here.
     relay_cert_name: str = ""
+    # The doctor's code the self-check runs with the host's own python3 (render.shipped_code).
+    code_dir: str = "/usr/local/lib/mailserver"
 
     @property
     def vm(self) -> bool:
@@ -518,6 +542,16 @@ class Layout:
         # Where dovecot 2.3 itself points (10-ssl.conf's example, and its migration warning
         # "please set ssl_dh=</etc/dovecot/dh.pem"); SELinux labels it like the directory.
         return f"{self.dovecot_dir}/dh.pem"
+
+    @property
+    def selfcheck_config(self) -> str:
+        """What the self-check checks: the settings and this layout, as JSON (render.py)."""
+        return f"{self.state_dir}/selfcheck.json"
+
+    @property
+    def selfcheck_state(self) -> str:
+        """The self-check's memory between runs: the last results, since when each has failed."""
+        return f"{self.state_dir}/selfcheck-state.json"
 
     @property
     def fail2ban_jail(self) -> str:
@@ -571,6 +605,7 @@ def lab_layout(root: Path) -> Layout:
         # never the machine's bundle), and the name the stand-in's certificate carries.
         relay_ca_file=f"{r}/tls/relay-ca.pem",
         relay_cert_name=RELAY_STANDIN_NAME,
+        code_dir=f"{r}/code",
     )
 
 

@@ -46,5 +46,18 @@ def firewall_rules(s: Settings) -> tuple[Rule, ...]:
     return tuple(rules)
 
 
+def self_check_egress(s: Settings) -> tuple[tuple[str, int, str], ...]:
+    """(name, port, description) of the egress the daily self-check needs beyond catalog.EGRESS:
+    it probes its own public mail ports through its Elastic IP, and the group lets out only what
+    the host sends to the world (SMTP, DNS, HTTP(S), NTP), not IMAP or POP3. Only to its own
+    address: components/host.py makes each rule for <Elastic IP>/32 once the address exists.
+    None without selfCheck."""
+    if not s.self_check:
+        return ()
+    opened = {lo for proto, lo, _ in catalog.EGRESS if proto == "tcp"}
+    return tuple((f"out-self-{svc.name}-{svc.port}", svc.port, f"self-check probe of {svc.name} on its own address")
+                 for svc in s.services if not svc.admin_only and svc.port not in opened)
+
+
 def _slug(cidr: str) -> str:
     return cidr.replace(":", "-").replace(".", "-").replace("/", "-")

@@ -38,7 +38,13 @@ class Record:
     data: tuple[tuple[str, str | int], ...] = ()
     # The doctor's check that verifies this record in DNS (an id of mailserver.doctor's
     # CHECKS), named where the record is planned. Never sent to Cloudflare.
-    check: str = dataclasses.field(kw_only=True)
+    # Required, but given by keyword after the defaults: kw_only would say so, yet it needs
+    # python 3.10 and the self-check imports this on the host's 3.9; __post_init__ enforces it.
+    check: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.check:
+            raise TypeError(f"Record {self.name} needs check=, the doctor's check that verifies it")
 
 
 def dns_records(s: Settings, public_ip: str) -> tuple[Record, ...]:

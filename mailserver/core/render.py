@@ -7,10 +7,14 @@ host (user-data for the first boot, a tarball over SSH for everything else) and 
 
 from __future__ import annotations
 
+import ast
+import configparser
 import dataclasses
+import functools
 import gzip
 import hashlib
 import io
+import json
 import tarfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -238,7 +242,10 @@ def render(s: Settings, layout: catalog.Layout = catalog.VM_LAYOUT) -> Bundle:
             File(catalog.NM_DNS_CONF, env.get_template("host/networkmanager-dns.conf.j2").render(ctx)),
             File(catalog.AUTO_UPDATES[s.os].conf, env.get_template("host/dnf-automatic.conf.j2").render(ctx)),
         ]
+    if s.self_check:
+        files += selfcheck_files(s, layout, env, ctx, next(f for f in files if f.path == layout.fail2ban_jail))
     ctx["files"] = files
+    ctx["selfcheck_packages"] = " ".join(catalog.SELFCHECK_PACKAGES)
     ctx["postfix_maps"] = [f"{pf}/{name}" for name in ("vmailbox", "virtual", "senders")]
     names = SCRIPTS + (VM_SCRIPTS if layout.vm else ())
     scripts = {name: env.get_template(f"scripts/{name}.j2").render(ctx) for name in names}
@@ -249,6 +256,99 @@ def render(s: Settings, layout: catalog.Layout = catalog.VM_LAYOUT) -> Bundle:
     ctx["host_key_script"] = compact_python(env.get_template("fetch-host-key.py.j2").render(ctx))
     user_data = env.get_template("user-data.yaml.j2").render(ctx)
     return Bundle(files=tuple(files), scripts=scripts, user_data=user_data)
+
+
+# --- the self-check's code and configuration -------------------------------------------------
+
+# The package the self-check ships, and its entry points (mailserver/doctor/selfcheck.py).
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+SELFCHECK_ENTRY = ("mailserver.__main__", "mailserver.doctor.selfcheck")
+
+
+def _module_file(name: str) -> Path | None:
+    """The file of a mailserver module or package; None for a name that is neither (a class)."""
+    parts = name.split(".")[1:]
+    candidates = [PACKAGE_DIR.joinpath(*parts, "__init__.py")]
+    if parts:
+        candidates.append(PACKAGE_DIR.joinpath(*parts[:-1], parts[-1] + ".py"))
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def _imports(path: Path) -> set[str]:
+    """The mailserver modules a module imports when it is imported (its top-level statements;
+    not the lazy imports inside functions, such as the renderer the doctor's SSH path uses)."""
+    out: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+            out.update(f"{node.module}.{a.name}" for a in node.names)
+    return {n for n in out if n.split(".")[0] == "mailserver" and _module_file(n)}
+
+
+@functools.lru_cache(maxsize=1)
+def shipped_modules() -> tuple[str, ...]:
+    """Every mailserver module the self-check imports, and the packages holding them: found by
+    reading the imports, so a module the doctor starts to import ships with it, and nothing
+    else does (the lab, the renderer, the Pulumi components)."""
+    seen: set[str] = set()
+    todo = list(SELFCHECK_ENTRY)
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        for parent in (".".join(parts[:i]) for i in range(1, len(parts))):
+            if parent not in seen:
+                todo.append(parent)
+        if name in seen:
+            continue
+        seen.add(name)
+        path = _module_file(name)
+        if path:
+            todo.extend(_imports(path))
+    return tuple(sorted(seen))
+
+
+def shipped_code(layout: catalog.Layout) -> list[File]:
+    files = []
+    for name in shipped_modules():
+        path = _module_file(name)
+        assert path is not None
+        files.append(File(f"{layout.code_dir}/{path.relative_to(PACKAGE_DIR.parent)}", path.read_text()))
+    return files
+
+
+def enabled_jails(jail_text: str) -> list[str]:
+    """The jails a jail.local enables."""
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.read_string(jail_text)
+    return [name for name in parser.sections() if parser.getboolean(name, "enabled", fallback=False)]
+
+
+# Settings only the cloud resources read: the host's copy has them blank, so changing them
+# (a retention, a larger volume, another instance type) never re-applies the configuration
+# and reloads the daemons (operations.md, "What survives which change"). The doctor reads none.
+_CLOUD_ONLY = frozenset({"ami_id", "instance_type", "root_volume_size", "data_volume_size", "data_volume_snapshot_id",
+                         "snapshot_retention", "snapshot_copy_region", "ssh_public_key"})
+
+
+def selfcheck_config(s: Settings, layout: catalog.Layout, jails: Iterable[str]) -> str:
+    """What the self-check checks, as JSON (selfcheck.read_config reads it back): the settings
+    (no secret: Settings has none; the cloud-only ones blank), where things live, and the
+    fail2ban jails the bundle enables (the host has no templates to render them from)."""
+    fields = {k: type(v)() if k in _CLOUD_ONLY else v for k, v in dataclasses.asdict(s).items()}
+    return json.dumps({"settings": fields, "layout": dataclasses.asdict(layout), "jails": list(jails)},
+                      indent=1, sort_keys=True) + "\n"
+
+
+def selfcheck_files(s: Settings, layout: catalog.Layout, env: Any, ctx: Mapping[str, Any], jail: File) -> list[File]:
+    """The self-check: its configuration, the doctor's code, and on the VM the timer that runs it."""
+    files = [File(layout.selfcheck_config, selfcheck_config(s, layout, enabled_jails(jail.content)), mode="0600"),
+             *shipped_code(layout)]
+    if layout.vm:
+        files += [File(catalog.SELFCHECK_SERVICE, env.get_template("host/selfcheck.service.j2").render(ctx)),
+                  File(catalog.SELFCHECK_TIMER, env.get_template("host/selfcheck.timer.j2").render(ctx))]
+    return files
 
 
 def compact_python(text: str) -> str:

@@ -128,6 +128,12 @@ class Settings:
     smtpd_forbid_bare_newline: catalog.BareNewline
     smtp_tls_security_level: catalog.SmtpTlsLevel  # direct delivery; the relay is always secure (verified)
     auto_updates: catalog.AutoUpdateMode
+    # The second region's snapshot copies (empty: none) and the daily self-check (issue 17).
+    snapshot_copy_region: str
+    self_check: bool
+    self_check_deferred_max: int  # deferred messages above this: a warning
+    self_check_deferred_hours: int  # the oldest deferred message older than this: an error
+    self_check_bounces_max: int  # bounces in the last 24 h above this: a warning
     blocklists: tuple[str, ...] = ()  # DNSBL zones the doctor queries
 
     @property

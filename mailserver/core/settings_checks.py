@@ -276,6 +276,16 @@ def dnsbl_threshold(v: Values, bad: Report) -> Derived:
     return {}
 
 
+def snapshot_copy_region(v: Values, bad: Report) -> Derived:
+    """A copy in the stack's own region would fall with the server in a regional outage, which
+    is all it is for (and DLM refuses a copy rule whose target is the source region)."""
+    region = str(v.get(AWS_REGION_KEY) or "").strip()
+    if v["snapshotCopyRegion"] and v["snapshotCopyRegion"] == region:
+        bad("snapshotCopyRegion", f"{region} is the stack's own region (aws:region): the copies would fall with "
+            "the server in a regional outage", "name another region, e.g. one near your users, or leave empty")
+    return {}
+
+
 CROSS_FIELD: tuple[Callable[[Values, Report], Derived], ...] = (
     hostname_in_domains,
     zone_ids,
@@ -288,4 +298,5 @@ CROSS_FIELD: tuple[Callable[[Values, Report], Derived], ...] = (
     ses_region,
     retired_selectors,
     dnsbl_threshold,
+    snapshot_copy_region,
 )

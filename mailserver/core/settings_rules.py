@@ -22,7 +22,7 @@ import ipaddress
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Union
 
 from mailserver.core import address_space, catalog
 
@@ -60,7 +60,9 @@ MAX_PASSWORD_LENGTH = 128
 MAX_MESSAGE_SIZE = 1024**3  # 1 GiB: far beyond what any receiver accepts (Gmail: 150 MB)
 DNSBL_WEIGHT_MAX = 100
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Union, not `|`: a module-level alias is evaluated at import, and the self-check imports this
+# on the host's python3, which is 3.9 on CentOS Stream 9 (render.SHIPPED_PYTHON).
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 # Unicode categories refused in every setting: C0 and C1 controls and DEL (Cc), format
 # characters such as zero-width joiners and bidirectional overrides (Cf), line and paragraph
@@ -632,6 +634,18 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "smtpTlsSecurityLevel": (one_of(catalog.SMTP_TLS_LEVELS, "level",
                                     "; encrypt would refuse every receiver without TLS"),),
     "autoUpdates": (one_of(catalog.AUTO_UPDATE_MODES, "value"),),
+    # The second region's snapshot copies and the daily self-check (issue 17).
+    "snapshotCopyRegion": (
+        matches(AWS_REGION, "{value!r} is not an AWS region", "use a region name such as eu-west-1, or leave empty",
+                optional=True),
+        when(lambda r: bool(AWS_REGION.fullmatch(r)) and r not in catalog.AWS_REGIONS,
+             "{value!r} is not one of AWS's regions (catalog.AWS_REGIONS)",
+             "check the spelling against the AWS console's region list"),
+    ),
+    "selfCheckDeferredMax": (between(0, 100_000, "{value} is not a number of messages from 0 to 100000", "use 10"),),
+    "selfCheckDeferredHours": (between(1, 119, "{value} is not a number of hours from 1 to 119 (postfix returns "
+                                              "mail undelivered after 5 days)", "use 24"),),
+    "selfCheckBouncesMax": (between(0, 100_000, "{value} is not a number of bounces from 0 to 100000", "use 5"),),
 }
 
 

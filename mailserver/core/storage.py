@@ -61,7 +61,23 @@ def dlm_policy_details(s: Settings, target_tags: dict[str, str]) -> dict[str, An
             "retain_rule": {"count": s.snapshot_retention},
             "copy_tags": True,
             "tags_to_add": {"SnapshotCreator": "dlm"},
+            **({"cross_region_copy_rules": [cross_region_copy_rule(s)]} if s.snapshot_copy_region else {}),
         }],
+    }
+
+
+def cross_region_copy_rule(s: Settings) -> dict[str, Any]:
+    """Each new snapshot copied to snapshotCopyRegion, so the backups outlive a regional outage.
+    Encrypted with the target region's default EBS key (no cmk_arn: a KMS key is regional, and
+    the source's aws/ebs key cannot be used there). DLM cannot count copies (the copy rule's
+    retain rule is by age only), so they are kept snapshotRetention days: with one snapshot a
+    day, the same number as the source keeps. copy_tags: the copies carry the stack's tag, by
+    which the restore drill finds them there."""
+    return {
+        "target": s.snapshot_copy_region,
+        "encrypted": True,
+        "copy_tags": True,
+        "retain_rule": {"interval": s.snapshot_retention, "interval_unit": "DAYS"},
     }
 
 
@@ -96,4 +112,7 @@ def restore_instructions(s: Settings, volume_id: str, zone: str, tags: dict[str,
         f"(same Elastic IP, DNS records and PTR). The old volume is kept, not deleted (retainOnDelete); "
         f"delete it by hand once the restored mail is checked (until then it keeps its {key} tag, so DLM "
         f"goes on snapshotting it daily). Keep dataVolumeSnapshotId set afterwards."
+        + (f" Copies of each snapshot are kept {s.snapshot_retention} days in {s.snapshot_copy_region} (same tag): "
+           f"to restore there when {zone[:-1]} is down, see the README's restore drill, in another region."
+           if s.snapshot_copy_region else "")
     )

@@ -226,6 +226,24 @@ CHECKS: tuple[Check, ...] = (
           f"fewer than {QUEUE_WARNING} (warning) / {QUEUE_ERROR} (error) messages wait in the queue",
           "postqueue -p shows why they wait (blocked port 25, relay refusing, DNS)",
           fault=f"{QUEUE_WARNING} messages waiting in the queue (warning), or {QUEUE_ERROR} (error)"),
+    # The self-check's queue checks (issue 17); their thresholds are settings.
+    Check("queue-deferred", "Deferred mail", "inside",
+          "no more than selfCheckDeferredMax messages wait in the deferred queue (warning)",
+          "postqueue -p shows why they wait (a receiver refusing, blocked port 25, the relay); postqueue -f "
+          "retries them once the cause is fixed",
+          fault="more deferred messages than selfCheckDeferredMax (a receiver or the relay refusing, port 25 "
+                "blocked)"),
+    Check("queue-age", "Oldest deferred mail", "inside",
+          "no deferred message has waited longer than selfCheckDeferredHours (error): postfix "
+          "returns it undelivered after 5 days",
+          "postqueue -p names the message and why it waits; fix that (often a blocklisting: see the blocklists "
+          "check) before postfix gives up on it",
+          fault="a message deferred for longer than selfCheckDeferredHours"),
+    Check("bounces", "Bounces", "inside",
+          "postfix bounced no more than selfCheckBouncesMax messages in the last 24 hours (warning)",
+          "journalctl -u postfix --since -24h | grep status=bounced shows the receivers' reasons: a blocklisted "
+          "IP, missing DKIM/SPF alignment, or users writing to dead addresses",
+          fault="more bounces in a day than selfCheckBouncesMax (mail refused by receivers, or for no one)"),
     Check("cert-renewal", "Certificate renewal", "inside",
           "acme.sh's daily cron job is installed and cron runs",
           "re-run the acme step (pulumi up) and systemctl enable --now crond",

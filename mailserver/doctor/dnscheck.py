@@ -51,7 +51,7 @@ def lookup_all(res: dns.resolver.Resolver, queries: Sequence[tuple[str, str]]
     unique = list(dict.fromkeys(queries))
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
         found = pool.map(lambda q: lookup(res, *q), unique)
-        return dict(zip(unique, found, strict=True))
+        return dict(zip(unique, found))  # map gives one answer per query (no strict=: python 3.9)
 
 
 def normalize(rtype: str, value: str) -> str:

@@ -5,6 +5,7 @@ per check, dispatched from INSIDE in CHECKS order by check_inside."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import shlex
 import subprocess
 from collections.abc import Callable
@@ -118,7 +119,7 @@ def check_fail2ban(t: Target, r: Runner) -> list[Result]:
                     "fail2ban-client status 2>/dev/null | sed -n 's/.*Jail list:[[:space:]]*//p'; fi")
     lines = text.strip().splitlines()
     state = lines[0].strip() if lines else "unknown"
-    jails = expected_jails(t.settings)
+    jails = list(t.jails) if t.jails is not None else expected_jails(t.settings)
     if state == "missing":
         return [result("fail2ban", "warning", "fail2ban", "active", "not installed")]
     if state != "active":
@@ -258,6 +259,68 @@ def check_queue(t: Target, r: Runner) -> list[Result]:
     return [result("queue", queue_status(size), "queue", f"< {QUEUE_WARNING} messages", f"{size} messages")]
 
 
+def deferred_arrivals(r: Runner) -> tuple[list[float], str | None]:
+    """The arrival times (epoch seconds) of the deferred queue's messages, from postqueue -j (one
+    JSON object a line, postfix 3.1 and later); or why they could not be read."""
+    code, text = r.run(f"postqueue -c {shlex.quote(r.layout.postfix_dir)} -j")
+    if code != 0:
+        return [], text.strip()[:80] or f"exit {code}"
+    times = []
+    for line in text.splitlines():
+        try:
+            msg = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(msg, dict) and msg.get("queue_name") == "deferred":
+            times.append(float(msg.get("arrival_time") or 0))
+    return times, None
+
+
+def check_queue_deferred(t: Target, r: Runner) -> list[Result]:
+    most = t.settings.self_check_deferred_max
+    times, error = deferred_arrivals(r)
+    if error:
+        return [result("queue-deferred", "unknown", "deferred queue", "postqueue -j output", error)]
+    return [result("queue-deferred", "warning" if len(times) > most else "ok", "deferred queue",
+                   f"at most {most} messages", f"{len(times)} messages")]
+
+
+def check_queue_age(t: Target, r: Runner) -> list[Result]:
+    hours = t.settings.self_check_deferred_hours
+    times, error = deferred_arrivals(r)
+    if error:
+        return [result("queue-age", "unknown", "deferred queue", "postqueue -j output", error)]
+    if not times:
+        return [result("queue-age", "ok", "deferred queue", f"none older than {hours} h", "none deferred")]
+    age = (t.now().timestamp() - min(times)) / 3600
+    return [result("queue-age", "error" if age > hours else "ok", "deferred queue", f"none older than {hours} h",
+                   f"oldest {age:.1f} h")]
+
+
+def bounces_script(layout: catalog.Layout) -> str:
+    """How many messages postfix bounced (or gave up on: expired) in the last 24 hours, as a
+    number on the first line and the source's exit status on the second. The VM's postfix logs
+    to the journal, under its unit (the daemons master starts are in its cgroup); the lab's
+    writes a file, which lives less than a day, so all of it counts."""
+    pattern = "' status=(bounced|expired)'"
+    if layout.vm:
+        source = "journalctl -u postfix --since=-24h -o cat --no-pager"
+    else:
+        source = f"cat {shlex.quote(layout.postfix_log)}"
+    return f"{source} 2>&1 | grep -cE {pattern}; echo \"exit=${{PIPESTATUS[0]}}\"\n"
+
+
+def check_bounces(t: Target, r: Runner) -> list[Result]:
+    most = t.settings.self_check_bounces_max
+    _, text = r.run(bounces_script(r.layout))
+    lines = text.strip().splitlines()
+    if len(lines) != 2 or not lines[0].isdigit() or lines[1] != "exit=0":
+        return [result("bounces", "unknown", "postfix log, 24 h", "a count of bounces", show(lines, 80) or "none")]
+    count = int(lines[0])
+    return [result("bounces", "warning" if count > most else "ok", "postfix log, 24 h", f"at most {most} bounces",
+                   f"{count} bounced")]
+
+
 def check_cert_renewal(t: Target, r: Runner) -> list[Result]:
     _, text = r.run("crontab -l -u root 2>/dev/null | grep -F 'acme.sh' | grep -F -- '--cron' >/dev/null "
                     "&& echo job || echo nojob; systemctl is-active crond 2>/dev/null || true")
@@ -285,6 +348,9 @@ INSIDE: dict[str, InsideCheck] = {
     "mail-volume": check_mail_volume,
     "memory": check_memory,
     "queue": check_queue,
+    "queue-deferred": check_queue_deferred,
+    "queue-age": check_queue_age,
+    "bounces": check_bounces,
     "cert-renewal": check_cert_renewal,
     "snapshots": check_snapshots_here,
 }
@@ -309,7 +375,7 @@ def check_inside(t: Target) -> list[Result]:
     """Every inside check, in CHECKS order. Without a runner each is skipped; without a shell
     on the host each that needs one is unknown, with the reason and what to do; in the lab,
     a check that names a lab_skip reason is skipped with it."""
-    inside = [c for c in CHECKS if c.category == "inside"]
+    inside = [c for c in CHECKS if c.category == "inside" and t.wants(c.id)]
     r = t.runner
     if r is None:
         why = "no --ssh given: inside checks need a shell on the host"

@@ -3,7 +3,6 @@ names the check that covers it), the DKIM names, the fail2ban jails the bundle e
 
 from __future__ import annotations
 
-import configparser
 from collections.abc import Mapping, Sequence
 
 from mailserver.core import catalog, records, relay
@@ -37,6 +36,4 @@ def expected_jails(s: Settings) -> list[str]:
     from mailserver.core import render  # the renderer pulls in Jinja2 and the templates; only inside checks need it
 
     jail = next(f for f in render.render(s).files if f.path == catalog.VM_LAYOUT.fail2ban_jail)
-    parser = configparser.ConfigParser(interpolation=None, strict=False)
-    parser.read_string(jail.content)
-    return [name for name in parser.sections() if parser.getboolean(name, "enabled", fallback=False)]
+    return render.enabled_jails(jail.content)

@@ -5,6 +5,7 @@ open relay, no SMTP AUTH before TLS, no plaintext IMAP/POP3 login."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import imaplib
 import poplib
 import smtplib
@@ -180,13 +181,24 @@ def check_tls(t: Target, probes: Mapping[int, PortProbe]) -> list[Result]:
         out.append(result("tls-name", "ok" if name_matches(s.hostname, names) else "error", subject, s.hostname,
                           show(names) or "no DNS name"))
         out.append(_chain_result(t, p, cert))
-        status, days, lifetime = expiry_status(cert.not_valid_before_utc, cert.not_valid_after_utc, now)
+        not_before, not_after = validity(cert)
+        status, days, lifetime = expiry_status(not_before, not_after, now)
         out.append(result("tls-expiry", status, subject,
                           f"> {lifetime * catalog.CERT_RENEW_KEEP:.0f} days left (a third of {lifetime:.0f})",
-                          f"{days:.0f} days left of {lifetime:.0f} ({cert.not_valid_after_utc:%Y-%m-%d})" if days >= 0
-                          else f"expired {-days:.0f} days ago ({cert.not_valid_after_utc:%Y-%m-%d})"))
+                          f"{days:.0f} days left of {lifetime:.0f} ({not_after:%Y-%m-%d})" if days >= 0
+                          else f"expired {-days:.0f} days ago ({not_after:%Y-%m-%d})"))
         out.append(tls_version_result(t, p))
     return out
+
+
+def validity(cert: x509.Certificate) -> tuple[dt.datetime, dt.datetime]:
+    """notBefore and notAfter, timezone-aware. cryptography 42 added the *_utc properties; the
+    self-check runs this with the host's python3-cryptography, 36 on CentOS Stream 9, whose
+    naive not_valid_* are UTC."""
+    if hasattr(cert, "not_valid_after_utc"):
+        return cert.not_valid_before_utc, cert.not_valid_after_utc
+    utc = dt.timezone.utc
+    return cert.not_valid_before.replace(tzinfo=utc), cert.not_valid_after.replace(tzinfo=utc)
 
 
 def tls_version_result(t: Target, p: PortProbe) -> Result:

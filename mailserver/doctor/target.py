@@ -37,7 +37,16 @@ class Target:
     volume_id: str | None = None
     aws_region: str | None = None
     ipv6: str | None = None  # the instance's IPv6 address (outputs' publicIpv6); None: it has none
-    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    # timezone.utc, not dt.UTC (3.11): the self-check runs this on the host's python3.9.
+    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
+    # The checks to run (ids of CHECKS); None: every one. The self-check leaves out what the
+    # host cannot check of itself (selfcheck.SELF_CHECKS).
+    checks: frozenset[str] | None = None
+    # The fail2ban jails the bundle enables; None: rendered from the settings (intent.expected_jails).
+    jails: tuple[str, ...] | None = None
+
+    def wants(self, check: str) -> bool:
+        return self.checks is None or check in self.checks
 
     @property
     def lab(self) -> bool:

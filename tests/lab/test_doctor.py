@@ -633,3 +633,48 @@ def test_command_line_json_and_exit_codes(env: Env) -> None:
         env.dns.set(name, [])
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert f"the blocklists through the DNS resolver {DNS_ADDRESS} (blocklists; 1 unknown)" in proc.stderr
+
+
+def test_mail_deferred_past_the_self_checks_thresholds(env: Env) -> None:
+    """Mail for an outside domain waits for the relay (nothing listens where the dev stack's
+    SES stand-in would): with the thresholds at 0 messages and 1 hour, and the doctor's clock 2
+    hours on, it is too much deferred mail (warning) that has waited too long (error)."""
+    lab, healthy = env.lab, env.target
+    s = dataclasses.replace(healthy.settings, self_check_deferred_max=0, self_check_deferred_hours=1)
+    later = dataclasses.replace(healthy, settings=s, now=lambda: dt.datetime.now(dt.UTC) + dt.timedelta(hours=2))
+
+    def deferred() -> bool:
+        return any(json.loads(line).get("queue_name") == "deferred" for line in lab.queue_ids())
+
+    def do() -> None:
+        lab.run(["sendmail", "-C", lab.layout.postfix_dir, "-f", "alice@example.com", "someone@example.org"],
+                stdin="Subject: waits for the relay\n\nbody\n")
+        wait_until(deferred, 30, 0.2, "the message to be deferred", detail=lambda: lab.log()[-1500:])
+        env.target = later
+
+    def undo() -> None:
+        env.target = healthy
+        lab.run(["postsuper", "-c", lab.layout.postfix_dir, "-d", "ALL"])
+
+    with_fault(do, undo, lambda: expect_only(env, {"queue-deferred": "warning", "queue-age": "error"},
+                                             {"queue-deferred": "1 messages", "queue-age": "oldest 2."}))
+
+
+def test_a_bounce_past_the_self_checks_threshold(env: Env) -> None:
+    """A message handed to postfix for a local user that does not exist on the mail host
+    (submitted locally, so no RCPT check refuses it) bounces; with selfCheckBouncesMax 0 that is
+    a warning."""
+    lab, healthy = env.lab, env.target
+    strict = dataclasses.replace(healthy, settings=dataclasses.replace(healthy.settings, self_check_bounces_max=0))
+
+    def do() -> None:
+        lab.run(["sendmail", "-C", lab.layout.postfix_dir, "-f", "alice@example.com",
+                 f"nobody-here@{healthy.settings.hostname}"], stdin="Subject: to no one\n\nbody\n")
+        wait_until(lambda: "status=bounced" in lab.log(), 30, 0.2, "the bounce", detail=lambda: lab.log()[-1500:])
+        lab.wait_queue_empty()  # the bounce notice delivered to alice
+        env.target = strict
+
+    def undo() -> None:
+        env.target = healthy
+
+    with_fault(do, undo, lambda: expect_only(env, {"bounces": "warning"}, {"bounces": "bounced"}))

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from mailserver.core import catalog, render, storage
+from tests.cloud_facts import OTHER_REGION, REGION
 from tests.program.harness import (
     ASSOCIATION,
     ATTACHMENT,
@@ -277,3 +278,34 @@ def test_imdsv2_required_and_every_volume_encrypted(graph: Graph) -> None:
     assert "ebsBlockDevices" not in inst  # no unencrypted volume at launch
     assert all(v.inputs["encrypted"] is True for v in graph.of(VOLUME))
     assert EIP not in json.dumps(plain(graph.one(VOLUME).inputs))
+
+
+# --- the second region's copies (snapshotCopyRegion) --------------------------------------
+
+
+def test_snapshot_copies_go_to_the_other_region_encrypted_and_expire_by_their_own_retention() -> None:
+    g = build({"snapshotCopyRegion": OTHER_REGION, "snapshotRetention": 9})
+    (schedule,) = g.one(DLM).inputs["policyDetails"]["schedules"]
+    (rule,) = schedule["crossRegionCopyRules"]
+    # No cmkArn: the target region's default EBS key (a KMS key never leaves its region).
+    assert rule == {"target": OTHER_REGION, "encrypted": True, "copyTags": True,
+                    "retainRule": {"interval": 9, "intervalUnit": "DAYS"}}
+    assert "targetRegion" not in rule  # AMI policies only, per the provider's schema
+    assert schedule["retainRule"] == {"count": 9}  # the source's own retention is unchanged
+
+
+def test_no_snapshot_copy_by_default(graph: Graph) -> None:
+    (schedule,) = graph.one(DLM).inputs["policyDetails"]["schedules"]
+    assert "crossRegionCopyRules" not in schedule
+
+
+def test_turning_copies_on_touches_only_the_snapshot_policy(graph: Graph) -> None:
+    g = build({"snapshotCopyRegion": OTHER_REGION})
+    assert changed(graph, g) == {graph.one(DLM).name}
+
+
+def test_a_copy_region_that_is_the_stacks_own_or_unknown_is_refused_before_any_resource() -> None:
+    for region in (REGION, "eu-westt-1", "mars-north-1"):
+        error, mocks, monitor = build_refused({"snapshotCopyRegion": region})
+        assert error.keys == {"snapshotCopyRegion"}, (region, str(error))
+        assert mocks.new_resource_calls == 0 and not monitor.records

@@ -261,7 +261,7 @@ SSHD_T = ("port 22\nallowusers ec2-user\npermitrootlogin no\npubkeyauthenticatio
 NO_REBOOT = "No core libraries or services have been updated since boot-up.\nReboot should not be necessary.\n"
 # A healthy VM's answers to the scripts that contain a marker.
 HEALTHY_VM = {"crontab": "job\nactive\n", "sshd -T": SSHD_T, "dnf-automatic.timer": "active\n",
-              "needs-restarting -r": NO_REBOOT}
+              "needs-restarting -r": NO_REBOOT, "status=(bounced|expired)": "0\nexit=0\n"}
 
 
 class FakeHost:

@@ -124,3 +124,22 @@ def test_restore_instructions_are_complete() -> None:
     for needed in ("vol-0abc", "eu-central-1a", "last 9", "Name=tag:mailserver-snapshots,Values=mailserver-dev",
                    "pulumi config set dataVolumeSnapshotId", "pulumi state unprotect", "pulumi up --replace"):
         assert needed in text, needed
+
+
+def test_copy_region_validated_and_the_copy_rule_follows_retention() -> None:
+    assert "cross_region_copy_rules" not in storage.dlm_policy_details(dev_settings()[0], {})["schedules"][0]
+    s, _ = dev_settings(snapshotCopyRegion="us-east-2", snapshotRetention=14)
+    (rule,) = storage.dlm_policy_details(s, {})["schedules"][0]["cross_region_copy_rules"]
+    assert rule == {"target": "us-east-2", "encrypted": True, "copy_tags": True,
+                    "retain_rule": {"interval": 14, "interval_unit": "DAYS"}}
+    refused("snapshotCopyRegion", snapshotCopyRegion="eu-central-1")  # the dev stack's own aws:region
+    refused("snapshotCopyRegion", snapshotCopyRegion="Frankfurt")
+    refused("snapshotCopyRegion", snapshotCopyRegion="eu-centrall-1")
+
+
+def test_restore_instructions_name_the_copies_only_when_there_are_some() -> None:
+    tags = {"mailserver-snapshots": "mailserver-dev"}
+    assert "us-east-2" not in storage.restore_instructions(dev_settings()[0], "vol-0abc", "eu-central-1a", tags)
+    s, _ = dev_settings(snapshotCopyRegion="us-east-2")
+    text = storage.restore_instructions(s, "vol-0abc", "eu-central-1a", tags)
+    assert "kept 7 days in us-east-2" in text and "another region" in text
