@@ -26,7 +26,7 @@ from mailserver.lab import netns
 from mailserver.lab.server import Lab
 
 from . import delivery, program, sessions
-from .common import MIB, BenchError, MemorySampler, Results, machine, memory
+from .common import MIB, BenchError, MemorySampler, Results, cpu_ms_by_process, cpu_ticks, machine, memory
 from .seed import Seed
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -137,6 +137,9 @@ class Row:
     sessions: int
     ours: list[delivery.Run] = dataclasses.field(default_factory=list)
     seed: list[delivery.Run] = dataclasses.field(default_factory=list)
+    # CPU milliseconds per delivered message, by process, summed over the row's runs.
+    ours_cpu: dict[str, float] = dataclasses.field(default_factory=dict)
+    seed_cpu: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @staticmethod
     def rate(runs: list[delivery.Run]) -> float:
@@ -157,12 +160,17 @@ def delivery_pairs(lab: Lab, seed: Seed, plan: Plan, rows: list[Row]) -> None:
             for i in range(plan.pairs):
                 order = ("ours", "seed") if i % 2 == 0 else ("seed", "ours")
                 for who in order:
+                    ns = lab.ns if who == "ours" else seed.ns
+                    before = cpu_ticks(ns)
                     if who == "ours":
                         r = delivery.deliver_to(lab.run, ours_stored, delivery.RECIPIENT, n, size, count)
                         row.ours.append(r)
                     else:
                         r = delivery.deliver_to(seed.run, seed.delivered, seed.address, n, size, count)
                         row.seed.append(r)
+                    cpu = row.ours_cpu if who == "ours" else row.seed_cpu
+                    for name, ms in cpu_ms_by_process(before, cpu_ticks(ns)).items():
+                        cpu[name] = cpu.get(name, 0.0) + ms / (count * plan.pairs)
                     print(f"bench: {who}: {count} x {size} B, {n} sessions: {r.rate:.1f} msg/s", flush=True)
             lab.wait_queue_empty(60)
 
@@ -174,7 +182,10 @@ def lab_delivery(lab: Lab, plan: Plan, results: Results, rows: list[Row]) -> Non
     results.figures["delivery"] = [
         {"size": r.size, "sessions": r.sessions, "ours": [round(x.rate, 2) for x in r.ours],
          "seed": [round(x.rate, 2) for x in r.seed], "ours_rate": round(r.rate(r.ours), 2),
-         "seed_rate": round(r.rate(r.seed), 2), "ratios": [round(x, 3) for x in r.ratios()]} for r in rows]
+         "seed_rate": round(r.rate(r.seed), 2), "ratios": [round(x, 3) for x in r.ratios()],
+         "ours_cpu_ms_per_message": {k: round(v, 3) for k, v in sorted(r.ours_cpu.items(), key=lambda x: -x[1])},
+         "seed_cpu_ms_per_message": {k: round(v, 3) for k, v in sorted(r.seed_cpu.items(), key=lambda x: -x[1])}}
+        for r in rows]
 
 
 def disk_ceiling(lab: Lab, plan: Plan, results: Results, ceilings: dict[tuple[int, int], delivery.Ceiling]) -> None:
@@ -194,17 +205,32 @@ def ports(lab: Lab, plan: Plan, results: Results) -> None:
     with netns.entered(lab.ns):
         clients.smtp(25).quit()
     size, n, threads = 4096, plan.port_messages, plan.port_threads
-    r25 = sessions.delivered_messages(lab, 25, BOB, threads, n, size, bob_stored)
-    r587 = sessions.delivered_messages(lab, 587, BOB, threads, n, size, bob_stored, login=(ALICE, PASSWORDS[ALICE]))
+    cpu: dict[int, dict[str, float]] = {}
+
+    def measured(port: int, login: tuple[str, str] | None = None) -> sessions.Rate:
+        before = cpu_ticks(lab.ns)
+        rate = sessions.delivered_messages(lab, port, BOB, threads, n, size, bob_stored, login=login)
+        cpu[port] = {k: v / n for k, v in cpu_ms_by_process(before, cpu_ticks(lab.ns)).items()}
+        return rate
+
+    r25 = measured(25)
+    r587 = measured(587, (ALICE, PASSWORDS[ALICE]))
     ratio = r587.per_second / r25.per_second
     results.figures["ports"] = {"messages": n, "threads": threads, "size": size,
                                 "port_25_per_s": round(r25.per_second, 1),
-                                "port_587_per_s": round(r587.per_second, 1), "ratio_587_25": round(ratio, 3)}
+                                "port_587_per_s": round(r587.per_second, 1), "ratio_587_25": round(ratio, 3),
+                                "cpu_ms_per_message": {port: {k: round(v, 3) for k, v in c.items()}
+                                                       for port, c in cpu.items()}}
     how = (f"{n} messages of 4 KiB to a mailbox, {threads} client threads, one message per session, "
            "timed to the last one stored")
-    results.add("delivery", "Port 25 (outside MTA, through postscreen)", f"{r25.per_second:.0f} msg/s", how)
-    results.add("delivery", "Port 587 (STARTTLS + AUTH PLAIN, DKIM-signed)", f"{r587.per_second:.0f} msg/s",
-                f"{how}; 587/25 {ratio:.2f}")
+
+    def top(c: dict[str, float]) -> str:
+        return f"server CPU {sum(c.values()):.1f} ms/msg (" + ", ".join(
+            f"{k} {v:.2f}" for k, v in sorted(c.items(), key=lambda x: -x[1]) if v >= 0.2) + ")"
+    results.add("submission", "Port 25 (outside MTA, through postscreen)", f"{r25.per_second:.0f} msg/s",
+                f"{how}; {top(cpu[25])}")
+    results.add("submission", "Port 587 (STARTTLS + AUTH PLAIN, DKIM-signed)", f"{r587.per_second:.0f} msg/s",
+                f"{how}; **587/25 {ratio:.2f}**; {top(cpu[587])}")
 
 
 def submission(lab: Lab, plan: Plan, results: Results) -> None:
@@ -290,6 +316,17 @@ def summarize(plan: Plan, results: Results, rows: list[Row], ceilings: dict[tupl
             notes.append(f"ours/ceiling {ours / c.rate:.2f}, seed/ceiling {seed / c.rate:.2f}")
         results.add("delivery", f"Delivery 25 → Maildir, {labels[row.size]}, "
                     f"{row.sessions} session{'s' if row.sessions > 1 else ''}", f"{ours:.0f} msg/s", "; ".join(notes))
+    for row in rows:
+        if row.size != SIZES[0][0] or row.sessions != max(plan.sessions):
+            continue
+        ours_cpu, seed_cpu = sum(row.ours_cpu.values()), sum(row.seed_cpu.values())
+
+        def top(cpu: dict[str, float]) -> str:
+            return ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items(), key=lambda x: -x[1]) if v >= 0.1)
+        results.add("delivery", f"CPU per delivered message, {labels[row.size]}, {row.sessions} sessions",
+                    f"ours {ours_cpu:.1f} ms, seed {seed_cpu:.1f} ms",
+                    f"user + system time of the server's processes during the row's runs, ÷ messages "
+                    f"(ms): ours {top(row.ours_cpu)}; seed {top(row.seed_cpu)}")
     for (size, n), c in ceilings.items():
         results.add("delivery", f"Disk ceiling, {labels[size]}, {n} thread{'s' if n > 1 else ''}",
                     f"{c.rate:.0f} msg/s",
