@@ -137,6 +137,9 @@ class Row:
     sessions: int
     ours: list[delivery.Run] = dataclasses.field(default_factory=list)
     seed: list[delivery.Run] = dataclasses.field(default_factory=list)
+    # The disk's ceiling for the row's size and concurrency, measured after each pair, in the
+    # same minute as the deliveries it bounds (a neighbour's I/O moves it from run to run).
+    ceiling: list[delivery.Ceiling] = dataclasses.field(default_factory=list)
     # CPU milliseconds per delivered message, by process, summed over the row's runs.
     ours_cpu: dict[str, float] = dataclasses.field(default_factory=dict)
     seed_cpu: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -144,6 +147,9 @@ class Row:
     @staticmethod
     def rate(runs: list[delivery.Run]) -> float:
         return sum(r.count for r in runs) / sum(r.seconds for r in runs)
+
+    def ceiling_rate(self) -> float:
+        return sum(c.count for c in self.ceiling) / sum(c.seconds for c in self.ceiling)
 
     def ratios(self) -> list[float]:
         """ours/seed of each pair, in the order measured."""
@@ -172,6 +178,9 @@ def delivery_pairs(lab: Lab, seed: Seed, plan: Plan, rows: list[Row]) -> None:
                     for name, ms in cpu_ms_by_process(before, cpu_ticks(ns)).items():
                         cpu[name] = cpu.get(name, 0.0) + ms / (count * plan.pairs)
                     print(f"bench: {who}: {count} x {size} B, {n} sessions: {r.rate:.1f} msg/s", flush=True)
+                c = delivery.maildir_ceiling(Path(lab.layout.vmail_dir).parent, n, size, plan.ceiling_seconds)
+                row.ceiling.append(c)
+                print(f"bench: ceiling: {size} B, {n} threads: {c.rate:.0f} msg/s", flush=True)
             lab.wait_queue_empty(60)
 
 
@@ -183,18 +192,10 @@ def lab_delivery(lab: Lab, plan: Plan, results: Results, rows: list[Row]) -> Non
         {"size": r.size, "sessions": r.sessions, "ours": [round(x.rate, 2) for x in r.ours],
          "seed": [round(x.rate, 2) for x in r.seed], "ours_rate": round(r.rate(r.ours), 2),
          "seed_rate": round(r.rate(r.seed), 2), "ratios": [round(x, 3) for x in r.ratios()],
+         "ceiling": [round(c.rate, 1) for c in r.ceiling], "ceiling_rate": round(r.ceiling_rate(), 1),
          "ours_cpu_ms_per_message": {k: round(v, 3) for k, v in sorted(r.ours_cpu.items(), key=lambda x: -x[1])},
          "seed_cpu_ms_per_message": {k: round(v, 3) for k, v in sorted(r.seed_cpu.items(), key=lambda x: -x[1])}}
         for r in rows]
-
-
-def disk_ceiling(lab: Lab, plan: Plan, results: Results, ceilings: dict[tuple[int, int], delivery.Ceiling]) -> None:
-    where = Path(lab.layout.vmail_dir).parent
-    for size, _ in SIZES:
-        for n in plan.sessions:
-            c = ceilings[(size, n)] = delivery.maildir_ceiling(where, n, size, plan.ceiling_seconds)
-            print(f"bench: ceiling: {size} B, {n} threads: {c.rate:.0f} msg/s", flush=True)
-    results.figures["ceiling"] = [dataclasses.asdict(c) | {"rate": round(c.rate, 1)} for c in ceilings.values()]
 
 
 def ports(lab: Lab, plan: Plan, results: Results) -> None:
@@ -270,7 +271,6 @@ def imap(lab: Lab, plan: Plan, results: Results) -> None:
 
 def run_all(plan: Plan, results: Results, only: tuple[str, ...] = SECTIONS) -> None:
     rows: list[Row] = []
-    ceilings: dict[tuple[int, int], delivery.Ceiling] = {}
     if "program" in only:
         section(results, "program", lambda: program_cost(plan, results))
 
@@ -285,7 +285,6 @@ def run_all(plan: Plan, results: Results, only: tuple[str, ...] = SECTIONS) -> N
             if "delivery" in only:
                 section(results, "delivery (ours and the seed, in pairs)",
                         lambda: lab_delivery(lab, plan, results, rows))
-                section(results, "disk ceiling", lambda: disk_ceiling(lab, plan, results, ceilings))
             if "ports" in only:
                 section(results, "port 25 and 587", lambda: ports(lab, plan, results))
             if "submission" in only:
@@ -295,10 +294,12 @@ def run_all(plan: Plan, results: Results, only: tuple[str, ...] = SECTIONS) -> N
 
     if set(only) - {"program"}:
         section(results, "lab", lab_benchmarks)
-    summarize(plan, results, rows, ceilings)
+    summarize(plan, results, rows)
 
 
-def summarize(plan: Plan, results: Results, rows: list[Row], ceilings: dict[tuple[int, int], delivery.Ceiling]) -> None:
+def delivery_rows(plan: Plan, results: Results, rows: list[Row]) -> None:
+    """Per row: ours, the seed and the ceiling, with the ratios; the disk's ceilings; what the
+    busiest row's message cost in CPU, process by process."""
     f = results.figures
     labels = dict(SIZES)
     for row in rows:
@@ -310,28 +311,33 @@ def summarize(plan: Plan, results: Results, rows: list[Row], ceilings: dict[tupl
         notes = [(f"{len(row.ours)} × {row.ours[0].count} messages of {labels[row.size]}, one per connection, "
                   "each run timed to its last message counted in the Maildir"),
                  f"seed {seed:.0f} msg/s", f"**ours/seed {ours / seed:.2f}**{spread}"]
-        c = ceilings.get((row.size, row.sessions))
-        if c:
-            f[f"ratio_ceiling_{key}"] = round(ours / c.rate, 3)
-            notes.append(f"ours/ceiling {ours / c.rate:.2f}, seed/ceiling {seed / c.rate:.2f}")
+        if row.ceiling:
+            ceiling = row.ceiling_rate()
+            f[f"ratio_ceiling_{key}"] = round(ours / ceiling, 3)
+            notes.append(f"ours/ceiling {ours / ceiling:.2f}, seed/ceiling {seed / ceiling:.2f}")
         results.add("delivery", f"Delivery 25 → Maildir, {labels[row.size]}, "
                     f"{row.sessions} session{'s' if row.sessions > 1 else ''}", f"{ours:.0f} msg/s", "; ".join(notes))
     for row in rows:
-        if row.size != SIZES[0][0] or row.sessions != max(plan.sessions):
-            continue
-        ours_cpu, seed_cpu = sum(row.ours_cpu.values()), sum(row.seed_cpu.values())
+        n = row.sessions
+        results.add("delivery", f"Disk ceiling, {labels[row.size]}, {n} writer{'s' if n > 1 else ''}",
+                    f"{row.ceiling_rate():.0f} msg/s",
+                    "create in tmp/, write, fsync, rename into new/, fsync new/, on the mail filesystem, "
+                    f"{plan.ceiling_seconds:g} s after each pair of that row: "
+                    + ", ".join(f"{c.rate:.0f}" for c in row.ceiling))
 
-        def top(cpu: dict[str, float]) -> str:
-            return ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items(), key=lambda x: -x[1]) if v >= 0.1)
-        results.add("delivery", f"CPU per delivered message, {labels[row.size]}, {row.sessions} sessions",
-                    f"ours {ours_cpu:.1f} ms, seed {seed_cpu:.1f} ms",
-                    f"user + system time of the server's processes during the row's runs, ÷ messages "
-                    f"(ms): ours {top(row.ours_cpu)}; seed {top(row.seed_cpu)}")
-    for (size, n), c in ceilings.items():
-        results.add("delivery", f"Disk ceiling, {labels[size]}, {n} thread{'s' if n > 1 else ''}",
-                    f"{c.rate:.0f} msg/s",
-                    f"create in tmp/, write, fsync, rename into new/, fsync new/, on the mail filesystem, "
-                    f"{c.count} files in {c.seconds:.1f} s")
+    def top(cpu: dict[str, float]) -> str:
+        return ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items(), key=lambda x: -x[1]) if v >= 0.1)
+    for row in rows:
+        if row.size == SIZES[0][0] and row.sessions == max(plan.sessions):
+            results.add("delivery", f"CPU per delivered message, {labels[row.size]}, {row.sessions} sessions",
+                        f"ours {sum(row.ours_cpu.values()):.1f} ms, seed {sum(row.seed_cpu.values()):.1f} ms",
+                        "user + system time of the server's processes during the row's runs, ÷ messages "
+                        f"(ms): ours {top(row.ours_cpu)}; seed {top(row.seed_cpu)}")
+
+
+def summarize(plan: Plan, results: Results, rows: list[Row]) -> None:
+    f = results.figures
+    delivery_rows(plan, results, rows)
     for key, label in (("memory_idle", "Memory, idle (fresh start)"),
                        ("memory_delivery_peak", "Memory, peak under delivery load")):
         m = f.get(key)
