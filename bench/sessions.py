@@ -99,12 +99,20 @@ def submission_messages(lab: Lab, port: int, user: str, password: str, rcpt: str
         finally:
             conn.quit()
     rate = in_threads(lab, threads, total, work)
-    wait_until(lambda: stored() - before >= total, 300, 0.05, f"{total} submitted messages to be stored",
+    all_stored(stored, before, total, port)
+    return rate
+
+
+def all_stored(stored: Callable[[], int], before: int, total: int, port: int) -> float:
+    """Wait until `total` messages more than `before` are stored, then make sure there are no more.
+    Returns time.monotonic() when they were first all seen stored."""
+    wait_until(lambda: stored() - before >= total, 300, 0.01, f"{total} messages sent on {port} to be stored",
                error=BenchError)
+    done = time.monotonic()
     time.sleep(0.2)
     if stored() - before != total:
-        raise BenchError(f"submitted {total} messages on {port}, {stored() - before} stored")
-    return rate
+        raise BenchError(f"sent {total} messages on {port}, {stored() - before} stored")
+    return done
 
 
 def delivered_messages(lab: Lab, port: int, rcpt: str, threads: int, total: int, size: int,
@@ -131,13 +139,8 @@ def delivered_messages(lab: Lab, port: int, rcpt: str, threads: int, total: int,
             finally:
                 conn.quit()
     accepted = in_threads(lab, threads, total, work)
-    wait_until(lambda: stored() - before >= total, 300, 0.01, f"{total} messages on {port} to be stored",
-               error=BenchError)
-    seconds = accepted.seconds + (time.monotonic() - accepted.ended)
-    time.sleep(0.2)
-    if stored() - before != total:
-        raise BenchError(f"sent {total} messages on {port}, {stored() - before} stored")
-    return Rate(total, seconds)
+    done = all_stored(stored, before, total, port)
+    return Rate(total, accepted.seconds + (done - accepted.ended))
 
 
 # -- IMAP --------------------------------------------------------------------------------------
