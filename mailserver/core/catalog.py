@@ -475,9 +475,10 @@ class Layout:
     # milter_stream_connect_all to postfix_smtpd_t (smtpd_milters) and postfix_cleanup_t
     # (non_smtpd_milters): search /run, getattr the directory, connectto a milter_domains
     # process through a milter_data_type socket. So the shipped policy allows it, with no
-    # module or boolean of ours. Postfix needs no chroot path either: master.cf runs nothing
-    # chrooted. The file permissions (0770, group opendkim) let postfix in as a member of the
-    # milter's group (MILTER_GROUP).
+    # module or boolean of ours (read in fedora-selinux/selinux-policy at fd1d9962, 2024-10-24,
+    # policy/modules/contrib/{dkim.fc,milter.if,postfix.te}; not yet seen on a live EL host).
+    # Postfix needs no chroot path either: master.cf runs nothing chrooted. The file permissions
+    # (0770, group opendkim) let postfix in as a member of the milter's group (MILTER_GROUP).
     milter_socket: str = "/run/opendkim/opendkim.sock"
     # Empty: log to syslog/journald (the VM). The lab has no syslog and sets files.
     postfix_log: str = ""
