@@ -1,5 +1,6 @@
 """Document sections generated from the sources of truth: Pulumi.yaml's config schema (in
-docs/configuration.md), the port table (README.md) and the doctor's checks (docs/doctor.md).
+docs/configuration.md), the port table and the checks' faults (README.md) and the doctor's checks
+(docs/doctor.md).
 `python -m mailserver docs` rewrites them; `--check` only says whether they drifted, and a test
 fails when they do."""
 
@@ -19,7 +20,7 @@ CONFIGURATION = ROOT / "docs" / "configuration.md"
 DOCTOR = ROOT / "docs" / "doctor.md"
 USAGE = """usage: python -m mailserver docs [--check]
 
-Regenerates the generated tables of README.md (ports), docs/configuration.md (settings) and
+Regenerates the generated tables of README.md (ports, checks), docs/configuration.md (settings) and
 docs/doctor.md (checks) from their sources. --check changes nothing and exits 1 on drift."""
 
 
@@ -57,11 +58,20 @@ def doctor_table() -> str:
     return check_table()
 
 
+def fault_table() -> str:
+    from mailserver.doctor import CHECKS
+
+    rows = ["| check | what it looks at | it fails on |", "|---|---|---|"]
+    rows += [f"| `{c.id}` | {c.title} | {c.fault} |" for c in CHECKS]
+    return "\n".join(rows)
+
+
 # Which generated section lives in which document.
 SECTIONS: dict[str, tuple[Path, Callable[[], str]]] = {
     "config": (CONFIGURATION, config_table),
     "ports": (README, port_table),
     "doctor": (DOCTOR, doctor_table),
+    "checks": (README, fault_table),
 }
 
 

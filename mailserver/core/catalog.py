@@ -480,6 +480,11 @@ class Layout:
     # Postfix needs no chroot path either: master.cf runs nothing chrooted. The file permissions
     # (0770, group opendkim) let postfix in as a member of the milter's group (MILTER_GROUP).
     milter_socket: str = "/run/opendkim/opendkim.sock"
+    # sshd's main file (the package's; it includes sshd_config.d/*.conf first) and our drop-in
+    # there. The lab checks the same drop-in with `sshd -t`/`sshd -T` under its own root,
+    # behind a stand-in for EL's main file, and never touches the machine's own sshd.
+    sshd_config: str = "/etc/ssh/sshd_config"
+    sshd_dropin: str = SSHD_DROPIN
     # Empty: log to syslog/journald (the VM). The lab has no syslog and sets files.
     postfix_log: str = ""
     dovecot_log: str = ""
@@ -567,6 +572,8 @@ def lab_layout(root: Path) -> Layout:
         opendkim_conf=f"{r}/etc/opendkim/opendkim.conf",
         opendkim_run_dir=f"{r}/run/opendkim",
         milter_socket=f"{r}/run/opendkim/opendkim.sock",
+        sshd_config=f"{r}/etc/ssh/sshd_config",
+        sshd_dropin=f"{r}/etc/ssh/sshd_config.d/{Path(SSHD_DROPIN).name}",
         postfix_log=f"{r}/log/postfix.log",
         dovecot_log=f"{r}/log/dovecot.log",
         target="lab",

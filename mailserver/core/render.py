@@ -224,14 +224,15 @@ def render(s: Settings, layout: catalog.Layout = catalog.VM_LAYOUT) -> Bundle:
         File(layout.opendkim_conf, env.get_template("opendkim/opendkim.conf.j2").render(ctx)),
         *(File(f"{layout.opendkim_dir}/{name}", text) for name, text in opendkim_tables(s, layout).items()),
         File(layout.fail2ban_jail, env.get_template("fail2ban/jail.local.j2").render(ctx)),
+        # The lab installs it under its own root, where its sshd -t and the doctor read it.
+        File(layout.sshd_dropin, env.get_template("host/sshd.conf.j2").render(ctx), mode="0600"),
     ]
     if layout.fail2ban_run_dir:
         files.append(File(f"{layout.fail2ban_dir}/fail2ban.d/mailserver.local",
                           env.get_template("fail2ban/fail2ban.local.j2").render(ctx)))
     if layout.vm:
-        # The host's own sshd, resolver and updates: the VM only, never the lab's machine.
+        # The host's own resolver and updates: the VM only, never the lab's machine.
         files += [
-            File(catalog.SSHD_DROPIN, env.get_template("host/sshd.conf.j2").render(ctx), mode="0600"),
             File(catalog.UNBOUND_CONF, env.get_template("host/unbound.conf.j2").render(ctx)),
             File(catalog.UNBOUND_DROPIN, env.get_template("host/unbound-restart.conf.j2").render(ctx)),
             File(catalog.NM_DNS_CONF, env.get_template("host/networkmanager-dns.conf.j2").render(ctx)),

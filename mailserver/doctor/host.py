@@ -153,7 +153,7 @@ SSHD_EXPECTED = {"passwordauthentication": "no", "kbdinteractiveauthentication":
 
 
 def check_ssh_login(t: Target, r: Runner) -> list[Result]:
-    code, text = r.run("sshd -T 2>&1")
+    code, text = r.run(f"sshd -T -f {r.layout.sshd_config} 2>&1")
     seen = {}
     for line in text.splitlines():
         cols = line.split(None, 1)

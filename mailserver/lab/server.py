@@ -108,6 +108,7 @@ class Lab:
                 # baseline.sh never replaces an existing certificate, as on the VM after acme.sh.
                 self.install_certificate(*self.certificate, reload=False)
             self._install_fail2ban_package_files()
+            install_sshd_stand_in(self.layout)
             self.apply(self.settings, self.secrets)
             self.wait_ready()
         except BaseException:
@@ -345,6 +346,30 @@ def install_fail2ban_package_files(dest: Path) -> None:
             shutil.copytree(src, dest / name, dirs_exist_ok=True)
         else:
             shutil.copy2(src, dest / name)
+
+
+# sshd's privilege separation directory, compiled into Debian's sshd. `sshd -t` and `sshd -T`
+# refuse to run without it; Debian's ssh.service creates it (RuntimeDirectory=sshd), but the
+# lab's machine may run no sshd. It is empty and root's, so the lab makes it and leaves it.
+SSHD_PRIVSEP_DIR = Path("/run/sshd")
+
+
+def install_sshd_stand_in(layout: catalog.Layout) -> None:
+    """What the EL package gives sshd before apply.sh adds the drop-in, under the lab's root:
+    a host key, and a main sshd_config that includes sshd_config.d/*.conf at its top, as EL's
+    does, followed by the contrary values an image or a later drop-in may set (EL's
+    50-redhat.conf, cloud-init's ssh_pwauth). sshd keeps the first value it reads, so the
+    drop-in must win over them; the doctor's ssh-login check reads the result with sshd -T.
+    No sshd is ever started."""
+    config = Path(layout.sshd_config)
+    dropins = Path(layout.sshd_dropin).parent
+    dropins.mkdir(parents=True, exist_ok=True)
+    key = config.parent / "ssh_host_ed25519_key"
+    if not key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    config.write_text(f"Include {dropins}/*.conf\nPasswordAuthentication yes\nKbdInteractiveAuthentication yes\n"
+                      f"PermitRootLogin yes\nHostKey {key}\n")
+    SSHD_PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
 
 
 def generate_rsa_key(bits: int = catalog.DKIM_KEY_BITS) -> str:
