@@ -20,11 +20,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mailserver import clients
 from mailserver.core.settings import ROOT, parse, read_stack_file
+from mailserver.lab import netns
 from mailserver.lab.server import Lab
 
 from . import delivery, program, sessions
-from .common import MIB, BenchError, MemorySampler, Results, machine, memory
+from .common import MIB, BenchError, MemorySampler, Results, cpu_ms_by_process, cpu_ticks, machine, memory
 from .seed import Seed
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -58,11 +60,15 @@ HEADROOM = 0.75
 class Plan:
     """How much each benchmark does: --quick for a smoke run, the default for the README."""
 
-    small: int = 1000  # messages per delivery run, 1 KiB
+    small: int = 600  # messages per delivery run, 4 KiB
     large: int = 300  # messages per delivery run, 100 KiB
-    sessions: tuple[int, ...] = (1, 5, 20)
-    strace_messages: int = 200
-    fsync_seconds: float = 5.0
+    sessions: tuple[int, ...] = (1, 10, 20)
+    # Each delivery row is measured `pairs` times as ours-seed-seed-ours...: the two run in the
+    # same minutes, so a busy neighbour on the machine slows both sides of a ratio.
+    pairs: int = 2
+    ceiling_seconds: float = 2.0
+    port_messages: int = 400  # the 25 and 587 comparison, 4 KiB, one message per session
+    port_threads: int = 10
     submission_sessions: int = 200
     submission_messages: int = 400
     threads: int = 4
@@ -71,9 +77,10 @@ class Plan:
     mailbox_counts: tuple[int, ...] = (10, 100, 1000, 10_000)
 
 
-QUICK = Plan(small=200, large=50, strace_messages=50, fsync_seconds=1.0, submission_sessions=40,
+QUICK = Plan(small=150, large=50, pairs=1, ceiling_seconds=1.0, port_messages=100, submission_sessions=40,
              submission_messages=40, imap_messages=2_000, imap_logins=40)
-SIZES = ((1024, "1 KiB"), (100 * 1024, "100 KiB"))
+SIZES = ((4 * 1024, "4 KiB"), (100 * 1024, "100 KiB"))
+SECTIONS = ("program", "delivery", "ports", "submission", "imap")
 
 
 def bench_settings() -> tuple[Any, Any]:
@@ -122,40 +129,109 @@ def program_cost(plan: Plan, results: Results) -> None:
         raise BenchError(f"the resource count grows with the mailboxes: {counts}")
 
 
-def deliveries(run: Callable[[list[str]], object], stored: Callable[[], int], rcpt: str, plan: Plan,
-               who: str) -> dict[tuple[int, int], delivery.Run]:
-    out = {}
+@dataclasses.dataclass
+class Row:
+    """One delivery row (size, sessions): every run of ours and of the seed."""
+
+    size: int
+    sessions: int
+    ours: list[delivery.Run] = dataclasses.field(default_factory=list)
+    seed: list[delivery.Run] = dataclasses.field(default_factory=list)
+    # The disk's ceiling for the row's size and concurrency, measured after each pair, in the
+    # same minute as the deliveries it bounds (a neighbour's I/O moves it from run to run).
+    ceiling: list[delivery.Ceiling] = dataclasses.field(default_factory=list)
+    # CPU milliseconds per delivered message, by process, summed over the row's runs.
+    ours_cpu: dict[str, float] = dataclasses.field(default_factory=dict)
+    seed_cpu: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    @staticmethod
+    def rate(runs: list[delivery.Run]) -> float:
+        return sum(r.count for r in runs) / sum(r.seconds for r in runs)
+
+    def ceiling_rate(self) -> float:
+        return sum(c.count for c in self.ceiling) / sum(c.seconds for c in self.ceiling)
+
+    def ratios(self) -> list[float]:
+        """ours/seed of each pair, in the order measured."""
+        return [o.rate / s.rate for o, s in zip(self.ours, self.seed, strict=True)]
+
+
+def delivery_pairs(lab: Lab, seed: Seed, plan: Plan, rows: list[Row]) -> None:
+    ours_stored = delivery.lab_stored(lab)
     for size, _ in SIZES:
+        count = plan.small if size <= 4096 else plan.large
         for n in plan.sessions:
-            count = plan.small if size <= 1024 else plan.large
-            out[(size, n)] = r = delivery.deliver_to(run, stored, rcpt, n, size, count)
-            print(f"bench: {who}: {count} x {size} B, {n} sessions: {r.rate:.1f} msg/s", flush=True)
-    return out
+            row = Row(size, n)
+            rows.append(row)
+            for i in range(plan.pairs):
+                order = ("ours", "seed") if i % 2 == 0 else ("seed", "ours")
+                for who in order:
+                    ns = lab.ns if who == "ours" else seed.ns
+                    before = cpu_ticks(ns)
+                    if who == "ours":
+                        r = delivery.deliver_to(lab.run, ours_stored, delivery.RECIPIENT, n, size, count)
+                        row.ours.append(r)
+                    else:
+                        r = delivery.deliver_to(seed.run, seed.delivered, seed.address, n, size, count)
+                        row.seed.append(r)
+                    cpu = row.ours_cpu if who == "ours" else row.seed_cpu
+                    for name, ms in cpu_ms_by_process(before, cpu_ticks(ns)).items():
+                        cpu[name] = cpu.get(name, 0.0) + ms / (count * plan.pairs)
+                    print(f"bench: {who}: {count} x {size} B, {n} sessions: {r.rate:.1f} msg/s", flush=True)
+                c = delivery.maildir_ceiling(Path(lab.layout.vmail_dir).parent, n, size, plan.ceiling_seconds)
+                row.ceiling.append(c)
+                print(f"bench: ceiling: {size} B, {n} threads: {c.rate:.0f} msg/s", flush=True)
+            lab.wait_queue_empty(60)
 
 
-def lab_delivery(lab: Lab, plan: Plan, results: Results, ours: dict[tuple[int, int], delivery.Run]) -> None:
-    with MemorySampler(lab.ns) as sampler:
-        ours.update(deliveries(lab.run, delivery.lab_stored(lab), delivery.RECIPIENT, plan, "ours"))
-        lab.wait_queue_empty(60)
+def lab_delivery(lab: Lab, plan: Plan, results: Results, rows: list[Row]) -> None:
+    with Seed() as seed, MemorySampler(lab.ns) as sampler:
+        delivery_pairs(lab, seed, plan, rows)
     results.figures["memory_delivery_peak"] = dataclasses.asdict(sampler.peak)
-    results.figures["delivery_ours"] = [dataclasses.asdict(r) | {"rate": round(r.rate, 2)} for r in ours.values()]
+    results.figures["delivery"] = [
+        {"size": r.size, "sessions": r.sessions, "ours": [round(x.rate, 2) for x in r.ours],
+         "seed": [round(x.rate, 2) for x in r.seed], "ours_rate": round(r.rate(r.ours), 2),
+         "seed_rate": round(r.rate(r.seed), 2), "ratios": [round(x, 3) for x in r.ratios()],
+         "ceiling": [round(c.rate, 1) for c in r.ceiling], "ceiling_rate": round(r.ceiling_rate(), 1),
+         "ours_cpu_ms_per_message": {k: round(v, 3) for k, v in sorted(r.ours_cpu.items(), key=lambda x: -x[1])},
+         "seed_cpu_ms_per_message": {k: round(v, 3) for k, v in sorted(r.seed_cpu.items(), key=lambda x: -x[1])}}
+        for r in rows]
 
 
-def seed_delivery(plan: Plan, results: Results, seed: dict[tuple[int, int], delivery.Run]) -> None:
-    with Seed() as s:
-        seed.update(deliveries(s.run, s.delivered, s.address, plan, "seed"))
-    results.figures["delivery_seed"] = [dataclasses.asdict(r) | {"rate": round(r.rate, 2)} for r in seed.values()]
+def ports(lab: Lab, plan: Plan, results: Results) -> None:
+    """Port 25 against 587 (STARTTLS + AUTH), the same client, messages and load, in one run."""
+    bob_stored = delivery.lab_stored(lab, BOB)
+    # postscreen tests an outside client's first connection (the lab's greet wait, 1 s) and
+    # then remembers it: that first connection is made here, untimed.
+    with netns.entered(lab.ns):
+        clients.smtp(25).quit()
+    size, n, threads = 4096, plan.port_messages, plan.port_threads
+    cpu: dict[int, dict[str, float]] = {}
 
+    def measured(port: int, login: tuple[str, str] | None = None) -> sessions.Rate:
+        before = cpu_ticks(lab.ns)
+        rate = sessions.delivered_messages(lab, port, BOB, threads, n, size, bob_stored, login=login)
+        cpu[port] = {k: v / n for k, v in cpu_ms_by_process(before, cpu_ticks(lab.ns)).items()}
+        return rate
 
-def disk_ceiling(lab: Lab, plan: Plan, results: Results) -> None:
-    f = results.figures
-    rate, n = delivery.fsync_rate(Path(lab.layout.vmail_dir).parent, plan.fsync_seconds)
-    f["fsync_per_second"] = round(rate, 1)
-    f["fsync_loop_count"] = n
-    per_msg, calls = delivery.fsyncs_per_message(lab, plan.strace_messages)
-    f["fsyncs_per_message"] = round(per_msg, 2)
-    f["fsync_calls"] = calls
-    f["fsync_strace_messages"] = plan.strace_messages
+    r25 = measured(25)
+    r587 = measured(587, (ALICE, PASSWORDS[ALICE]))
+    ratio = r587.per_second / r25.per_second
+    results.figures["ports"] = {"messages": n, "threads": threads, "size": size,
+                                "port_25_per_s": round(r25.per_second, 1),
+                                "port_587_per_s": round(r587.per_second, 1), "ratio_587_25": round(ratio, 3),
+                                "cpu_ms_per_message": {port: {k: round(v, 3) for k, v in c.items()}
+                                                       for port, c in cpu.items()}}
+    how = (f"{n} messages of 4 KiB to a mailbox, {threads} client threads, one message per session, "
+           "timed to the last one stored")
+
+    def top(c: dict[str, float]) -> str:
+        return f"server CPU {sum(c.values()):.1f} ms/msg (" + ", ".join(
+            f"{k} {v:.2f}" for k, v in sorted(c.items(), key=lambda x: -x[1]) if v >= 0.2) + ")"
+    results.add("submission", "Port 25 (outside MTA, through postscreen)", f"{r25.per_second:.0f} msg/s",
+                f"{how}; {top(cpu[25])}")
+    results.add("submission", "Port 587 (STARTTLS + AUTH PLAIN, DKIM-signed)", f"{r587.per_second:.0f} msg/s",
+                f"{how}; **587/25 {ratio:.2f}**; {top(cpu[587])}")
 
 
 def submission(lab: Lab, plan: Plan, results: Results) -> None:
@@ -193,10 +269,10 @@ def imap(lab: Lab, plan: Plan, results: Results) -> None:
                 f"SELECT of the indexed mailbox: {reopen.per_second:.0f}/s")
 
 
-def run_all(plan: Plan, results: Results) -> None:
-    ours: dict[tuple[int, int], delivery.Run] = {}
-    seed: dict[tuple[int, int], delivery.Run] = {}
-    section(results, "program", lambda: program_cost(plan, results))
+def run_all(plan: Plan, results: Results, only: tuple[str, ...] = SECTIONS) -> None:
+    rows: list[Row] = []
+    if "program" in only:
+        section(results, "program", lambda: program_cost(plan, results))
 
     def lab_benchmarks() -> None:
         settings, secrets = bench_settings()
@@ -206,44 +282,62 @@ def run_all(plan: Plan, results: Results) -> None:
             lab.start_fail2ban()
             time.sleep(3)  # let start-up settle
             results.figures["memory_idle"] = dataclasses.asdict(memory(lab.ns))
-            section(results, "delivery (ours)", lambda: lab_delivery(lab, plan, results, ours))
-            section(results, "disk ceiling", lambda: disk_ceiling(lab, plan, results))
-            section(results, "submission", lambda: submission(lab, plan, results))
-            section(results, "imap", lambda: imap(lab, plan, results))
+            if "delivery" in only:
+                section(results, "delivery (ours and the seed, in pairs)",
+                        lambda: lab_delivery(lab, plan, results, rows))
+            if "ports" in only:
+                section(results, "port 25 and 587", lambda: ports(lab, plan, results))
+            if "submission" in only:
+                section(results, "submission", lambda: submission(lab, plan, results))
+            if "imap" in only:
+                section(results, "imap", lambda: imap(lab, plan, results))
 
-    section(results, "lab", lab_benchmarks)
-    section(results, "delivery (seed baseline)", lambda: seed_delivery(plan, results, seed))
-    summarize(plan, results, ours, seed)
+    if set(only) - {"program"}:
+        section(results, "lab", lab_benchmarks)
+    summarize(plan, results, rows)
 
 
-def summarize(plan: Plan, results: Results, ours: dict[tuple[int, int], delivery.Run],
-              seed: dict[tuple[int, int], delivery.Run]) -> None:
+def delivery_rows(plan: Plan, results: Results, rows: list[Row]) -> None:
+    """Per row: ours, the seed and the ceiling, with the ratios; the disk's ceilings; what the
+    busiest row's message cost in CPU, process by process."""
     f = results.figures
-    ceiling = None
-    if "fsync_per_second" in f and "fsyncs_per_message" in f:
-        per_s, per_msg = float(str(f["fsync_per_second"])), float(str(f["fsyncs_per_message"]))
-        ceiling = per_s / per_msg if per_msg else None
-        f["ceiling_messages_per_s"] = round(ceiling, 1) if ceiling else None
     labels = dict(SIZES)
-    for (size, n), run in ours.items():
-        notes = [f"{run.count} messages of {labels[size]}, one per connection, all counted in the Maildir"]
-        if (size, n) in seed:
-            s = seed[(size, n)]
-            notes.append(f"seed {s.rate:.0f} msg/s, ours/seed {run.rate / s.rate:.2f}")
-            f[f"ratio_seed_{size}_{n}"] = round(run.rate / s.rate, 3)
-        if ceiling:
-            notes.append(f"ours/ceiling {run.rate / ceiling:.2f}")
-            f[f"ratio_ceiling_{size}_{n}"] = round(run.rate / ceiling, 3)
-        results.add("delivery", f"Delivery 25 → LMTP → Maildir, {labels[size]}, {n} session{'s' if n > 1 else ''}",
-                    f"{run.rate:.0f} msg/s", "; ".join(notes))
-    if ceiling:
-        calls = f.get("fsync_calls") or {}
-        assert isinstance(calls, dict)
-        results.add("delivery", "Disk sync ceiling, same filesystem", f"{ceiling:.0f} msg/s",
-                    f"{f['fsync_per_second']:.0f} fsync/s (4 KiB write + fsync, one thread, "
-                    f"{plan.fsync_seconds:.0f} s) ÷ {f['fsyncs_per_message']} sync calls per delivered message "
-                    f"(strace -f -c of every lab process over {f['fsync_strace_messages']} messages: "
-                    + ", ".join(f"{k} {v}" for k, v in sorted(calls.items())) + ")")
+    for row in rows:
+        ours, seed = row.rate(row.ours), row.rate(row.seed)
+        ratios = row.ratios()
+        key = f"{row.size}_{row.sessions}"
+        f[f"ratio_seed_{key}"] = round(ours / seed, 3)
+        spread = f" (pairs {', '.join(f'{x:.2f}' for x in ratios)})" if len(ratios) > 1 else ""
+        notes = [(f"{len(row.ours)} × {row.ours[0].count} messages of {labels[row.size]}, one per connection, "
+                  "each run timed to its last message counted in the Maildir"),
+                 f"seed {seed:.0f} msg/s", f"**ours/seed {ours / seed:.2f}**{spread}"]
+        if row.ceiling:
+            ceiling = row.ceiling_rate()
+            f[f"ratio_ceiling_{key}"] = round(ours / ceiling, 3)
+            notes.append(f"ours/ceiling {ours / ceiling:.2f}, seed/ceiling {seed / ceiling:.2f}")
+        results.add("delivery", f"Delivery 25 → Maildir, {labels[row.size]}, "
+                    f"{row.sessions} session{'s' if row.sessions > 1 else ''}", f"{ours:.0f} msg/s", "; ".join(notes))
+    for row in rows:
+        n = row.sessions
+        results.add("delivery", f"Disk ceiling, {labels[row.size]}, {n} writer{'s' if n > 1 else ''}",
+                    f"{row.ceiling_rate():.0f} msg/s",
+                    "create in tmp/, write, fsync, rename into new/, fsync new/, on the mail filesystem, "
+                    f"{plan.ceiling_seconds:g} s after each pair of that row: "
+                    + ", ".join(f"{c.rate:.0f}" for c in row.ceiling))
+
+    def top(cpu: dict[str, float]) -> str:
+        return ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items(), key=lambda x: -x[1]) if v >= 0.1)
+    for row in rows:
+        if row.size == SIZES[0][0] and row.sessions == max(plan.sessions):
+            results.add("delivery", f"CPU per delivered message, {labels[row.size]}, {row.sessions} sessions",
+                        f"ours {sum(row.ours_cpu.values()):.1f} ms, seed {sum(row.seed_cpu.values()):.1f} ms",
+                        "user + system time of the server's processes during the row's runs, ÷ messages "
+                        f"(ms): ours {top(row.ours_cpu)}; seed {top(row.seed_cpu)}")
+
+
+def summarize(plan: Plan, results: Results, rows: list[Row]) -> None:
+    f = results.figures
+    delivery_rows(plan, results, rows)
     for key, label in (("memory_idle", "Memory, idle (fresh start)"),
                        ("memory_delivery_peak", "Memory, peak under delivery load")):
         m = f.get(key)
@@ -290,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller counts: a smoke run of every benchmark")
+    ap.add_argument("--only", action="append", choices=SECTIONS,
+                    help="run only this benchmark (may be repeated); results go to partial.{json,md}")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("bench: run as root (the lab and the seed baseline need network namespaces)", file=sys.stderr)
@@ -299,18 +395,20 @@ def main(argv: list[str] | None = None) -> int:
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     results = Results()
     start = time.monotonic()
-    run_all(plan, results)
+    run_all(plan, results, tuple(args.only or SECTIONS))
     total = time.monotonic() - start
     RESULTS.mkdir(exist_ok=True)
     doc = {"date": when, "mode": "quick" if args.quick else "full", "seconds": round(total, 1), "machine": info,
            "plan": dataclasses.asdict(plan), "figures": results.figures,
            "table": [dataclasses.asdict(r) for r in results.table()], "errors": results.errors}
-    (RESULTS / "latest.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    # A partial run never replaces the full results the documents quote.
+    name = "partial" if args.only else "latest"
+    (RESULTS / f"{name}.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
     md = markdown(args.quick, info, results, when)
-    (RESULTS / "latest.md").write_text(md)
+    (RESULTS / f"{name}.md").write_text(md)
     print()
     print(md)
-    print(f"bench: {total:.0f}s; wrote {RESULTS / 'latest.json'} and {RESULTS / 'latest.md'}")
+    print(f"bench: {total:.0f}s; wrote {RESULTS / name}.json and {RESULTS / name}.md")
     return 1 if results.errors else 0
 
 

@@ -1,28 +1,24 @@
 """Delivery throughput: port 25 to a stored Maildir file, with postfix's smtp-source as the
-sending MTA(s), on the lab and on the seed-style baseline; and the disk's synchronous-write
-ceiling on the same filesystem."""
+sending MTA(s), on the lab and on the seed-style baseline; and the disk's ceiling for storing
+a message as Maildir does, on the same filesystem."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import shutil
-import signal
-import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
 
 from mailserver.lab.server import Lab
 from mailserver.waiting import wait_until
 
-from .common import BenchError, server_pids
+from .common import BenchError
 
 SENDER = "bench@outside.example"
 RECIPIENT = "alice@example.com"
-SYNC_CALLS = ("fsync", "fdatasync", "sync_file_range", "syncfs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,70 +67,60 @@ def lab_stored(lab: Lab, address: str = RECIPIENT) -> Callable[[], int]:
 # -- the disk's ceiling ----------------------------------------------------------------------
 
 
-def fsync_rate(directory: Path, seconds: float) -> tuple[float, int]:
-    """Synchronous writes per second on `directory`'s filesystem: 4 KiB appended then fsync,
-    in one thread, for `seconds` (bounded). Returns (rate, count)."""
-    path = directory / f".bench-fsync-{os.getpid()}"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    block = b"\xa5" * 4096
-    n = 0
+@dataclasses.dataclass(frozen=True)
+class Ceiling:
+    threads: int
+    size: int
+    count: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds
+
+
+def maildir_ceiling(directory: Path, threads: int, size: int, seconds: float) -> Ceiling:
+    """How many messages per second the disk lets anyone store as a Maildir delivery does:
+    create a file in tmp/, write the message, fsync it, rename it into new/, fsync new/
+    (what makes the rename itself durable), with `threads` writers into one mailbox, for
+    `seconds`. No parsing, no index, no queue file: the bound for one stored copy of a
+    message, on the filesystem the mail lives on."""
+    box = directory / f".bench-ceiling-{os.getpid()}"
+    tmp, new = box / "tmp", box / "new"
+    for d in (box, tmp, new):
+        d.mkdir(mode=0o700)
+    data = b"\xa5" * size
+    counts = [0] * threads
+    stop = threading.Event()
+
+    def writer(i: int) -> None:
+        dir_fd = os.open(new, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            while not stop.is_set():
+                name = f"{i}.{counts[i]}"
+                fd = os.open(tmp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                try:
+                    os.write(fd, data)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.rename(tmp / name, new / name)
+                os.fsync(dir_fd)
+                counts[i] += 1
+        finally:
+            os.close(dir_fd)
+
+    pool = [threading.Thread(target=writer, args=(i,), daemon=True) for i in range(threads)]
     try:
         start = time.monotonic()
-        end = start + seconds
-        while time.monotonic() < end and n < 1_000_000:
-            os.write(fd, block)
-            os.fsync(fd)
-            n += 1
+        for t in pool:
+            t.start()
+        time.sleep(seconds)
+        stop.set()
+        for t in pool:
+            t.join(30)
         elapsed = time.monotonic() - start
     finally:
-        os.close(fd)
-        path.unlink()
-    return n / elapsed, n
-
-
-def fsyncs_per_message(lab: Lab, count: int) -> tuple[float, dict[str, int]]:
-    """Count the sync system calls every server process makes while `count` messages are
-    delivered (strace -f -c, attached to all of them; children they fork are followed).
-    Returns (calls per message, calls by name)."""
-    if shutil.which("strace") is None:
-        # Debian's strace; not in catalog.DEBIAN_PACKAGES, so a fresh machine needs
-        # `apt-get install strace` for this figure (the other benchmarks run without it).
-        raise BenchError("strace is not installed (apt-get install strace): fsyncs per message not measured")
-    pids = server_pids(lab.ns)
-    out = Path(lab.root) / "strace.txt"
-    argv = ["strace", "-f", "-c", "-e", "trace=" + ",".join(SYNC_CALLS), "-o", str(out)]
-    for pid in pids:
-        argv += ["-p", str(pid)]
-    with open(Path(lab.root) / "strace.err", "w+") as err:
-        tracer = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
-        try:
-            # strace says "Process N attached" once per thread it attaches to.
-            wait_until(lambda: _attached(err) >= len(pids), 30, 0.05, "strace to attach", error=BenchError)
-            deliver_to(lab.run, lab_stored(lab), RECIPIENT, 5, 1024, count)
-            wait_until(lambda: not lab.queue_ids(), 60, 0.1, "the queue to empty", error=BenchError)
-            time.sleep(0.5)
-        finally:
-            tracer.send_signal(signal.SIGINT)
-            try:
-                tracer.wait(30)
-            except subprocess.TimeoutExpired:
-                tracer.kill()
-                tracer.wait(10)
-    calls = _strace_calls(out.read_text())
-    out.unlink()
-    return sum(calls.values()) / count, calls
-
-
-def _attached(err: IO[str]) -> int:
-    err.seek(0)
-    return len(re.findall(r"Process \d+ attached", err.read()))
-
-
-def _strace_calls(summary: str) -> dict[str, int]:
-    """The 'calls' column of strace -c's table, for the sync calls."""
-    calls: dict[str, int] = {}
-    for line in summary.splitlines():
-        parts = line.split()
-        if parts and parts[-1] in SYNC_CALLS and len(parts) >= 5:
-            calls[parts[-1]] = int(parts[3])
-    return calls
+        stop.set()
+        shutil.rmtree(box, ignore_errors=True)
+    return Ceiling(threads, size, sum(counts), elapsed)

@@ -27,6 +27,7 @@ from .common import BenchError
 class Rate:
     count: int
     seconds: float
+    ended: float = 0.0  # time.monotonic() when the last thread was done
 
     @property
     def per_second(self) -> float:
@@ -55,10 +56,10 @@ def in_threads(lab: Lab, threads: int, total: int, work: Callable[[int, int], No
     start = time.monotonic()
     for t in pool:
         t.join(600)
-    elapsed = time.monotonic() - start
+    ended = time.monotonic()
     if failures or any(t.is_alive() for t in pool):
         raise BenchError(f"{len(failures)} client thread(s) failed: {failures[:3]!r}")
-    return Rate(sum(per), elapsed)
+    return Rate(sum(per), ended - start, ended)
 
 
 # -- submission --------------------------------------------------------------------------------
@@ -98,12 +99,48 @@ def submission_messages(lab: Lab, port: int, user: str, password: str, rcpt: str
         finally:
             conn.quit()
     rate = in_threads(lab, threads, total, work)
-    wait_until(lambda: stored() - before >= total, 300, 0.05, f"{total} submitted messages to be stored",
+    all_stored(stored, before, total, port)
+    return rate
+
+
+def all_stored(stored: Callable[[], int], before: int, total: int, port: int) -> float:
+    """Wait until `total` messages more than `before` are stored, then make sure there are no more.
+    Returns time.monotonic() when they were first all seen stored."""
+    wait_until(lambda: stored() - before >= total, 300, 0.01, f"{total} messages sent on {port} to be stored",
                error=BenchError)
+    done = time.monotonic()
     time.sleep(0.2)
     if stored() - before != total:
-        raise BenchError(f"submitted {total} messages on {port}, {stored() - before} stored")
-    return rate
+        raise BenchError(f"sent {total} messages on {port}, {stored() - before} stored")
+    return done
+
+
+def delivered_messages(lab: Lab, port: int, rcpt: str, threads: int, total: int, size: int,
+                       stored: Callable[[], int], login: tuple[str, str] | None = None) -> Rate:
+    """Messages per second from the first connection to the last message stored, one message
+    per session as separate senders send them: on 25 an outside MTA (from clients.OUTSIDE,
+    through postscreen), on a submission port a mail client (STARTTLS, AUTH PLAIN as
+    `login`, then the message, which the DKIM milter signs). The same client code either
+    way, so the ratio between ports is what the port's protocol and checks cost."""
+    sender = login[0] if login else "bench@outside.example"
+    before = stored()
+
+    def work(i: int, n: int) -> None:
+        ctx = lab.tls()
+        for k in range(n):
+            msg = clients.message(sender, [rcpt], f"bench {port} {i}.{k}", size=size)
+            if login:
+                conn = _submission(port, *login, ctx)
+            else:
+                conn = clients.smtp(port)
+                conn.ehlo("mx.outside.example")
+            try:
+                conn.send_message(msg)
+            finally:
+                conn.quit()
+    accepted = in_threads(lab, threads, total, work)
+    done = all_stored(stored, before, total, port)
+    return Rate(total, accepted.seconds + (done - accepted.ended))
 
 
 # -- IMAP --------------------------------------------------------------------------------------

@@ -9,11 +9,13 @@ protocol's refusal.
 from __future__ import annotations
 
 import email
+import grp
 import imaplib
 import poplib
 import smtplib
 import socket
 import ssl
+import stat
 from pathlib import Path
 
 import pytest
@@ -237,8 +239,19 @@ def test_only_the_catalog_ports_listen_publicly(lab: Lab) -> None:
         address, port = line.split()[3].rsplit(":", 1)
         (private if address in ("127.0.0.1", "[::1]") else public).add(int(port))
     assert public == {s.port for s in lab.settings.services if not s.admin_only}
-    # The DKIM milter is reachable from the host itself only.
-    assert private == {catalog.OPENDKIM_PORT}
+    # The DKIM milter listens on a unix socket (test_milter_socket_is_postfix_s_alone), no port.
+    assert private == set()
+
+
+def test_milter_socket_is_postfix_s_alone(lab: Lab) -> None:
+    """Whoever can open the milter's socket can have mail signed with our keys: only the
+    milter's user and group (postfix joined it) may."""
+    sock = Path(lab.layout.milter_socket)
+    st = sock.stat()
+    assert stat.S_ISSOCK(st.st_mode)
+    assert st.st_mode & 0o007 == 0, oct(st.st_mode)
+    assert grp.getgrgid(st.st_gid).gr_name == catalog.MILTER_GROUP
+    assert catalog.MILTER_GROUP in lab.run(["id", "-nG", "postfix"]).stdout.split()
 
 
 def test_certificate_names_the_host(lab: Lab) -> None:

@@ -1,0 +1,121 @@
+"""python -m bench.variants ROWS VARIANT...: one change at a time, before and after, in one lab.
+
+Starts the lab (the dev stack as the bench configures it) and the seed, measures ROWS on the
+configuration as rendered ("base"), then, for each VARIANT in turn, puts the rendered files back,
+applies the variant (a few lines of shell against the lab's own files, in its namespace),
+reloads, and measures the rows again. Each row runs ours, seed, seed, ours; it prints ours/seed
+and the CPU per message of the busiest processes. For trying a change before writing it into the
+templates, and for the figures of docs/benchmarks.md's "tried and not kept"; the lab's files are
+edited, never the templates. Needs root, like the bench.
+
+ROWS: comma-separated SIZExSESSIONSxCOUNT, e.g. 4096x10x600,102400x20x300.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from mailserver.lab.server import Lab
+
+from . import delivery
+from .__main__ import bench_settings
+from .common import cpu_ms_by_process, cpu_ticks
+from .seed import Seed
+
+# name -> (what it changes, the shell that changes it). @P@ is postfix's configuration directory,
+# @D@ dovecot.conf, @O@ opendkim.conf, @R@ the lab's root.
+VARIANTS: dict[str, tuple[str, str]] = {
+    "milter-tcp": ("the DKIM milter on loopback TCP (127.0.0.1:8891), as before issue 14", """
+        sed -i 's|^Socket .*|Socket inet:8891@127.0.0.1|' @O@
+        postconf -c @P@ -e smtpd_milters=inet:127.0.0.1:8891"""),
+    "quota-count": ("dovecot's quota backend count (quota_vsizes, mailbox list indexes) instead of maildir", """
+        sed -i 's/quota = maildir:User quota/quota = count:User quota\\n  quota_vsizes = yes/' @D@
+        sed -i 's/^protocols = /mailbox_list_index = yes\\nprotocols = /' @D@"""),
+    "lmtp-index-memory": ("LMTP keeps no index on disk (INDEX=MEMORY)", """
+        sed -i 's|^protocol lmtp {|protocol lmtp {\\n  mail_location = maildir:~/Maildir:INDEX=MEMORY|' @D@"""),
+    "no-rcpt-quota": ("no quota check at LMTP's RCPT (still checked when saving)", """
+        sed -i 's/^lmtp_rcpt_check_quota = yes/lmtp_rcpt_check_quota = no/' @D@"""),
+    "no-stats-writer": ("dovecot's processes send no statistics", """
+        sed -i 's/^protocols = /stats_writer_socket_path =\\nprotocols = /' @D@"""),
+    "lmtp-concurrency-4": ("postfix delivers to dovecot over at most 4 LMTP connections, not 20", """
+        postconf -c @P@ -e lmtp_destination_concurrency_limit=4"""),
+    # Attribution only: what a protection costs. None of these is an option (issue 14).
+    "no-milter": ("no milter at all (attribution only)", """
+        postconf -c @P@ -e smtpd_milters= non_smtpd_milters="""),
+    "no-postscreen": ("smtpd answers port 25 itself (attribution only)", """
+        sed -i 's/^smtp  *inet .*postscreen$/smtp inet n - n - - smtpd/' @P@/master.cf"""),
+    "no-quota-sieve": ("no quota and no Sieve (attribution only)", """
+        sed -i -e 's/^mail_plugins = \\$mail_plugins quota$/mail_plugins = $mail_plugins/' \\
+          -e 's/^  mail_plugins = \\$mail_plugins sieve$/  mail_plugins = $mail_plugins/' \\
+          -e 's/^  mail_plugins = \\$mail_plugins imap_quota$//' -e 's/^lmtp_rcpt_check_quota = yes$//' @D@"""),
+}
+# The files a variant may change, and how every daemon is made to read them again (opendkim is
+# restarted: a new Socket needs a new process).
+RELOAD = """
+    postfix -c @P@ stop >/dev/null 2>&1; postfix -c @P@ start >/dev/null 2>&1
+    doveadm -c @D@ reload
+    kill "$(cat @R@/run/opendkim/opendkim.pid)"; sleep 1; opendkim -x @O@
+    sleep 2"""
+
+
+def shell(lab: Lab, script: str) -> None:
+    files = {"@P@": lab.layout.postfix_dir, "@D@": lab.layout.dovecot_conf, "@O@": lab.layout.opendkim_conf,
+             "@R@": str(lab.root)}
+    for token, path in files.items():
+        script = script.replace(token, path)
+    lab.run(["bash", "-euc", script])
+
+
+def measure(lab: Lab, seed: Seed, name: str, rows: list[tuple[int, int, int]]) -> list[str]:
+    out = []
+    stored = delivery.lab_stored(lab)
+    for size, sessions, count in rows:
+        before = cpu_ticks(lab.ns)
+        o1 = delivery.deliver_to(lab.run, stored, delivery.RECIPIENT, sessions, size, count)
+        cpu = cpu_ms_by_process(before, cpu_ticks(lab.ns))
+        s1 = delivery.deliver_to(seed.run, seed.delivered, seed.address, sessions, size, count)
+        s2 = delivery.deliver_to(seed.run, seed.delivered, seed.address, sessions, size, count)
+        o2 = delivery.deliver_to(lab.run, stored, delivery.RECIPIENT, sessions, size, count)
+        lab.wait_queue_empty(60)
+        ratio = (s1.seconds + s2.seconds) / (o1.seconds + o2.seconds)  # the rates' ratio, same counts
+        busiest = ", ".join(f"{k} {v / count:.2f}" for k, v in sorted(cpu.items(), key=lambda x: -x[1])[:5])
+        out.append(f"{name:20} {size:>6} B {sessions:>2} sessions: ours {o1.rate:.0f}, {o2.rate:.0f}; "
+                   f"seed {s1.rate:.0f}, {s2.rate:.0f}; ours/seed {ratio:.2f}; CPU ms/msg "
+                   f"{sum(cpu.values()) / count:.1f} ({busiest})")
+        print(out[-1], flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.variants", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="variants: " + "; ".join(f"{k}: {v[0]}" for k, v in VARIANTS.items()))
+    ap.add_argument("rows")
+    ap.add_argument("variants", nargs="*", choices=sorted(VARIANTS))
+    args = ap.parse_args(argv)
+    rows = [(int(a), int(b), int(c)) for a, b, c in (r.split("x") for r in args.rows.split(","))]
+    if os.geteuid() != 0:
+        print("bench.variants: run as root", file=sys.stderr)
+        return 2
+    settings, secrets = bench_settings()
+    results = []
+    with Lab(settings, secrets) as lab, Seed() as seed:
+        lab.start_fail2ban()
+        time.sleep(2)
+        saved = lab.root / "rendered"
+        conf = [f"{lab.layout.postfix_dir}/main.cf", f"{lab.layout.postfix_dir}/master.cf",
+                lab.layout.dovecot_conf, lab.layout.opendkim_conf]
+        shell(lab, f"mkdir {saved}; cp {' '.join(conf)} {saved}/")
+        results += measure(lab, seed, "base", rows)
+        for name in args.variants:
+            shell(lab, "".join(f"cp {saved}/{os.path.basename(f)} {f}\n" for f in conf) + VARIANTS[name][1] + RELOAD)
+            results += measure(lab, seed, name, rows)
+    print("\n".join(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
