@@ -67,6 +67,41 @@ def public_mail_services(flags: dict[str, bool]) -> tuple[Service, ...]:
     return tuple(s for s in enabled_services(flags) if not s.admin_only)
 
 
+# --- the secondary MX (secondaryMx) ------------------------------------------------------
+#
+# A host plays one of two roles. The primary is the mail server: mailboxes, submission,
+# IMAP/POP3, DKIM. The secondary is a backup MX in another availability zone that runs postfix
+# alone: it accepts mail for our domains (the same recipients, refused at RCPT otherwise) while
+# the primary is unreachable, queues it, and relays it to the primary when it is back. Both
+# come from one renderer (render.render(..., role=...)).
+Role = Literal["primary", "secondary"]
+ROLES: tuple[Role, ...] = get_args(Role)
+# What the secondary serves: the MX port, and SSH for the operator. No submission, no AUTH, no
+# mailbox access: a second place to log in would be a second place to guess passwords at.
+SECONDARY_SERVICE_NAMES: tuple[str, ...] = ("smtp", "ssh")
+# The daemons each role runs (the doctor's services check asks each of them).
+SECONDARY_DAEMONS: tuple[str, ...] = ("postfix",)
+# How long the secondary keeps a message it cannot hand to the primary (postfix
+# maximal_queue_lifetime, and bounce_queue_lifetime for its own notices). Postfix's default is
+# 5 days; the secondary exists to outlast a long outage of the primary (a lost zone, an
+# instance rebuilt from a snapshot over a weekend), so it keeps mail 8 days: a full week of
+# outage plus a day's margin for the operator to notice a queue that is not draining. Senders'
+# own servers give up after 4 to 5 days (postfix and Exim defaults), so after the first hour
+# the mail is safer on the secondary than on the sender's side.
+SECONDARY_QUEUE_LIFETIME = "8d"
+# The MX preference of each host: lower is tried first (RFC 5321 5.1). The secondary's larger
+# number makes it the fallback senders try only when the primary does not answer.
+MX_PREFERENCE = 10
+SECONDARY_MX_PREFERENCE = 20
+
+
+def role_services(services: tuple[Service, ...], role: Role) -> tuple[Service, ...]:
+    """The services a host of `role` serves, of the enabled `services`."""
+    if role == "primary":
+        return services
+    return tuple(s for s in services if s.name in SECONDARY_SERVICE_NAMES)
+
+
 # Allowed values of the enumerated settings, each list written once: as a Literal type, which
 # Settings' fields carry (so mypy knows them), and the same values at run time via get_args,
 # which the settings rules accept. Pulumi.yaml's description of each key names exactly these
@@ -500,6 +535,9 @@ class Layout:
     # The name the relay's certificate must carry. Empty: the relayhost's host name (SES's
     # endpoint); the lab's relayhost is an address, so the lab names its stand-in here.
     relay_cert_name: str = ""
+    # Where a secondary MX relays its mail, as postfix's nexthop ("[host]:port"). Empty: the
+    # primary's host name on port 25 (the VM). The lab names the primary lab's address.
+    primary_nexthop: str = ""
 
     @property
     def vm(self) -> bool:

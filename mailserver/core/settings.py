@@ -129,6 +129,9 @@ class Settings:
     smtp_tls_security_level: catalog.SmtpTlsLevel  # direct delivery; the relay is always secure (verified)
     auto_updates: catalog.AutoUpdateMode
     blocklists: tuple[str, ...] = ()  # DNSBL zones the doctor queries
+    # The backup MX (catalog.Role "secondary"): off, or on with its own host name.
+    secondary_mx: bool = False
+    secondary_hostname: str = ""
 
     @property
     def primary_domain(self) -> str:

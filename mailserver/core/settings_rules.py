@@ -462,6 +462,7 @@ def _canonical_networks(values: list[str]) -> list[str]:
 NORMALIZE: dict[str, Callable[[Any], Any]] = {
     "domains": _dns_names,
     "hostname": ascii_name,
+    "secondaryHostname": ascii_name,
     "dataVolumeSnapshotId": str.lower,
     "adminCidrs": _canonical_networks,
     "acmeEmail": ascii_address,
@@ -481,6 +482,7 @@ NORMALIZE: dict[str, Callable[[Any], Any]] = {
 # Keys whose empty value stands for a name under the primary domain (Pulumi.yaml says which).
 DERIVED_DEFAULTS: dict[str, str] = {
     "hostname": "mail.{primary}",
+    "secondaryHostname": "mx2.{primary}",
     "acmeEmail": "postmaster@{primary}",
     "mydomain": "{primary}",
 }
@@ -632,6 +634,9 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "smtpTlsSecurityLevel": (one_of(catalog.SMTP_TLS_LEVELS, "level",
                                     "; encrypt would refuse every receiver without TLS"),),
     "autoUpdates": (one_of(catalog.AUTO_UPDATE_MODES, "value"),),
+    # The backup MX.
+    "secondaryHostname": (when(lambda h: not is_dns_name(h), _NOT_DNS, "use a name such as mx2.{primary}"
+                               + _IDN_HINT),),
 }
 
 
