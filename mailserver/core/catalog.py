@@ -573,6 +573,13 @@ RELAY_STANDIN_PORT = 2587
 RELAY_STANDIN_NAME = "email-smtp.standin.invalid"
 
 
+# The lab's secondary MX runs in a network namespace of its own, joined to the primary lab's by
+# a veth pair whose two ends carry these loopback-range addresses (so nothing the tests start
+# listens outside 127.0.0.0/8). The secondary relays to the first.
+LAB_PRIMARY_LINK = "127.1.0.1"
+LAB_SECONDARY_LINK = "127.1.0.2"
+
+
 def lab_layout(root: Path) -> Layout:
     """The lab's host (mailserver.lab): the only values it changes from the production host
     are where things live, and that there is no syslog or systemd. Users, ids, ports and

@@ -9,6 +9,7 @@ daemons run in a private network namespace, so they bind the real ports (25, 587
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import pwd
 import shutil
@@ -44,8 +45,12 @@ class Lab:
     """A running lab. Use as a context manager: everything started is stopped on exit."""
 
     def __init__(self, settings: Settings, secrets: Secrets, root: Path | None = None, keep: bool = False,
-                 mail_fs_size: str | None = None, certificate: tuple[str, str] | None = None):
+                 mail_fs_size: str | None = None, certificate: tuple[str, str] | None = None,
+                 role: catalog.Role = "primary"):
         self.settings = settings
+        # A secondary (backup MX) runs postfix alone, in a namespace of its own that link_to()
+        # joins to a primary lab's; it relays to the primary's end of that link.
+        self.role = role
         self.secrets = secrets
         self._own_root = root is None
         # Not under /tmp or /var/tmp: OpenDKIM refuses keys below a world-writable directory.
@@ -54,6 +59,10 @@ class Lab:
         self.root.chmod(0o755)  # postfix and vmail must traverse it
         self.layout = lab_layout(self.root)
         self.ns = f"mslab-{os.getpid()}"
+        if role == "secondary":
+            self.layout = dataclasses.replace(self.layout,
+                                              primary_nexthop=f"[{catalog.LAB_PRIMARY_LINK}]:{catalog.SMTP_PORT}")
+            self.ns = f"mslab2-{os.getpid()}"
         self.keep = keep
         self.started = False
         # With a size ("8m", tmpfs syntax), the mail store is a filesystem of its own that
@@ -271,6 +280,17 @@ class Lab:
         return self.fail2ban_client("get", jail, "banned").replace("[", " ").replace("]", " ") \
             .replace("'", " ").replace(",", " ").split()
 
+    def link_to(self, primary: Lab) -> None:
+        """Join this secondary's namespace to `primary`'s, where its postfix relays."""
+        netns.link(primary.ns, catalog.LAB_PRIMARY_LINK, self.ns, catalog.LAB_SECONDARY_LINK)
+
+    def trust_ca(self, ca_pem: str) -> None:
+        """The CA whose certificates this lab's postfix accepts from the host it relays to (the
+        layout's relay CA file: the OS's bundle on the VM)."""
+        path = Path(self.layout.relay_ca_file)
+        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        path.write_text(ca_pem)
+
     def flush_queue(self) -> None:
         """Retry every deferred message now (postqueue -f), instead of at the next queue run."""
         self.run(["postqueue", "-c", self.layout.postfix_dir, "-f"])
@@ -280,7 +300,7 @@ class Lab:
     def apply(self, settings: Settings, secrets: Secrets) -> str:
         """Render for the lab and run apply.sh, then set-passwords.sh: what the remote
         commands do on EC2, in the same order."""
-        bundle = render.render(settings, self.layout)
+        bundle = render.render(settings, self.layout, self.role)
         stage = Path(self.layout.state_dir)
         for sub in ("files", "scripts"):
             shutil.rmtree(stage / sub, ignore_errors=True)
@@ -289,6 +309,9 @@ class Lab:
         before = self.serving_processes()  # nothing on the first apply: it starts the daemons
         out = self.run(["bash", str(stage / "scripts/apply.sh")]).stdout
         self.wait_reloaded(before)  # apply.sh reloads postfix and dovecot
+        if self.role == "secondary":  # no passwords, no DKIM keys: nothing else to run
+            self.settings, self.secrets, self.bundle = settings, secrets, bundle
+            return out
         out += self.run(["bash", str(stage / "scripts/set-passwords.sh")],
                         stdin=render.password_stdin(settings, secrets)).stdout
         for d in settings.domains:
@@ -300,7 +323,7 @@ class Lab:
         return out
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        ports = [svc.port for svc in self.settings.services if not svc.admin_only]
+        ports = [svc.port for svc in catalog.role_services(self.settings.services, self.role) if not svc.admin_only]
 
         def listening() -> bool:
             out = self.run(["ss", "-Hltn"]).stdout
