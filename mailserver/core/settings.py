@@ -152,7 +152,16 @@ class Settings:
     @property
     def hostname_zone(self) -> str:
         """The configured domain whose zone holds the mail host's A record."""
-        return next(d for d in sorted(self.domains, key=len, reverse=True) if self.hostname.endswith("." + d))
+        return self.host_zone(self.hostname)
+
+    def host_zone(self, name: str) -> str:
+        """The configured domain whose zone holds `name`'s records (the longest that ends it)."""
+        return next(d for d in sorted(self.domains, key=len, reverse=True) if name.endswith("." + d))
+
+    @property
+    def mx_hosts(self) -> tuple[str, ...]:
+        """Every host the MX records name, the primary first, then the backup MX (secondaryMx)."""
+        return (self.hostname, self.secondary_hostname) if self.secondary_mx else (self.hostname,)
 
 
 @dataclasses.dataclass(frozen=True)
