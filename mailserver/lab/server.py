@@ -199,7 +199,8 @@ class Lab:
         cert.chmod(0o644)
         if reload:
             self.reload_postfix()
-            self.reload_dovecot()
+            if self.role == "primary":  # the secondary runs no dovecot
+                self.reload_dovecot()
 
     def postfix_pid(self) -> int | None:
         """The postfix master's pid, or None when postfix is not running."""

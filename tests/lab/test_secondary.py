@@ -16,6 +16,8 @@ none bounced. The figures are printed (pytest -s) and written into docs/scale-ou
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import email
 import json
 import time
@@ -24,7 +26,8 @@ from typing import NamedTuple
 
 import pytest
 
-from mailserver import clients
+from mailserver import clients, doctor
+from mailserver.doctor.secondary import check_secondary
 from mailserver.lab import netns
 from mailserver.lab.server import Lab
 from mailserver.waiting import wait_until
@@ -38,17 +41,21 @@ OUTAGE_MESSAGES = 60  # a third to each of alice, bob and the sales alias (alice
 class Pair(NamedTuple):
     primary: Lab
     secondary: Lab
+    ca: TestCa
+    cert: tuple[str, str]  # the secondary's good certificate
 
 
 @pytest.fixture(scope="module")
 def pair() -> Iterator[Pair]:
     settings, secrets = dev_settings(secondaryMx=True, acmeServer="letsencrypt")
     ca = TestCa("Secondary Test Root CA")
+    cert = ca.issue(settings.secondary_hostname)
     with Lab(settings, secrets, certificate=ca.issue(settings.hostname)) as primary, \
-            Lab(settings, secrets, role="secondary", certificate=ca.issue(settings.secondary_hostname)) as secondary:
+            Lab(settings, secrets, role="secondary", certificate=cert) as secondary:
         secondary.link_to(primary)
         secondary.trust_ca(ca.pem)
-        yield Pair(primary, secondary)
+        (secondary.root / "test-ca.pem").write_text(ca.pem)
+        yield Pair(primary, secondary, ca, cert)
 
 
 def queue(lab: Lab) -> list[dict[str, object]]:
@@ -97,7 +104,7 @@ def test_relays_to_the_primary_over_verified_tls(pair: Pair) -> None:
 
 
 def test_outage_queues_on_the_secondary_and_drains_with_none_lost(pair: Pair) -> None:
-    primary, secondary = pair
+    primary, secondary = pair.primary, pair.secondary
     marker = f"outage-{time.time_ns()}"
     rcpts = [(ALICE, BOB, SALES)[i % 3] for i in range(OUTAGE_MESSAGES)]
     primary.stop_postfix()
@@ -155,3 +162,66 @@ def test_the_secondary_runs_postfix_alone(pair: Pair) -> None:
     ports = {line.split()[3].rsplit(":", 1)[1] for line in listening.splitlines()}
     assert ports == {"25"}, listening
     assert pair.secondary.dovecot_pid() is None
+
+
+# --- the doctor on the secondary -------------------------------------------------------------
+
+
+def doctor_run(pair: Pair, now: dt.datetime | None = None) -> tuple[list[doctor.Result], dict[str, doctor.Status]]:
+    """The secondary's checks, probing from inside its namespace (its port 25 on loopback, from
+    the outside address 127.0.0.2) and reading its queue in the lab."""
+    target = doctor.Target(settings=pair.secondary.settings, ip=clients.SERVER, dkim={},
+                           cafile=str(pair.secondary.root / "test-ca.pem"), source=clients.OUTSIDE, timeout=3.0,
+                           secondary_ip=clients.SERVER,
+                           secondary_runner=doctor.LocalRunner(pair.secondary.layout, where="lab"))
+    if now is not None:
+        target = dataclasses.replace(target, now=lambda: now)
+    with netns.entered(pair.secondary.ns):
+        results = check_secondary(target)
+    return results, doctor.summary(results)
+
+
+def test_doctor_finds_the_healthy_secondary_ok(pair: Pair) -> None:
+    results, summary = doctor_run(pair)
+    assert summary == {"secondary-smtp": "ok", "secondary-queue": "ok"}, results
+    subjects = {r.subject for r in results if r.check == "secondary-smtp"}
+    # port 25, and the primary's certificate, TLS and relay probes pointed at the secondary
+    assert {"mx2.example.com port 25", "mx2.example.com tls-name", "mx2.example.com tls-chain",
+            "mx2.example.com tls-expiry", "mx2.example.com tls-version", "mx2.example.com open-relay"} <= subjects
+    (queue_result,) = [r for r in results if r.check == "secondary-queue"]
+    assert queue_result.found == "0 messages"
+
+
+def test_doctor_flags_a_wrong_certificate_on_the_secondary(pair: Pair) -> None:
+    pair.secondary.install_certificate(*pair.ca.issue("wrong.example.org"))
+    try:
+        results, summary = doctor_run(pair)
+    finally:
+        pair.secondary.install_certificate(*pair.cert)
+    assert summary == {"secondary-smtp": "error", "secondary-queue": "ok"}
+    failing = [r for r in results if r.status == "error"]
+    assert [r.subject for r in failing] == ["mx2.example.com tls-name"] and "wrong.example.org" in failing[0].found
+    assert failing[0].fix
+
+
+def test_doctor_reports_the_secondary_queue_and_its_oldest_message(pair: Pair) -> None:
+    """Mail held while the primary is down: its age turns the check to a warning after an
+    hour and to an error at half the queue lifetime (a clock moved forward stands for the wait)."""
+    pair.primary.stop_postfix()
+    try:
+        send(pair.secondary, ALICE, f"held-{time.time_ns()}")
+        wait_until(lambda: len(queue(pair.secondary)) == 1, 30, 0.2, "the message queued on the secondary")
+        now = dt.datetime.now(dt.UTC)
+        _, summary = doctor_run(pair, now)
+        assert summary == {"secondary-smtp": "ok", "secondary-queue": "ok"}
+        _, summary = doctor_run(pair, now + dt.timedelta(hours=2))
+        assert summary == {"secondary-smtp": "ok", "secondary-queue": "warning"}
+        results, summary = doctor_run(pair, now + dt.timedelta(days=5))
+        assert summary == {"secondary-smtp": "ok", "secondary-queue": "error"}
+        (r,) = [r for r in results if r.check == "secondary-queue"]
+        assert r.found == "1 messages, oldest 120.0 h" and r.fix
+    finally:
+        pair.primary.start_postfix()
+        pair.primary.wait_ready()
+        pair.secondary.flush_queue()
+        pair.secondary.wait_queue_empty(60)
