@@ -13,7 +13,7 @@ from mailserver.core import catalog, render
 from mailserver.core.catalog import lab_layout
 from mailserver.core.settings import Settings
 from tests.support import STACK_VARIANTS, dev_settings
-from tests.tools.support import run
+from tests.tools.support import run, shellcheck
 from tests.tools.test_render_tools import USER_DATA_LIMIT
 
 # The secondary verifies the primary's certificate: staging's would never verify (settings refuse it).
@@ -96,13 +96,7 @@ def test_secondary_user_data_is_valid_cloud_config(settings: Settings, tmp_path:
 def test_every_secondary_script_passes_shellcheck(target: str, tmp_path: Path) -> None:
     settings, _ = dev_settings(**SECONDARY)
     layout = catalog.VM_LAYOUT if target == "production" else lab_layout(tmp_path / "root")
-    b = render.render(settings, layout, role="secondary")
-    scripts = []
-    for name, text in b.scripts.items():
-        path = tmp_path / name
-        path.write_text(text)
-        scripts.append(str(path))
-    proc = run(["shellcheck", "--shell=bash", "--severity=style", *scripts])
+    proc = shellcheck(render.render(settings, layout, role="secondary").scripts, tmp_path)
     assert proc.returncode == 0, proc.stdout
 
 
