@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from mailserver.core import catalog, preflight, records, web
+from mailserver.core import catalog, preflight, records, render, web
 from mailserver.core.settings import SettingsError
 from mailserver.doctor import Target
 from mailserver.doctor.secondary import check_secondary, oldest_hours
@@ -107,3 +107,9 @@ def test_secondary_checks_are_skipped_while_it_is_off() -> None:
     s, _ = dev_settings()
     results = check_secondary(Target(settings=s, ip="192.0.2.1", dkim={}))
     assert {(r.check, r.status) for r in results} == {("secondary-smtp", "skipped"), ("secondary-queue", "skipped")}
+
+
+def test_turning_it_on_leaves_the_primarys_bundle_as_it_was() -> None:
+    """The primary needs nothing from the secondary: the setting adds a host, and re-applies none."""
+    off, on = dev_settings(acmeServer="letsencrypt")[0], dev_settings(**ON)[0]
+    assert render.render(on).digest() == render.render(off).digest()
