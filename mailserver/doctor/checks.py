@@ -61,7 +61,8 @@ CHECKS: tuple[Check, ...] = (
           "pulumi up restores the record; changes need up to the TTL (300 s) to show",
           fault="the mail host's A record points elsewhere (an old address, a hand edit)"),
     Check("dns-mx", "MX records", "outside",
-          "each mail domain's MX is exactly the mail host (an extra MX receives your mail elsewhere)",
+          "each mail domain's MX is exactly the mail host (an extra MX receives your mail elsewhere), and with "
+          "secondaryMx the backup MX at the larger preference",
           "pulumi up restores the records; delete MX records the stack did not create",
           fault="an MX of another host beside or instead of ours (mail for the domain goes there)"),
     Check("dns-spf", "SPF", "outside",
