@@ -9,6 +9,7 @@ daemons run in a private network namespace, so they bind the real ports (25, 587
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import pwd
@@ -431,19 +432,56 @@ def smoke_check(lab: Lab) -> list[str]:
     return failures
 
 
+def secondary_smoke_check(primary: Lab, secondary: Lab) -> list[str]:
+    """A message from outside to the secondary arrives at the primary; an unknown recipient is
+    refused there. Returns the failures."""
+    user = primary.settings.mailboxes[0]
+    msg = clients.message("someone@outside.example", [user], "lab secondary check")
+    with netns.entered(secondary.ns), clients.smtp(catalog.SMTP_PORT) as conn:
+        conn.ehlo("mx.outside.example")
+        conn.send_message(msg)
+    failures = []
+    try:
+        wait_until(lambda: any(msg["Message-ID"].encode() in p.read_bytes() for p in primary.maildir_files(user)),
+                   30, 0.2, "the message relayed by the secondary", error=LabError)
+    except LabError:
+        failures.append("a message sent to the secondary did not reach the primary's mailbox")
+    with netns.entered(secondary.ns):
+        code, _ = clients.rcpt_reply(f"nobody-{os.getpid()}@{primary.settings.primary_domain}")
+    if code != 550:
+        failures.append(f"the secondary did not refuse an unknown recipient (RCPT answered {code})")
+    return failures
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mailserver lab", description=__doc__)
     ap.add_argument("--stack", default="dev", help="stack whose settings to run (default: dev)")
     ap.add_argument("--check", action="store_true", help="run the smoke check and exit")
     ap.add_argument("--keep", action="store_true", help="keep the lab directory (logs, mail) after stopping")
+    ap.add_argument("--secondary", action="store_true",
+                    help="run a backup MX too (secondaryMx), in its own namespace, relaying to this one")
     args = ap.parse_args(argv)
 
     raw = load_stack(args.stack)
     raw["mailboxPasswords"] = random_passwords(raw)
+    if args.secondary:
+        # The settings refuse secondaryMx with staging certificates (the secondary could not verify
+        # the primary's); the lab's certificates are its own, so the CA setting means nothing here.
+        raw.update(secondaryMx=True, acmeServer="letsencrypt")
     settings, secrets = parse(raw)
     lab = Lab(settings, secrets, keep=args.keep)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    with lab:
+    with contextlib.ExitStack() as running:
+        running.enter_context(lab)
+        secondary = None
+        if args.secondary:
+            secondary = running.enter_context(Lab(settings, secrets, keep=args.keep, role="secondary"))
+            secondary.link_to(lab)
+            # The primary's self-signed certificate is the one anchor the secondary trusts.
+            secondary.trust_ca(Path(lab.layout.cert_file).read_text())
+            print(f"lab: secondary MX {settings.secondary_hostname}, namespace {secondary.ns}, files in "
+                  f"{secondary.root}; port 25 only, relaying to the primary at {catalog.LAB_PRIMARY_LINK}:25 over "
+                  f"a veth link (its own end {catalog.LAB_SECONDARY_LINK})")
         print(f"lab: stack {args.stack}, {settings.hostname}, namespace {lab.ns}, files in {lab.root}")
         print(f"lab: server {clients.SERVER}; ports " + ", ".join(
             f"{svc.name} {svc.port}" for svc in settings.services if not svc.admin_only))
@@ -453,10 +491,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lab: use a client inside the namespace, e.g. ip netns exec {lab.ns} swaks -s {clients.SERVER} "
               f"-p 587 -tls -au {settings.mailboxes[0]} -ap '<password>' -t {settings.mailboxes[0]}")
         if args.check:
-            failures = smoke_check(lab)
+            failures = smoke_check(lab) + (secondary_smoke_check(lab, secondary) if secondary else [])
             for f in failures:
                 print(f"lab: FAIL {f}")
-            print("lab: check " + ("failed" if failures else "passed: submission, IMAPS delivery, relay refused"))
+            print("lab: check " + ("failed" if failures else "passed: submission, IMAPS delivery, relay refused"
+                                   + ("; the secondary relays to the primary" if secondary else "")))
             return 1 if failures else 0
         print("lab: running; Ctrl-C stops it and removes everything it started")
         try:
