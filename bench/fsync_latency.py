@@ -28,10 +28,11 @@ import time
 from pathlib import Path
 
 from mailserver.core import catalog
+from mailserver.core.settings import parse
+from mailserver.core.stack import load_stack, random_passwords
 from mailserver.lab import netns
 from mailserver.lab.server import Lab
 from mailserver.waiting import wait_until
-from tests.support import dev_settings
 
 from .common import BenchError
 from .delivery import RECIPIENT, deliver_to, fsync_rate, lab_stored
@@ -142,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.fsync_latency", description=__doc__)
     ap.add_argument("--count", type=int, default=200, help="messages per case (default 200)")
     args = ap.parse_args(argv)
-    settings, secrets = dev_settings()
+    raw = load_stack("dev")
+    settings, secrets = parse({**raw, "mailboxPasswords": random_passwords(raw)})
     cases: list[Case] = []
     with Lab(settings, secrets) as lab:
         disk_rate, _ = fsync_rate(Path(lab.layout.vmail_dir), 3.0)
