@@ -4,8 +4,10 @@ mocks in tests/program, the outage on real postfix in tests/lab."""
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +16,7 @@ from mailserver.core.settings import SettingsError
 from mailserver.doctor import Target
 from mailserver.doctor.secondary import check_secondary, oldest_hours
 from mailserver.doctor.verdicts import secondary_queue_status
-from tests.support import dev_settings
+from tests.support import dev_raw, dev_settings
 
 ON = {"secondaryMx": True, "acmeServer": "letsencrypt"}
 
@@ -113,3 +115,23 @@ def test_turning_it_on_leaves_the_primarys_bundle_as_it_was() -> None:
     """The primary needs nothing from the secondary: the setting adds a host, and re-applies none."""
     off, on = dev_settings(acmeServer="letsencrypt")[0], dev_settings(**ON)[0]
     assert render.render(on).digest() == render.render(off).digest()
+
+
+def test_the_doctor_finds_the_secondary_from_the_outputs_or_its_options(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailserver.doctor import SshRunner, cli
+
+    raw = dev_raw(**ON)
+    monkeypatch.setattr(cli, "load_stack", lambda stack: dict(raw))
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"publicIp": "198.51.100.20", "secondaryMx": {"publicIp": "198.51.100.21"}}))
+    ns = argparse.Namespace(domain=None, stack="dev", host=None, outputs=str(outputs), resolver="192.0.2.53",
+                            ip=None, timeout=1.0, ssh=None, ssh_option=["-i", "key"], inside=None, lab_root=None,
+                            blocklist_resolver=None, cafile=None, source=None, volume_id=None, aws_region=None,
+                            secondary_ip=None, secondary_ssh="ec2-user@mx2.example.com", secondary_lab_root=None)
+    t = cli.build_target(ns)
+    assert (t.ip, t.secondary_ip) == ("198.51.100.20", "198.51.100.21")
+    assert isinstance(t.secondary_runner, SshRunner)
+    assert (t.secondary_runner.destination, t.secondary_runner.options) == ("ec2-user@mx2.example.com", ("-i", "key"))
+    ns.secondary_ip = "198.51.100.99"
+    assert cli.build_target(ns).secondary_ip == "198.51.100.99"
