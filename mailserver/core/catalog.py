@@ -81,6 +81,9 @@ ROLES: tuple[Role, ...] = get_args(Role)
 SECONDARY_SERVICE_NAMES: tuple[str, ...] = ("smtp", "ssh")
 # The daemons each role runs (the doctor's services check asks each of them).
 SECONDARY_DAEMONS: tuple[str, ...] = ("postfix",)
+# Packages the secondary does not install: it stores no mail, logs no one in and signs nothing,
+# and a daemon that is not there can neither run by mistake nor need updates.
+SECONDARY_SKIPPED_PACKAGES: tuple[str, ...] = ("dovecot", "dovecot-pigeonhole", "opendkim")
 # How long the secondary keeps a message it cannot hand to the primary (postfix
 # maximal_queue_lifetime, and bounce_queue_lifetime for its own notices). Postfix's default is
 # 5 days; the secondary exists to outlast a long outage of the primary (a lost zone, an
@@ -417,14 +420,27 @@ VERSION_LOCKS: tuple[tuple[str, ...], ...] = (
 VERSIONLOCK_LIST = "/etc/dnf/plugins/versionlock.list"
 
 
-def el_packages(os_name: OsName) -> tuple[str, ...]:
+def _for_role(packages: tuple[str, ...], role: Role) -> tuple[str, ...]:
+    return packages if role == "primary" else tuple(p for p in packages if p not in SECONDARY_SKIPPED_PACKAGES)
+
+
+def el_packages(os_name: OsName, role: Role = "primary") -> tuple[str, ...]:
     """The distribution's packages the host of `os_name` needs: the common list plus its update tool."""
-    return (*EL_PACKAGES, AUTO_UPDATES[os_name].package)
+    return _for_role((*EL_PACKAGES, AUTO_UPDATES[os_name].package), role)
 
 
-def all_el_packages(os_name: OsName) -> tuple[str, ...]:
+def epel_packages(role: Role = "primary") -> tuple[str, ...]:
+    return _for_role(EPEL_PACKAGES, role)
+
+
+def all_el_packages(os_name: OsName, role: Role = "primary") -> tuple[str, ...]:
     """Every package the host must end up with, EPEL's included."""
-    return (*el_packages(os_name), *EPEL_PACKAGES)
+    return (*el_packages(os_name, role), *epel_packages(role))
+
+
+def version_locks(role: Role = "primary") -> tuple[tuple[str, ...], ...]:
+    """The VERSION_LOCKS groups of the packages the host of `role` installs."""
+    return tuple(g for g in VERSION_LOCKS if _for_role(g, role) == g)
 
 
 # Host files outside the mail daemons' directories (the VM only; the lab never touches the

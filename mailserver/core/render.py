@@ -223,8 +223,10 @@ def render(s: Settings, layout: catalog.Layout = catalog.VM_LAYOUT, role: catalo
         # The secondary never uses the outbound relay (it sends only to the primary).
         "relayhost": relayhost(s, layout) if role == "primary" else "",
         "relay_cert_name": relay_cert_name(s, layout),
-        "el_packages": catalog.el_packages(s.os),
-        "all_packages": catalog.all_el_packages(s.os),
+        "el_packages": catalog.el_packages(s.os, role),
+        "epel_packages": catalog.epel_packages(role),
+        "all_packages": catalog.all_el_packages(s.os, role),
+        "version_locks": catalog.version_locks(role),
         "epel_release": catalog.EPEL_RELEASE[s.os],
         # DNSBL lookups and DANE need DNS, which the lab's namespace does not have.
         "dnsbl_sites": s.postscreen_dnsbl_sites if layout.dns else (),

@@ -80,6 +80,14 @@ def test_secondary_bundle_has_no_dovecot_no_opendkim_no_secrets(settings: Settin
     assert "systemctl disable --now dovecot opendkim 2>/dev/null || true" in commands
     assert "systemctl enable --now postfix" in commands
     assert 'reloadcmd "systemctl reload postfix"' in b.scripts["acme.sh"]
+    # Neither installed nor version-locked there; postfix and its lmdb maps are.
+    packages, locks = b.scripts["packages.sh"], b.scripts["lock-versions.sh"]
+    (checked,) = [line for line in packages.splitlines() if line.startswith("for p in ")]
+    required = checked.removeprefix("for p in ").split(";")[0].split()  # what packages.sh insists on
+    assert required == list(catalog.all_el_packages(settings.os, "secondary"))
+    assert {"postfix", "postfix-lmdb", "fail2ban-server"} <= set(required)
+    assert not set(catalog.SECONDARY_SKIPPED_PACKAGES) & set(required)
+    assert "lock postfix postfix-lmdb" in locks and "lock dovecot" not in locks
     assert f"fqdn: {settings.secondary_hostname}" in b.user_data
 
 
