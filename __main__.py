@@ -10,7 +10,7 @@ from components import config
 from components import preflight as aws_lookup
 from components.mailserver import MailServer, MailServerArgs
 from mailserver.core import outputs, preflight, relay, render
-from mailserver.core.settings import SettingsError
+from mailserver.core.settings import SettingsError, as_role
 
 
 def main() -> dict[str, Any]:
@@ -21,10 +21,11 @@ def main() -> dict[str, Any]:
         settings, secrets = config.from_pulumi_config()
         placement = preflight.resolve(settings, aws_lookup.look_up(settings))
         bundle = render.render(settings)
+        secondary_bundle = render.render(settings, role="secondary") if settings.secondary_mx else None
     except (SettingsError, render.UnsafeValue) as e:
         raise pulumi.RunError(str(e)) from None
     server = MailServer("mail", MailServerArgs(settings=settings, secrets=secrets, bundle=bundle,
-                                               placement=placement))
+                                               placement=placement, secondary_bundle=secondary_bundle))
 
     exports: dict[str, Any] = {
         "publicIp": server.public_ip,
@@ -45,6 +46,18 @@ def main() -> dict[str, Any]:
         "dataVolumeId": server.storage.volume_id,
         "restoreInstructions": server.storage.restore_instructions,
     }
+    if server.secondary is not None:
+        # The backup MX: where it is, and how to reach it (its own key pair and host key).
+        exports["secondaryMx"] = {
+            "hostname": settings.secondary_hostname,
+            "publicIp": server.secondary.public_ip,
+            "availabilityZone": placement.secondary_zone,
+            "primaryAvailabilityZone": placement.availability_zone,
+            "sshKnownHosts": pulumi.Output.all(server.secondary.public_ip, server.secondary.host_key).apply(
+                lambda v: outputs.known_hosts(as_role(settings, "secondary"), v[0], v[1])),
+        }
+        if server.secondary.private_key is not None:
+            exports["secondarySshPrivateKey"] = pulumi.Output.secret(server.secondary.private_key)
     if server.ses is not None:
         exports["sesRelay"] = {
             "endpoint": relay.ses_relayhost(settings),

@@ -17,13 +17,17 @@ from mailserver.core.settings import Settings
 
 @dataclasses.dataclass(frozen=True)
 class MailHostArgs:
+    # As the host sees itself (settings.as_role): the secondary's carry its own host name.
     settings: Settings
     bundle: Bundle
     # The image (mailserver/core/preflight.py): the pinned amiId, or the newest official one.
     ami_id: str
     # The mail volume (components/storage.py): the instance is placed in its zone and attached to it.
+    # The secondary MX has none (its queue lives on the root volume): its zone is the preflight's.
     availability_zone: pulumi.Input[str]
-    data_volume_id: pulumi.Input[str]
+    data_volume_id: pulumi.Input[str] | None
+    # Which ports its security group opens (catalog.role_services).
+    role: catalog.Role = "primary"
 
 
 class MailHost(pulumi.ComponentResource):
@@ -35,7 +39,7 @@ class MailHost(pulumi.ComponentResource):
     host_key: pulumi.Output[str | None]
     ami_id: pulumi.Output[str]
     allocation_id: pulumi.Output[str]
-    volume_attachment_id: pulumi.Output[str]
+    volume_attachment_id: pulumi.Output[str] | None
 
     def __init__(self, name: str, args: MailHostArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mailserver:index:MailHost", name, None, opts)
@@ -44,18 +48,20 @@ class MailHost(pulumi.ComponentResource):
 
         key_pair, self.private_key = self._key_pair(name, s)
         host_key, profile, readable = self._host_key(name, s)
-        group, rules = self._security_group(name, s)
+        group, rules = self._security_group(name, s, args.role)
         instance = self._instance(name, args, key_pair, group, [*rules, *readable], profile)
         eip, association = self._elastic_ip(name, s, instance)
-        self._self_check_egress(name, s, group, eip)
-        attachment = self._attach_data_volume(name, args, instance)
+        if args.role == "primary":  # the secondary runs postfix alone: no self-check there
+            self._self_check_egress(name, s, group, eip)
+        attachment = (self._attach_data_volume(name, args.data_volume_id, instance)
+                      if args.data_volume_id is not None else None)
 
         # Carries the association as a dependency, so whoever connects to this address (the
         # remote commands) waits until it actually reaches the instance.
         self.public_ip = pulumi.Output.all(eip.public_ip, association.id).apply(lambda v: str(v[0]))
         self.instance_id = instance.id
         self.allocation_id = eip.allocation_id
-        self.volume_attachment_id = attachment.id
+        self.volume_attachment_id = attachment.id if attachment is not None else None
         self.host_key = pulumi.Output.all(instance.user_data, host_key.public_key_openssh).apply(
             lambda v: _pinned(s, v[0], v[1]))
 
@@ -115,7 +121,8 @@ class MailHost(pulumi.ComponentResource):
         profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, tags={"Name": s.hostname}, opts=child)
         return key, profile, [parameter, policy]
 
-    def _security_group(self, name: str, s: Settings) -> tuple[aws.ec2.SecurityGroup, list[pulumi.Resource]]:
+    def _security_group(self, name: str, s: Settings,
+                        role: catalog.Role) -> tuple[aws.ec2.SecurityGroup, list[pulumi.Resource]]:
         """The group and one rule resource per firewall rule (mailserver/core/firewall.py)."""
         child = pulumi.ResourceOptions(parent=self)
         # No vpc_id: the account's default VPC. The description is fixed because changing it
@@ -127,7 +134,7 @@ class MailHost(pulumi.ComponentResource):
             opts=child,
         )
         rules: list[pulumi.Resource] = []
-        for rule in firewall.firewall_rules(s):
+        for rule in firewall.firewall_rules(s, role):
             rule_cls = (aws.vpc.SecurityGroupIngressRule if rule.direction == "ingress"
                         else aws.vpc.SecurityGroupEgressRule)
             rules.append(rule_cls(
@@ -202,7 +209,7 @@ class MailHost(pulumi.ComponentResource):
         )
         return eip, association
 
-    def _attach_data_volume(self, name: str, args: MailHostArgs,
+    def _attach_data_volume(self, name: str, volume_id: pulumi.Input[str],
                             instance: aws.ec2.Instance) -> aws.ec2.VolumeAttachment:
         """The mail volume, attached after the instance exists (it cannot be part of the
         launch: the volume outlives instances). Replacing the instance or the volume replaces
@@ -214,7 +221,7 @@ class MailHost(pulumi.ComponentResource):
             f"{name}-data-attachment",
             device_name=catalog.DATA_VOLUME_DEVICE_NAME,
             instance_id=instance.id,
-            volume_id=args.data_volume_id,
+            volume_id=volume_id,
             stop_instance_before_detaching=True,
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )

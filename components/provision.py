@@ -90,9 +90,10 @@ class MailProvisionArgs:
     bundle: Bundle
     host: pulumi.Input[str]
     instance_id: pulumi.Input[str]
-    # The mail volume and its attachment to this instance (components/host.py).
-    data_volume_id: pulumi.Input[str]
-    volume_attachment_id: pulumi.Input[str]
+    # The mail volume and its attachment to this instance (components/host.py); None for the
+    # secondary MX, which stores no mail and runs no script but apply.sh and acme.sh.
+    data_volume_id: pulumi.Input[str] | None
+    volume_attachment_id: pulumi.Input[str] | None
     # None when the operator brought their own key: pulumi-command then uses the SSH agent.
     private_key: pulumi.Input[str] | None = None
     # The host's SSH host key (OpenSSH public key) every connection insists on; None only for
@@ -102,17 +103,19 @@ class MailProvisionArgs:
     relay_credentials: pulumi.Input[str] | None = None
     # domain -> DKIM private key PEM (current selector), secret, from DkimKeys.
     dkim_private_keys: Mapping[str, pulumi.Input[str]] = dataclasses.field(default_factory=dict)
+    # The host's role (catalog.Role): the secondary MX gets no passwords and no DKIM keys.
+    role: catalog.Role = "primary"
 
 
 class MailProvision(pulumi.ComponentResource):
     wait: remote.Command
-    volume: remote.Command
+    volume: remote.Command | None
     config: remote.Command
-    passwords: remote.Command
+    passwords: remote.Command | None
     acme_token: cloudflare.ApiToken
     acme: remote.Command
     relay_credentials: remote.Command | None
-    dkim: remote.Command
+    dkim: remote.Command | None
 
     def __init__(self, name: str, args: MailProvisionArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mailserver:index:MailProvision", name, None, opts)
@@ -124,13 +127,17 @@ class MailProvision(pulumi.ComponentResource):
         self._triggers: list[pulumi.Input[str]] = [args.instance_id]
 
         self.wait = self._wait_for_first_boot(name)
-        self.volume = self._mount_volume(name)
+        self.volume = self._mount_volume(name, args.data_volume_id) if args.data_volume_id is not None else None
         self.config = self._apply_config(name)
-        self.passwords = self._secret_step(f"{name}-passwords", "set-passwords.sh",
-                                           render.password_stdin(s, args.secrets))
-        # DKIM private keys, written for opendkim alone; re-runs when a key or the selector changes.
-        self.dkim = self._secret_step(f"{name}-dkim", "set-dkim-keys.sh", pulumi.Output.all(
-            **dict(args.dkim_private_keys)).apply(lambda keys: render.dkim_stdin(s, keys)))
+        # Mailbox passwords and DKIM keys: the primary's alone (the secondary's bundle has no
+        # script for them, and it should never hold them).
+        self.passwords = self.dkim = None
+        if args.role == "primary":
+            self.passwords = self._secret_step(f"{name}-passwords", "set-passwords.sh",
+                                               render.password_stdin(s, args.secrets))
+            # DKIM private keys, written for opendkim alone; re-runs when a key or the selector changes.
+            self.dkim = self._secret_step(f"{name}-dkim", "set-dkim-keys.sh", pulumi.Output.all(
+                **dict(args.dkim_private_keys)).apply(lambda keys: render.dkim_stdin(s, keys)))
         self.acme_token = self._acme_token(name)
         # The provider marks the token secret already; _secret_step says it again, so it never depends on that.
         self.acme = self._secret_step(f"{name}-acme", "acme.sh", self.acme_token.value)
@@ -160,7 +167,7 @@ class MailProvision(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    def _mount_volume(self, name: str) -> remote.Command:
+    def _mount_volume(self, name: str, volume_id: pulumi.Input[str]) -> remote.Command:
         """The mail volume is mounted (formatted only if blank) before anything else touches
         /var/vmail. The attachment is a trigger: a volume re-attached (a rebuilt instance, a
         restore) is mounted again. So is the size: a grown volume gets its filesystem grown."""
@@ -169,7 +176,7 @@ class MailProvision(pulumi.ComponentResource):
         return remote.Command(
             f"{name}-volume",
             connection=self._connection,
-            create=pulumi.Output.from_input(args.data_volume_id).apply(lambda vid: volume_command(script, vid)),
+            create=pulumi.Output.from_input(volume_id).apply(lambda vid: volume_command(script, vid)),
             stdin=script,
             triggers=[args.instance_id, args.volume_attachment_id, args.settings.data_volume_size],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.wait]),
@@ -183,13 +190,13 @@ class MailProvision(pulumi.ComponentResource):
             create=config_command(),
             stdin=base64.b64encode(self._args.bundle.tarball()).decode(),
             triggers=self._triggers,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.wait, self.volume]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self._before_config),
         )
 
     def _secret_step(self, name: str, script: str, stdin: pulumi.Input[str]) -> remote.Command:
         """A bundle script, after the config, fed a secret on stdin. Its script could echo the
         secret: its output is kept out of the logs and encrypted in the state."""
-        after_config = pulumi.ResourceOptions(parent=self, depends_on=[self.wait, self.volume, self.config])
+        after_config = pulumi.ResourceOptions(parent=self, depends_on=[*self._before_config, self.config])
         quiet = pulumi.ResourceOptions(additional_secret_outputs=["stdout", "stderr"])
         return remote.Command(
             name,
@@ -201,6 +208,11 @@ class MailProvision(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(after_config, quiet),
         )
 
+    @property
+    def _before_config(self) -> list[pulumi.Resource]:
+        """First boot, and the mail volume where there is one."""
+        return [self.wait, *([self.volume] if self.volume is not None else [])]
+
     def _acme_token(self, name: str) -> cloudflare.ApiToken:
         """acme.sh's Cloudflare token, scoped to DNS edits in the host's zone: the worst a token
         stolen from the host can do is edit that one zone."""
@@ -208,7 +220,8 @@ class MailProvision(pulumi.ComponentResource):
         zone_id = s.zone_id(s.hostname_zone)
         return cloudflare.ApiToken(
             f"{name}-acme-token",
-            name=f"{pulumi.get_project()}-{pulumi.get_stack()}-acme-dns01",
+            name=f"{pulumi.get_project()}-{pulumi.get_stack()}-acme-dns01"
+                 + ("" if self._args.role == "primary" else f"-{self._args.role}"),
             policies=[{
                 "effect": "allow",
                 "permission_groups": [{"id": DNS_WRITE_PERMISSION_GROUP}, {"id": ZONE_READ_PERMISSION_GROUP}],

@@ -67,6 +67,44 @@ def public_mail_services(flags: dict[str, bool]) -> tuple[Service, ...]:
     return tuple(s for s in enabled_services(flags) if not s.admin_only)
 
 
+# --- the secondary MX (secondaryMx) ------------------------------------------------------
+#
+# A host plays one of two roles. The primary is the mail server: mailboxes, submission,
+# IMAP/POP3, DKIM. The secondary is a backup MX in another availability zone that runs postfix
+# alone: it accepts mail for our domains (the same recipients, refused at RCPT otherwise) while
+# the primary is unreachable, queues it, and relays it to the primary when it is back. Both
+# come from one renderer (render.render(..., role=...)).
+Role = Literal["primary", "secondary"]
+ROLES: tuple[Role, ...] = get_args(Role)
+# What the secondary serves: the MX port, and SSH for the operator. No submission, no AUTH, no
+# mailbox access: a second place to log in would be a second place to guess passwords at.
+SECONDARY_SERVICE_NAMES: tuple[str, ...] = ("smtp", "ssh")
+# The daemons each role runs (the doctor's services check asks each of them).
+SECONDARY_DAEMONS: tuple[str, ...] = ("postfix",)
+# Packages the secondary does not install: it stores no mail, logs no one in and signs nothing,
+# and a daemon that is not there can neither run by mistake nor need updates.
+SECONDARY_SKIPPED_PACKAGES: tuple[str, ...] = ("dovecot", "dovecot-pigeonhole", "opendkim")
+# How long the secondary keeps a message it cannot hand to the primary (postfix
+# maximal_queue_lifetime, and bounce_queue_lifetime for its own notices). Postfix's default is
+# 5 days; the secondary exists to outlast a long outage of the primary (a lost zone, an
+# instance rebuilt from a snapshot over a weekend), so it keeps mail 8 days: a full week of
+# outage plus a day's margin for the operator to notice a queue that is not draining. Senders'
+# own servers give up after 4 to 5 days (postfix and Exim defaults), so after the first hour
+# the mail is safer on the secondary than on the sender's side.
+SECONDARY_QUEUE_LIFETIME = "8d"
+# The MX preference of each host: lower is tried first (RFC 5321 5.1). The secondary's larger
+# number makes it the fallback senders try only when the primary does not answer.
+MX_PREFERENCE = 10
+SECONDARY_MX_PREFERENCE = 20
+
+
+def role_services(services: tuple[Service, ...], role: Role) -> tuple[Service, ...]:
+    """The services a host of `role` serves, of the enabled `services`."""
+    if role == "primary":
+        return services
+    return tuple(s for s in services if s.name in SECONDARY_SERVICE_NAMES)
+
+
 # Allowed values of the enumerated settings, each list written once: as a Literal type, which
 # Settings' fields carry (so mypy knows them), and the same values at run time via get_args,
 # which the settings rules accept. Pulumi.yaml's description of each key names exactly these
@@ -398,14 +436,27 @@ VERSION_LOCKS: tuple[tuple[str, ...], ...] = (
 VERSIONLOCK_LIST = "/etc/dnf/plugins/versionlock.list"
 
 
-def el_packages(os_name: OsName) -> tuple[str, ...]:
+def _for_role(packages: tuple[str, ...], role: Role) -> tuple[str, ...]:
+    return packages if role == "primary" else tuple(p for p in packages if p not in SECONDARY_SKIPPED_PACKAGES)
+
+
+def el_packages(os_name: OsName, role: Role = "primary") -> tuple[str, ...]:
     """The distribution's packages the host of `os_name` needs: the common list plus its update tool."""
-    return (*EL_PACKAGES, AUTO_UPDATES[os_name].package)
+    return _for_role((*EL_PACKAGES, AUTO_UPDATES[os_name].package), role)
 
 
-def all_el_packages(os_name: OsName) -> tuple[str, ...]:
+def epel_packages(role: Role = "primary") -> tuple[str, ...]:
+    return _for_role(EPEL_PACKAGES, role)
+
+
+def all_el_packages(os_name: OsName, role: Role = "primary") -> tuple[str, ...]:
     """Every package the host must end up with, EPEL's included."""
-    return (*el_packages(os_name), *EPEL_PACKAGES)
+    return (*el_packages(os_name, role), *epel_packages(role))
+
+
+def version_locks(role: Role = "primary") -> tuple[tuple[str, ...], ...]:
+    """The VERSION_LOCKS groups of the packages the host of `role` installs."""
+    return tuple(g for g in VERSION_LOCKS if _for_role(g, role) == g)
 
 
 # Host files outside the mail daemons' directories (the VM only; the lab never touches the
@@ -541,6 +592,9 @@ class Layout:
     relay_cert_name: str = ""
     # The doctor's code the self-check runs with the host's own python3 (render.shipped_code).
     code_dir: str = "/usr/local/lib/mailserver"
+    # Where a secondary MX relays its mail, as postfix's nexthop ("[host]:port"). Empty: the
+    # primary's host name on port 25 (the VM). The lab names the primary lab's address.
+    primary_nexthop: str = ""
 
     @property
     def vm(self) -> bool:
@@ -584,6 +638,13 @@ RELAY_STANDIN = "127.0.0.3"
 RELAY_STANDIN_PORT = 2587
 # The name on the stand-in's certificate (.invalid: it can never be a real host, RFC 2606).
 RELAY_STANDIN_NAME = "email-smtp.standin.invalid"
+
+
+# The lab's secondary MX runs in a network namespace of its own, joined to the primary lab's by
+# a veth pair whose two ends carry these loopback-range addresses (so nothing the tests start
+# listens outside 127.0.0.0/8). The secondary relays to the first.
+LAB_PRIMARY_LINK = "127.1.0.1"
+LAB_SECONDARY_LINK = "127.1.0.2"
 
 
 def lab_layout(root: Path) -> Layout:

@@ -28,11 +28,12 @@ class Rule:
         return ipaddress.ip_network(self.cidr).version == 6
 
 
-def firewall_rules(s: Settings) -> tuple[Rule, ...]:
-    """Security-group rules: every enabled public mail port from anywhere (IPv4 and IPv6),
-    SSH only from adminCidrs, and the egress the host needs. Nothing else."""
+def firewall_rules(s: Settings, role: catalog.Role = "primary") -> tuple[Rule, ...]:
+    """Security-group rules: every enabled public mail port of the host's role from anywhere
+    (IPv4 and IPv6; the secondary MX serves port 25 alone), SSH only from adminCidrs, and the
+    egress the host needs. Nothing else."""
     rules: list[Rule] = []
-    for svc in s.services:
+    for svc in catalog.role_services(s.services, role):
         cidrs = s.admin_cidrs if svc.admin_only else (WORLD_V4, WORLD_V6)
         for cidr in cidrs:
             fam = "v6" if ipaddress.ip_network(cidr).version == 6 else "v4"

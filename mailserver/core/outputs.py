@@ -40,5 +40,12 @@ PORT25_SES_NOTE = (
 )
 
 
+PORT25_SECONDARY_NOTE = (
+    " The secondary MX hands its queue to the primary on port 25, whatever the relay: until AWS lifts "
+    "the limit for the account, mail it accepts while the primary is down waits there (8 days at most)."
+)
+
+
 def port25_warning(s: Settings) -> str:
-    return PORT25_SES_NOTE if s.relay == "ses" else PORT25_WARNING
+    note = PORT25_SES_NOTE if s.relay == "ses" else PORT25_WARNING
+    return note + (PORT25_SECONDARY_NOTE if s.secondary_mx else "")

@@ -48,6 +48,8 @@ class Placement:
 
     ami_id: str
     availability_zone: str
+    # The secondary MX's zone (secondaryMx): another zone offering the same type; else empty.
+    secondary_zone: str = ""
 
 
 def resolve(s: Settings, facts: AwsFacts) -> Placement:
@@ -72,6 +74,9 @@ def resolve(s: Settings, facts: AwsFacts) -> Placement:
             "instanceType", f"{s.instance_type} is offered in no standard availability zone of {facts.region}",
             "pick a type the region offers (aws ec2 describe-instance-type-offerings "
             "--location-type availability-zone), such as t4g.small or t3.small"))
+    secondary_zone = ""
+    if s.secondary_mx and zone:
+        secondary_zone = _secondary_zone(s, facts, zone, problems)
     if facts.default_vpc is None:
         # A minimal VPC of our own would add a VPC, subnets, an internet gateway and routes,
         # all more to get wrong on the one machine that must be reachable; every account starts
@@ -81,7 +86,21 @@ def resolve(s: Settings, facts: AwsFacts) -> Placement:
             f"create it with: aws ec2 create-default-vpc --region {facts.region}"))
     if problems:
         raise SettingsError(problems)
-    return Placement(ami_id=ami_id, availability_zone=zone)
+    return Placement(ami_id=ami_id, availability_zone=zone, secondary_zone=secondary_zone)
+
+
+def _secondary_zone(s: Settings, facts: AwsFacts, primary_zone: str, problems: list[Problem]) -> str:
+    """The backup MX's zone: the first other standard zone, by name, that offers the instance
+    type. The same zone would lose both hosts to one zone's outage, the one thing it is for, so a
+    region with a single such zone is refused rather than given a second host there."""
+    try:
+        return storage.choose_zone(set(facts.offered_zones) - {primary_zone}, s.instance_type, facts.standard_zones)
+    except storage.NoZoneError:
+        problems.append(Problem(
+            "secondaryMx", f"{s.instance_type} is offered in no standard availability zone of {facts.region} but "
+                           f"{primary_zone}, where the primary is: a backup MX there would fail with it",
+            "pick an instanceType offered in two zones of the region, or keep secondaryMx false"))
+        return ""
 
 
 def _pinned_image_problems(s: Settings, facts: AwsFacts) -> list[Problem]:

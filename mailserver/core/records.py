@@ -15,7 +15,7 @@ import dataclasses
 import hashlib
 import re
 
-from mailserver.core import web
+from mailserver.core import catalog, web
 from mailserver.core.catalog import SERVICES
 from mailserver.core.settings import Settings
 
@@ -47,11 +47,20 @@ class Record:
             raise TypeError(f"Record {self.name} needs check=, the doctor's check that verifies it")
 
 
-def dns_records(s: Settings, public_ip: str) -> tuple[Record, ...]:
-    """The A record of the mail host and one MX per mail domain, each in its own zone."""
+def dns_records(s: Settings, public_ip: str, secondary_ip: str = "") -> tuple[Record, ...]:
+    """The A record of the mail host and one MX per mail domain, each in its own zone; with
+    secondaryMx, the backup MX's A record (at `secondary_ip`) and a second MX per domain, at a
+    larger preference number, so senders try it only when the primary does not answer."""
     records = [Record("a-host", s.zone_id(s.hostname_zone), s.hostname, "A", public_ip, check="dns-a")]
     for d in s.domains:
-        records.append(Record(f"mx-{d}", s.zone_id(d), d, "MX", s.hostname, priority=10, check="dns-mx"))
+        records.append(Record(f"mx-{d}", s.zone_id(d), d, "MX", s.hostname, priority=catalog.MX_PREFERENCE,
+                              check="dns-mx"))
+    if s.secondary_mx:
+        name = s.secondary_hostname
+        records.append(Record("a-secondary", s.zone_id(s.host_zone(name)), name, "A", secondary_ip, check="dns-a"))
+        for d in s.domains:
+            records.append(Record(f"mx2-{d}", s.zone_id(d), d, "MX", name, priority=catalog.SECONDARY_MX_PREFERENCE,
+                                  check="dns-mx"))
     return tuple(records)
 
 
@@ -122,9 +131,10 @@ def deliverability_records(s: Settings) -> tuple[Record, ...]:
         if report_domain != d and report_domain in s.domains:
             out.append(Record(f"dmarc-auth-{d}", s.zone_id(report_domain), f"{d}._report._dmarc.{report_domain}",
                               "TXT", txt("v=DMARC1"), check="dns-dmarc"))
-    for tag, value in (("issue", CAA_ISSUER), ("issuewild", ";")):
-        out.append(Record(f"caa-host-{tag}", s.zone_id(s.hostname_zone), s.hostname, "CAA", f'0 {tag} "{value}"',
-                          data=(("flags", 0), ("tag", tag), ("value", value)), check="dns-caa"))
+    for host, label in zip(s.mx_hosts, ("host", "secondary"), strict=False):
+        for tag, value in (("issue", CAA_ISSUER), ("issuewild", ";")):
+            out.append(Record(f"caa-{label}-{tag}", s.zone_id(s.host_zone(host)), host, "CAA", f'0 {tag} "{value}"',
+                              data=(("flags", 0), ("tag", tag), ("value", value)), check="dns-caa"))
     return tuple(out)
 
 
@@ -150,10 +160,10 @@ def srv_records(s: Settings) -> tuple[Record, ...]:
     return tuple(out)
 
 
-def planned_records(s: Settings, public_ip: str) -> tuple[Record, ...]:
+def planned_records(s: Settings, public_ip: str, secondary_ip: str = "") -> tuple[Record, ...]:
     """Every record the stack creates whose content the settings decide (DKIM needs the keys:
     see dkim_record). MailDns creates exactly these; the doctor compares DNS against them."""
-    return (*dns_records(s, public_ip), *deliverability_records(s), *srv_records(s))
+    return (*dns_records(s, public_ip, secondary_ip), *deliverability_records(s), *srv_records(s))
 
 
 def dkim_record(s: Settings, domain: str, selector: str, public_key_pem: str) -> Record:

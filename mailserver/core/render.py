@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mailserver.core import catalog, certificates, hostkey, relay
-from mailserver.core.settings import Secrets, Settings
+from mailserver.core.settings import Secrets, Settings, as_role
 from mailserver.core.settings_rules import control_character, network_coverage
 from mailserver.core.templates import environment
 
@@ -185,10 +185,24 @@ def relay_cert_name(s: Settings, layout: catalog.Layout) -> str:
     return layout.relay_cert_name or relay.ses_endpoint(s)
 
 
-def render(s: Settings, layout: catalog.Layout = catalog.VM_LAYOUT) -> Bundle:
+# What the secondary MX (catalog.Role) leaves out: it stores no mail, logs no one in and signs
+# nothing, so it has no dovecot, no OpenDKIM, no passwords, keys, relay login or mail volume.
+SECONDARY_SCRIPTS = ("apply.sh", "baseline.sh", "acme.sh", "use-local-resolver.sh")
+# The maps of every recipient (mailboxes, then aliases): the primary delivers with them, the
+# secondary refuses at RCPT whoever is in neither (relay_recipient_maps), so both hosts say no
+# to the same unknown address and neither sends backscatter.
+RECIPIENT_MAPS = ("vmailbox", "virtual")
+
+
+def render(s: Settings, layout: catalog.Layout = catalog.VM_LAYOUT, role: catalog.Role = "primary") -> Bundle:
     check_values(s)
+    if role == "secondary" and not s.secondary_mx:
+        raise ValueError("a secondary's bundle needs secondaryMx: true")
+    # The secondary's transport and TLS check name the primary; the rest of its bundle, itself.
+    primary_host = s.hostname
+    s = as_role(s, role)
     env = environment()
-    services = s.services
+    services = catalog.role_services(s.services, role)
     login_services: dict[str, list[catalog.Service]] = {}
     for svc in services:
         if svc.daemon == "dovecot":
@@ -204,10 +218,13 @@ def render(s: Settings, layout: catalog.Layout = catalog.VM_LAYOUT) -> Bundle:
         "acme_lifetimes": "/".join(map(str, catalog.CERT_LIFETIMES_DAYS)),
         "zone_id": s.zone_id(s.hostname_zone),
         "short_hostname": s.hostname.split(".", 1)[0],
-        "relayhost": relayhost(s, layout),
+        # The secondary never uses the outbound relay (it sends only to the primary).
+        "relayhost": relayhost(s, layout) if role == "primary" else "",
         "relay_cert_name": relay_cert_name(s, layout),
-        "el_packages": catalog.el_packages(s.os),
-        "all_packages": catalog.all_el_packages(s.os),
+        "el_packages": catalog.el_packages(s.os, role),
+        "epel_packages": catalog.epel_packages(role),
+        "all_packages": catalog.all_el_packages(s.os, role),
+        "version_locks": catalog.version_locks(role),
         "epel_release": catalog.EPEL_RELEASE[s.os],
         # DNSBL lookups and DANE need DNS, which the lab's namespace does not have.
         "dnsbl_sites": s.postscreen_dnsbl_sites if layout.dns else (),
@@ -216,17 +233,32 @@ def render(s: Settings, layout: catalog.Layout = catalog.VM_LAYOUT) -> Bundle:
         "ssh_port": next(svc.port for svc in catalog.SERVICES if svc.daemon == "sshd"),
         "ignoreip": fail2ban_ignoreip(s),
         "auto": catalog.AUTO_UPDATES[s.os],
+        "role": role,
+        "primary_host": primary_host,
+        # Where the secondary relays: the primary by name (its A record, never its MX, which
+        # would list the secondary itself), or the lab's address of it.
+        "primary_nexthop": layout.primary_nexthop or f"[{primary_host}]:{catalog.SMTP_PORT}",
+        "queue_lifetime": catalog.SECONDARY_QUEUE_LIFETIME,
+        "recipient_maps": RECIPIENT_MAPS,
+        "daemons": catalog.VMAIL_SERVICES if role == "primary" else catalog.SECONDARY_DAEMONS,
     }
     pf = layout.postfix_dir
+    postfix_maps = maps(s) if role == "primary" else {
+        name: text for name, text in maps(s).items() if name in (*RECIPIENT_MAPS, "aliases")}
     files = [
         File(f"{pf}/main.cf", env.get_template("postfix/main.cf.j2").render(ctx)),
         File(f"{pf}/master.cf", env.get_template("postfix/master.cf.j2").render(ctx)),
-        *(File(f"{pf}/{name}", text) for name, text in maps(s).items()),
-        # The dovecot config names the password file; root:dovecot 0640 like the file itself.
-        File(layout.dovecot_conf, env.get_template("dovecot/dovecot.conf.j2").render(ctx),
-             mode="0640", group="dovecot"),
-        File(layout.opendkim_conf, env.get_template("opendkim/opendkim.conf.j2").render(ctx)),
-        *(File(f"{layout.opendkim_dir}/{name}", text) for name, text in opendkim_tables(s, layout).items()),
+        *(File(f"{pf}/{name}", text) for name, text in postfix_maps.items()),
+    ]
+    if role == "primary":
+        files += [
+            # The dovecot config names the password file; root:dovecot 0640 like the file itself.
+            File(layout.dovecot_conf, env.get_template("dovecot/dovecot.conf.j2").render(ctx),
+                 mode="0640", group="dovecot"),
+            File(layout.opendkim_conf, env.get_template("opendkim/opendkim.conf.j2").render(ctx)),
+            *(File(f"{layout.opendkim_dir}/{name}", text) for name, text in opendkim_tables(s, layout).items()),
+        ]
+    files += [
         File(layout.fail2ban_jail, env.get_template("fail2ban/jail.local.j2").render(ctx)),
         # The lab installs it under its own root, where its sshd -t and the doctor read it.
         File(layout.sshd_dropin, env.get_template("host/sshd.conf.j2").render(ctx), mode="0600"),
@@ -242,12 +274,15 @@ def render(s: Settings, layout: catalog.Layout = catalog.VM_LAYOUT) -> Bundle:
             File(catalog.NM_DNS_CONF, env.get_template("host/networkmanager-dns.conf.j2").render(ctx)),
             File(catalog.AUTO_UPDATES[s.os].conf, env.get_template("host/dnf-automatic.conf.j2").render(ctx)),
         ]
-    if s.self_check:
+    # The self-check judges a primary (its mailboxes' ports, dovecot, DKIM): not the backup MX,
+    # which the primary's doctor checks instead (secondary-smtp, secondary-queue).
+    ctx["self_check"] = s.self_check and role == "primary"
+    if ctx["self_check"]:
         files += selfcheck_files(s, layout, env, ctx, next(f for f in files if f.path == layout.fail2ban_jail))
     ctx["files"] = files
     ctx["selfcheck_packages"] = " ".join(catalog.SELFCHECK_PACKAGES)
-    ctx["postfix_maps"] = [f"{pf}/{name}" for name in ("vmailbox", "virtual", "senders")]
-    names = SCRIPTS + (VM_SCRIPTS if layout.vm else ())
+    ctx["postfix_maps"] = [f"{pf}/{name}" for name in postfix_maps if name != "aliases"]
+    names = (SCRIPTS if role == "primary" else SECONDARY_SCRIPTS) + (VM_SCRIPTS if layout.vm else ())
     scripts = {name: env.get_template(f"scripts/{name}.j2").render(ctx) for name in names}
     ctx["baseline"] = scripts["baseline.sh"]
     # user-data is the VM's alone; the lab's bundle carries one without the package step.

@@ -135,6 +135,9 @@ class Settings:
     self_check_deferred_hours: int  # the oldest deferred message older than this: an error
     self_check_bounces_max: int  # bounces in the last 24 h above this: a warning
     blocklists: tuple[str, ...] = ()  # DNSBL zones the doctor queries
+    # The backup MX (catalog.Role "secondary"): off, or on with its own host name.
+    secondary_mx: bool = False
+    secondary_hostname: str = ""
 
     @property
     def primary_domain(self) -> str:
@@ -155,7 +158,16 @@ class Settings:
     @property
     def hostname_zone(self) -> str:
         """The configured domain whose zone holds the mail host's A record."""
-        return next(d for d in sorted(self.domains, key=len, reverse=True) if self.hostname.endswith("." + d))
+        return self.host_zone(self.hostname)
+
+    def host_zone(self, name: str) -> str:
+        """The configured domain whose zone holds `name`'s records (the longest that ends it)."""
+        return next(d for d in sorted(self.domains, key=len, reverse=True) if name.endswith("." + d))
+
+    @property
+    def mx_hosts(self) -> tuple[str, ...]:
+        """Every host the MX records name, the primary first, then the backup MX (secondaryMx)."""
+        return (self.hostname, self.secondary_hostname) if self.secondary_mx else (self.hostname,)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -476,3 +488,10 @@ def _passwords(entries: list[str], mailboxes: list[str], min_len: int, bad: sett
             bad("mailboxPasswords", f"no password for {m}",
                 f"pulumi config set --secret --path 'mailboxPasswords[{len(entries)}]' '{m}:<password>'")
     return out
+
+
+def as_role(s: Settings, role: catalog.Role) -> Settings:
+    """The settings as the host of `role` sees itself: the secondary under its own name (HELO,
+    certificate, SSM host key, acme.sh), everything else shared. Here, not in render.py: the
+    doctor needs it, and the self-check ships the doctor without the renderer."""
+    return s if role == "primary" else dataclasses.replace(s, hostname=s.secondary_hostname)

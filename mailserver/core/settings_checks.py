@@ -59,6 +59,31 @@ def hostname_in_domains(v: Values, bad: Report) -> Derived:
     return {}
 
 
+def secondary_mx(v: Values, bad: Report) -> Derived:
+    """The backup MX's name lies inside a mail domain (its A record in a zone we manage) and is
+    not the primary's: two hosts behind one name would share one A record and one certificate."""
+    name, domains = v["secondaryHostname"], v["domains"]
+    if not v["secondaryMx"]:
+        return {}
+    if not is_dns_name(name):
+        pass  # its own rule said so
+    elif name == v["hostname"]:
+        bad("secondaryHostname", f"{name} is the primary's hostname",
+            f"use another name, such as mx2.{primary_domain(v)}")
+    elif name in domains:
+        bad("secondaryHostname", f"{name} is itself a mail domain", f"use a host name inside it, such as mx2.{name}")
+    elif not any(name.endswith("." + d) for d in domains):
+        bad("secondaryHostname", f"{name} is outside the mail domains ({', '.join(domains)})",
+            f"use a name inside one of them, such as mx2.{primary_domain(v)}")
+    if v["acmeServer"] == "letsencrypt_test":
+        # The secondary verifies the primary's certificate against the OS's CAs (main.cf):
+        # staging's CA is in no bundle, so its queue would never drain.
+        bad("secondaryMx", "needs certificates the secondary can verify, and letsencrypt_test (staging) issues "
+            "untrusted ones: mail queued on the secondary would never reach the primary",
+            "set acmeServer letsencrypt, or keep secondaryMx false")
+    return {}
+
+
 def zone_ids(v: Values, bad: Report) -> Derived:
     """cloudflareZoneIds: domain=zoneid, exactly one for each mail domain."""
     domains = v["domains"]
@@ -288,6 +313,7 @@ def snapshot_copy_region(v: Values, bad: Report) -> Derived:
 
 CROSS_FIELD: tuple[Callable[[Values, Report], Derived], ...] = (
     hostname_in_domains,
+    secondary_mx,
     zone_ids,
     ssh_from_anywhere,
     mailbox_domains,

@@ -464,6 +464,7 @@ def _canonical_networks(values: list[str]) -> list[str]:
 NORMALIZE: dict[str, Callable[[Any], Any]] = {
     "domains": _dns_names,
     "hostname": ascii_name,
+    "secondaryHostname": ascii_name,
     "dataVolumeSnapshotId": str.lower,
     "adminCidrs": _canonical_networks,
     "acmeEmail": ascii_address,
@@ -483,6 +484,7 @@ NORMALIZE: dict[str, Callable[[Any], Any]] = {
 # Keys whose empty value stands for a name under the primary domain (Pulumi.yaml says which).
 DERIVED_DEFAULTS: dict[str, str] = {
     "hostname": "mail.{primary}",
+    "secondaryHostname": "mx2.{primary}",
     "acmeEmail": "postmaster@{primary}",
     "mydomain": "{primary}",
 }
@@ -646,6 +648,9 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "selfCheckDeferredHours": (between(1, 119, "{value} is not a number of hours from 1 to 119 (postfix returns "
                                               "mail undelivered after 5 days)", "use 24"),),
     "selfCheckBouncesMax": (between(0, 100_000, "{value} is not a number of bounces from 0 to 100000", "use 5"),),
+    # The backup MX.
+    "secondaryHostname": (when(lambda h: not is_dns_name(h), _NOT_DNS, "use a name such as mx2.{primary}"
+                               + _IDN_HINT),),
 }
 
 

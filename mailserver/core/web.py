@@ -14,7 +14,10 @@ WORKER_COMPATIBILITY_DATE = "2025-01-01"
 
 
 def mta_sts_policy(s: Settings) -> str:
-    lines = ["version: STSv1", f"mode: {s.mta_sts_mode}", f"mx: {s.hostname}", f"max_age: {MTA_STS_MAX_AGE}"]
+    """RFC 8461's policy: every MX host, the backup MX too (a sender that enforces the policy
+    refuses to deliver to an MX the policy does not name)."""
+    lines = ["version: STSv1", f"mode: {s.mta_sts_mode}", *(f"mx: {h}" for h in s.mx_hosts),
+             f"max_age: {MTA_STS_MAX_AGE}"]
     return "".join(f"{line}\r\n" for line in lines)
 
 

@@ -10,11 +10,12 @@ from typing import Literal
 
 from mailserver.core import catalog
 
-Category = Literal["outside", "inside"]
+# secondary: the backup MX's own checks (secondaryMx), from outside and on it (doctor/secondary.py).
+Category = Literal["outside", "inside", "secondary"]
 # What a check has to reach before it can judge anything (see reach()): an unknown result is
 # one whose check could not reach it or got no usable answer from it, and the doctor's exit-3
 # message names these.
-Reach = Literal["resolver", "blocklist-resolver", "ports", "web", "host", "aws"]
+Reach = Literal["resolver", "blocklist-resolver", "ports", "web", "host", "aws", "secondary"]
 
 # Certificate expiry, judged against the certificate's own lifetime (notAfter - notBefore), as
 # Let's Encrypt's shrinks from 90 to 64 (2027) and 45 days (2028). Warning: less than
@@ -30,6 +31,11 @@ DISK_WARNING_PERCENT, DISK_ERROR_PERCENT = 80, 90
 MEMORY_WARNING_PERCENT, MEMORY_ERROR_PERCENT = 15, 5  # available memory, % of total
 QUEUE_WARNING, QUEUE_ERROR = 20, 200  # messages waiting
 SNAPSHOT_WARNING_HOURS, SNAPSHOT_ERROR_HOURS = 26, 8 * 24
+# The secondary MX's queue (secondaryMx): a message it holds for longer than the warning has
+# not reached the primary at its retries (the primary down or refusing it, its certificate not
+# verifying, port 25 blocked); by the error, half of its 8-day lifetime (catalog.
+# SECONDARY_QUEUE_LIFETIME) is gone, and what is not handed over in the other half bounces.
+SECONDARY_QUEUE_WARNING_HOURS, SECONDARY_QUEUE_ERROR_HOURS = 1, 4 * 24
 # A new volume's first snapshot comes with DLM's next daily run (catalog.SNAPSHOT_TIME_UTC):
 # up to 24 h after it was made, plus the time the snapshot takes to complete.
 FIRST_SNAPSHOT_GRACE_HOURS = 27
@@ -55,7 +61,8 @@ CHECKS: tuple[Check, ...] = (
           "pulumi up restores the record; changes need up to the TTL (300 s) to show",
           fault="the mail host's A record points elsewhere (an old address, a hand edit)"),
     Check("dns-mx", "MX records", "outside",
-          "each mail domain's MX is exactly the mail host (an extra MX receives your mail elsewhere)",
+          "each mail domain's MX is exactly the mail host (an extra MX receives your mail elsewhere), and with "
+          "secondaryMx the backup MX at the larger preference",
           "pulumi up restores the records; delete MX records the stack did not create",
           fault="an MX of another host beside or instead of ours (mail for the domain goes there)"),
     Check("dns-spf", "SPF", "outside",
@@ -257,6 +264,20 @@ CHECKS: tuple[Check, ...] = (
           "give --volume-id (or an outputs file that names the data volume)", lab_skip="no AWS",
           fault=f"no completed snapshot of the mail volume in {SNAPSHOT_WARNING_HOURS} h (warning) "
                 f"or {SNAPSHOT_ERROR_HOURS // 24} days (error)"),
+    # The backup MX (secondaryMx): skipped when it is off.
+    Check("secondary-smtp", "Secondary MX", "secondary",
+          "with secondaryMx, the secondary's port 25 answers with STARTTLS, its certificate names it, chains to a "
+          "trusted root and has a third of its lifetime left, TLS 1.0/1.1 are refused, and it refuses relaying",
+          "pulumi up re-applies the secondary's bundle and certificate; check its security group and that postfix "
+          "runs there (systemctl status postfix)",
+          fault="the secondary MX silent on port 25, with a wrong or expired certificate, or relaying for strangers"),
+    Check("secondary-queue", "Secondary MX queue", "secondary",
+          f"with secondaryMx, nothing waits on the secondary for more than {SECONDARY_QUEUE_WARNING_HOURS} h "
+          f"(warning) / {SECONDARY_QUEUE_ERROR_HOURS // 24} days (error, half its "
+          f"{catalog.SECONDARY_QUEUE_LIFETIME} lifetime); its queue size and oldest message are shown",
+          "postqueue -p on the secondary says why: the primary down, refusing it (4xx), or failing its "
+          "certificate check; once fixed, postqueue -f hands the queue over at once",
+          fault="mail held on the secondary for hours: the primary unreachable or refusing it"),
 )
 CHECK_IDS = {c.id: c for c in CHECKS}
 
@@ -268,6 +289,8 @@ def reach(check: str) -> Reach:
     c = CHECK_IDS[check]
     if check == "snapshots":
         return "aws"
+    if c.category == "secondary":
+        return "secondary"
     if c.category == "inside":
         return "host"
     if check in ("blocklists", "dbl"):

@@ -29,6 +29,7 @@ from mailserver.doctor.host import LocalRunner, SshRunner, check_inside
 from mailserver.doctor.intent import dkim_names
 from mailserver.doctor.probes import check_open_relay, check_plaintext_login, check_ports, check_smtp_auth, check_tls
 from mailserver.doctor.report import as_json, render_table
+from mailserver.doctor.secondary import check_secondary
 from mailserver.doctor.target import Runner, Target
 from mailserver.doctor.verdicts import EXIT_SETUP, Result, exit_code, show, unreached
 from mailserver.doctor.webcheck import check_autoconfig, check_mta_sts_policy
@@ -46,6 +47,7 @@ def run(t: Target) -> list[Result]:
     out += check_open_relay(t, probes) + check_smtp_auth(t, probes) + check_plaintext_login(t, probes)
     out += check_blocklists(t) + check_dbl(t)
     out += check_inside(t)
+    out += check_secondary(t)
     order = {c.id: i for i, c in enumerate(CHECKS)}
     return sorted((r for r in out if t.wants(r.check)), key=lambda r: order[r.check])
 
@@ -107,12 +109,20 @@ def build_target(args: argparse.Namespace) -> Target:
         ip = found[0]
     dkim, ses_dkim = dkim_from_outputs(settings, outputs)
     runner = build_runner(args)
+    secondary_ip = None
+    if settings.secondary_mx:
+        secondary_ip = getattr(args, "secondary_ip", None) or (outputs.get("secondaryMx") or {}).get("publicIp")
+        if not secondary_ip:
+            found, _ = lookup(res, settings.secondary_hostname, "A")
+            secondary_ip = found[0] if found else None
     return Target(settings=settings, ip=str(ip), dkim=dkim, resolver=args.resolver,
                   blocklist_resolver=args.blocklist_resolver, cafile=args.cafile, source=args.source,
                   timeout=args.timeout, runner=runner, ses_dkim=ses_dkim,
                   volume_id=args.volume_id or outputs.get("dataVolumeId"),
                   aws_region=args.aws_region or str(raw.get(AWS_REGION_KEY) or "") or None,
-                  ipv6=str(outputs["publicIpv6"]) if outputs.get("publicIpv6") else None)
+                  ipv6=str(outputs["publicIpv6"]) if outputs.get("publicIpv6") else None,
+                  secondary_ip=str(secondary_ip) if secondary_ip else None,
+                  secondary_runner=build_secondary_runner(args))
 
 
 def dkim_from_outputs(settings: Settings, outputs: dict[str, Any]
@@ -144,6 +154,16 @@ def build_runner(args: argparse.Namespace) -> Runner | None:
     return None
 
 
+def build_secondary_runner(args: argparse.Namespace) -> Runner | None:
+    """Where the secondary MX's queue is read: over ssh, or in the secondary lab's namespace."""
+    # getattr: a Namespace built by hand (the tests', a script's) may predate these options.
+    if getattr(args, "secondary_ssh", None):
+        return SshRunner(args.secondary_ssh, options=tuple(args.ssh_option or ()))
+    if getattr(args, "secondary_lab_root", None):
+        return LocalRunner(catalog.lab_layout(Path(args.secondary_lab_root)), where="lab")
+    return None
+
+
 def reach_names(t: Target) -> dict[Reach, str]:
     """What each kind of check had to reach, named as the operator gave it."""
     resolver = f"the DNS resolver {t.resolver}" if t.resolver else "the system's DNS resolver"
@@ -159,6 +179,8 @@ def reach_names(t: Target) -> dict[Reach, str]:
         "web": "the web hostnames (mta-sts.<domain>, autoconfig.<domain>) through " + resolver,
         "host": host,
         "aws": "AWS (the snapshot lookup, through the AWS CLI)",
+        "secondary": f"the secondary MX ({t.secondary_ip or t.settings.secondary_hostname}: port 25, and a shell "
+                     "there for its queue)",
     }
 
 
@@ -204,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inside", choices=("lab", "local"), help="run the inside checks here: on the host "
                     "itself (local), or inside the lab's namespace (lab, with --lab-root)")
     ap.add_argument("--lab-root", help="the lab's directory (printed by python -m mailserver lab)")
+    ap.add_argument("--secondary-ip", help="the secondary MX's IP (default: the outputs' secondaryMx.publicIp, "
+                                           "else its A record)")
+    ap.add_argument("--secondary-ssh", help="user@host: read the secondary MX's queue over ssh ... sudo bash -s")
+    ap.add_argument("--secondary-lab-root", help="the secondary lab's directory: read its queue in the lab")
     ap.add_argument("--volume-id", help="EBS volume whose snapshots to check (default: the outputs' dataVolumeId)")
     ap.add_argument("--aws-region", help="region for the snapshot lookup (default: the stack's aws:region)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")

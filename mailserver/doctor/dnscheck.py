@@ -84,7 +84,7 @@ def compare_records(rtype: str, expected: Iterable[str], found: Iterable[str]) -
 def check_dns(t: Target, res: dns.resolver.Resolver) -> list[Result]:
     out: list[Result] = []
     groups: dict[tuple[str, str, str], list[str | None]] = {}
-    for rec, content in expected_records(t.settings, t.ip, t.dkim, t.ses_dkim):
+    for rec, content in expected_records(t.settings, t.ip, t.dkim, t.ses_dkim, t.secondary_ip):
         value = None if content is None else (f"{rec.priority} {content}" if rec.type == "MX" else content)
         groups.setdefault((rec.check, rec.fqdn, rec.type), []).append(value)
     answers = lookup_all(res, [(fqdn, rtype) for _, fqdn, rtype in groups])
@@ -94,6 +94,10 @@ def check_dns(t: Target, res: dns.resolver.Resolver) -> list[Result]:
         if error:
             out.append(result(check, "unknown", subject, "a DNS answer", error,
                               "check that the resolver answers (--resolver)"))
+            continue
+        if rtype == "A" and any(w is None for w in wanted):  # the secondary's address not known: present
+            out.append(result(check, "ok" if len(found) == 1 else "error", subject, "one A record", show(found)
+                              if found else "no record", "pulumi up restores the record; give --secondary-ip"))
             continue
         if any(w is None for w in wanted):  # DKIM key not known: present and well-formed
             keys = [f for f in found if txt_tag(f) == "v=dkim1" and "p=" in f and not f.rstrip().endswith("p=")]

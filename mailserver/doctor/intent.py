@@ -10,10 +10,14 @@ from mailserver.core.settings import Settings
 
 
 def expected_records(s: Settings, ip: str, dkim: Mapping[str, str | None],
-                     ses_dkim: Sequence[tuple[str, str]] = ()) -> list[tuple[records.Record, str | None]]:
+                     ses_dkim: Sequence[tuple[str, str]] = (),
+                     secondary_ip: str | None = None) -> list[tuple[records.Record, str | None]]:
     """(record, content) pairs the stack intends; content None means "present and well-formed"
-    (DKIM keys the doctor does not know: pass an outputs file to compare them)."""
-    out: list[tuple[records.Record, str | None]] = [(r, r.content) for r in records.planned_records(s, ip)]
+    (DKIM keys the doctor does not know: pass an outputs file to compare them; the secondary
+    MX's address, unless the outputs or --secondary-ip give it)."""
+    out: list[tuple[records.Record, str | None]] = [
+        (r, None if r.name == "a-secondary" and not secondary_ip else r.content)
+        for r in records.planned_records(s, ip, secondary_ip or "")]
     for name, content in sorted(dkim.items()):
         selector, domain = name.split("._domainkey.", 1)
         out.append((records.dkim_txt_record(s, domain, selector, content or ""), content))

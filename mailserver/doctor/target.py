@@ -37,6 +37,9 @@ class Target:
     volume_id: str | None = None
     aws_region: str | None = None
     ipv6: str | None = None  # the instance's IPv6 address (outputs' publicIpv6); None: it has none
+    # The backup MX (secondaryMx): its address, and where its inside check runs (None: not given).
+    secondary_ip: str | None = None
+    secondary_runner: Runner | None = None
     # timezone.utc, not dt.UTC (3.11): the self-check runs this on the host's python3.9.
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
     # The checks to run (ids of CHECKS); None: every one. The self-check leaves out what the

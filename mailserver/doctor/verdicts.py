@@ -21,6 +21,8 @@ from mailserver.doctor.checks import (
     MEMORY_WARNING_PERCENT,
     QUEUE_ERROR,
     QUEUE_WARNING,
+    SECONDARY_QUEUE_ERROR_HOURS,
+    SECONDARY_QUEUE_WARNING_HOURS,
     SNAPSHOT_ERROR_HOURS,
     SNAPSHOT_WARNING_HOURS,
     Reach,
@@ -139,6 +141,13 @@ def memory_status(available_percent: float) -> Status:
 
 def queue_status(size: int) -> Status:
     return "error" if size >= QUEUE_ERROR else "warning" if size >= QUEUE_WARNING else "ok"
+
+
+def secondary_queue_status(oldest_hours: float | None) -> Status:
+    """The secondary MX's queue, by the age of its oldest message (None: empty)."""
+    if oldest_hours is None or oldest_hours < SECONDARY_QUEUE_WARNING_HOURS:
+        return "ok"
+    return "error" if oldest_hours >= SECONDARY_QUEUE_ERROR_HOURS else "warning"
 
 
 def snapshot_status(newest: dt.datetime | None, now: dt.datetime,

@@ -32,6 +32,23 @@ def delete(name: str) -> None:
     subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
 
 
+def link(a: str, address_a: str, b: str, address_b: str) -> None:
+    """Join namespaces a and b with a veth pair, address_a on a's end and address_b on b's, each
+    a /32 with a route to the other. The addresses are loopback-range ones (127.x): Linux drops
+    them on any interface but lo unless route_localnet is set, which each namespace sets for
+    itself (the sysctl is per namespace; the machine's own stays as it was). Deleting either
+    namespace removes the pair."""
+    ends = (f"v{a}"[:15], f"v{b}"[:15])
+    subprocess.run(["ip", "link", "add", ends[0], "netns", a, "type", "veth", "peer", "name", ends[1], "netns", b],
+                   check=True)
+    for ns, end, mine, theirs in ((a, ends[0], address_a, address_b), (b, ends[1], address_b, address_a)):
+        for scope in ("all", end):
+            subprocess.run(cmd(ns, ["sysctl", "-qw", f"net.ipv4.conf.{scope}.route_localnet=1"]), check=True)
+        subprocess.run(["ip", "-n", ns, "addr", "add", f"{mine}/32", "dev", end], check=True)
+        subprocess.run(["ip", "-n", ns, "link", "set", end, "up"], check=True)
+        subprocess.run(["ip", "-n", ns, "route", "add", f"{theirs}/32", "dev", end, "src", mine], check=True)
+
+
 def exists(name: str) -> bool:
     return os.path.exists(f"/run/netns/{name}")
 

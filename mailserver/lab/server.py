@@ -9,6 +9,8 @@ daemons run in a private network namespace, so they bind the real ports (25, 587
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import os
 import pwd
 import shutil
@@ -44,8 +46,12 @@ class Lab:
     """A running lab. Use as a context manager: everything started is stopped on exit."""
 
     def __init__(self, settings: Settings, secrets: Secrets, root: Path | None = None, keep: bool = False,
-                 mail_fs_size: str | None = None, certificate: tuple[str, str] | None = None):
+                 mail_fs_size: str | None = None, certificate: tuple[str, str] | None = None,
+                 role: catalog.Role = "primary"):
         self.settings = settings
+        # A secondary (backup MX) runs postfix alone, in a namespace of its own that link_to()
+        # joins to a primary lab's; it relays to the primary's end of that link.
+        self.role = role
         self.secrets = secrets
         self._own_root = root is None
         # Not under /tmp or /var/tmp: OpenDKIM refuses keys below a world-writable directory.
@@ -54,6 +60,10 @@ class Lab:
         self.root.chmod(0o755)  # postfix and vmail must traverse it
         self.layout = lab_layout(self.root)
         self.ns = f"mslab-{os.getpid()}"
+        if role == "secondary":
+            self.layout = dataclasses.replace(self.layout,
+                                              primary_nexthop=f"[{catalog.LAB_PRIMARY_LINK}]:{catalog.SMTP_PORT}")
+            self.ns = f"mslab2-{os.getpid()}"
         self.keep = keep
         self.started = False
         # With a size ("8m", tmpfs syntax), the mail store is a filesystem of its own that
@@ -190,7 +200,8 @@ class Lab:
         cert.chmod(0o644)
         if reload:
             self.reload_postfix()
-            self.reload_dovecot()
+            if self.role == "primary":  # the secondary runs no dovecot
+                self.reload_dovecot()
 
     def postfix_pid(self) -> int | None:
         """The postfix master's pid, or None when postfix is not running."""
@@ -271,6 +282,17 @@ class Lab:
         return self.fail2ban_client("get", jail, "banned").replace("[", " ").replace("]", " ") \
             .replace("'", " ").replace(",", " ").split()
 
+    def link_to(self, primary: Lab) -> None:
+        """Join this secondary's namespace to `primary`'s, where its postfix relays."""
+        netns.link(primary.ns, catalog.LAB_PRIMARY_LINK, self.ns, catalog.LAB_SECONDARY_LINK)
+
+    def trust_ca(self, ca_pem: str) -> None:
+        """The CA whose certificates this lab's postfix accepts from the host it relays to (the
+        layout's relay CA file: the OS's bundle on the VM)."""
+        path = Path(self.layout.relay_ca_file)
+        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        path.write_text(ca_pem)
+
     def flush_queue(self) -> None:
         """Retry every deferred message now (postqueue -f), instead of at the next queue run."""
         self.run(["postqueue", "-c", self.layout.postfix_dir, "-f"])
@@ -280,7 +302,7 @@ class Lab:
     def apply(self, settings: Settings, secrets: Secrets) -> str:
         """Render for the lab and run apply.sh, then set-passwords.sh: what the remote
         commands do on EC2, in the same order."""
-        bundle = render.render(settings, self.layout)
+        bundle = render.render(settings, self.layout, self.role)
         stage = Path(self.layout.state_dir)
         for sub in ("files", "scripts"):
             shutil.rmtree(stage / sub, ignore_errors=True)
@@ -289,6 +311,9 @@ class Lab:
         before = self.serving_processes()  # nothing on the first apply: it starts the daemons
         out = self.run(["bash", str(stage / "scripts/apply.sh")]).stdout
         self.wait_reloaded(before)  # apply.sh reloads postfix and dovecot
+        if self.role == "secondary":  # no passwords, no DKIM keys: nothing else to run
+            self.settings, self.secrets, self.bundle = settings, secrets, bundle
+            return out
         out += self.run(["bash", str(stage / "scripts/set-passwords.sh")],
                         stdin=render.password_stdin(settings, secrets)).stdout
         for d in settings.domains:
@@ -300,7 +325,7 @@ class Lab:
         return out
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        ports = [svc.port for svc in self.settings.services if not svc.admin_only]
+        ports = [svc.port for svc in catalog.role_services(self.settings.services, self.role) if not svc.admin_only]
 
         def listening() -> bool:
             out = self.run(["ss", "-Hltn"]).stdout
@@ -407,19 +432,56 @@ def smoke_check(lab: Lab) -> list[str]:
     return failures
 
 
+def secondary_smoke_check(primary: Lab, secondary: Lab) -> list[str]:
+    """A message from outside to the secondary arrives at the primary; an unknown recipient is
+    refused there. Returns the failures."""
+    user = primary.settings.mailboxes[0]
+    msg = clients.message("someone@outside.example", [user], "lab secondary check")
+    with netns.entered(secondary.ns), clients.smtp(catalog.SMTP_PORT) as conn:
+        conn.ehlo("mx.outside.example")
+        conn.send_message(msg)
+    failures = []
+    try:
+        wait_until(lambda: any(msg["Message-ID"].encode() in p.read_bytes() for p in primary.maildir_files(user)),
+                   30, 0.2, "the message relayed by the secondary", error=LabError)
+    except LabError:
+        failures.append("a message sent to the secondary did not reach the primary's mailbox")
+    with netns.entered(secondary.ns):
+        code, _ = clients.rcpt_reply(f"nobody-{os.getpid()}@{primary.settings.primary_domain}")
+    if code != 550:
+        failures.append(f"the secondary did not refuse an unknown recipient (RCPT answered {code})")
+    return failures
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mailserver lab", description=__doc__)
     ap.add_argument("--stack", default="dev", help="stack whose settings to run (default: dev)")
     ap.add_argument("--check", action="store_true", help="run the smoke check and exit")
     ap.add_argument("--keep", action="store_true", help="keep the lab directory (logs, mail) after stopping")
+    ap.add_argument("--secondary", action="store_true",
+                    help="run a backup MX too (secondaryMx), in its own namespace, relaying to this one")
     args = ap.parse_args(argv)
 
     raw = load_stack(args.stack)
     raw["mailboxPasswords"] = random_passwords(raw)
+    if args.secondary:
+        # The settings refuse secondaryMx with staging certificates (the secondary could not verify
+        # the primary's); the lab's certificates are its own, so the CA setting means nothing here.
+        raw.update(secondaryMx=True, acmeServer="letsencrypt")
     settings, secrets = parse(raw)
     lab = Lab(settings, secrets, keep=args.keep)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    with lab:
+    with contextlib.ExitStack() as running:
+        running.enter_context(lab)
+        secondary = None
+        if args.secondary:
+            secondary = running.enter_context(Lab(settings, secrets, keep=args.keep, role="secondary"))
+            secondary.link_to(lab)
+            # The primary's self-signed certificate is the one anchor the secondary trusts.
+            secondary.trust_ca(Path(lab.layout.cert_file).read_text())
+            print(f"lab: secondary MX {settings.secondary_hostname}, namespace {secondary.ns}, files in "
+                  f"{secondary.root}; port 25 only, relaying to the primary at {catalog.LAB_PRIMARY_LINK}:25 over "
+                  f"a veth link (its own end {catalog.LAB_SECONDARY_LINK})")
         print(f"lab: stack {args.stack}, {settings.hostname}, namespace {lab.ns}, files in {lab.root}")
         print(f"lab: server {clients.SERVER}; ports " + ", ".join(
             f"{svc.name} {svc.port}" for svc in settings.services if not svc.admin_only))
@@ -429,10 +491,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lab: use a client inside the namespace, e.g. ip netns exec {lab.ns} swaks -s {clients.SERVER} "
               f"-p 587 -tls -au {settings.mailboxes[0]} -ap '<password>' -t {settings.mailboxes[0]}")
         if args.check:
-            failures = smoke_check(lab)
+            failures = smoke_check(lab) + (secondary_smoke_check(lab, secondary) if secondary else [])
             for f in failures:
                 print(f"lab: FAIL {f}")
-            print("lab: check " + ("failed" if failures else "passed: submission, IMAPS delivery, relay refused"))
+            print("lab: check " + ("failed" if failures else "passed: submission, IMAPS delivery, relay refused"
+                                   + ("; the secondary relays to the primary" if secondary else "")))
             return 1 if failures else 0
         print("lab: running; Ctrl-C stops it and removes everything it started")
         try:

@@ -31,6 +31,7 @@ from tests import cloud_facts
 from tests.cloud_facts import World, easy_dkim_tokens
 
 EIP = "198.51.100.77"
+SECONDARY_EIP = "198.51.100.78"  # the backup MX's (secondaryMx)
 PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nMOCK-PRIVATE-KEY-7f3a9c\n-----END OPENSSH PRIVATE KEY-----\n"
 CF_TOKEN = "cf-token-Zq8dXw2mVt9LpQ4rNs6Y"
 PASSWORDS = {
@@ -134,7 +135,8 @@ class Mocks(pulumi.runtime.Mocks):
         """The outputs the provider computes for a new resource of this type (beyond its inputs)."""
         name, inputs = args.name, args.inputs
         computed: dict[str, Callable[[], dict[str, Any]]] = {
-            EIP_TYPE: lambda: {"publicIp": EIP, "allocationId": "eipalloc-0123456789"},
+            EIP_TYPE: lambda: ({"publicIp": SECONDARY_EIP, "allocationId": "eipalloc-0secondary0"}
+                               if "secondary" in name else {"publicIp": EIP, "allocationId": "eipalloc-0123456789"}),
             TLS_KEY: lambda: _tls_key(name, inputs),
             SSM_PARAMETER: lambda: {"arn": cloud_facts.ssm_parameter_arn(self.world.region, ACCOUNT, inputs["name"])},
             INSTANCE_PROFILE: lambda: {"name": f"{name}-4d5e6f",

@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Mapping
+from pathlib import Path
 
 
 def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
     """A tool's result, output as text; a failure is for the test to judge."""
     return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
+
+
+def shellcheck(scripts: Mapping[str, str], directory: Path) -> subprocess.CompletedProcess[str]:
+    """shellcheck (bash, every severity down to style) on the bundle's scripts, written to `directory`."""
+    paths = []
+    for name, text in scripts.items():
+        path = directory / name
+        path.write_text(text)
+        paths.append(str(path))
+    return run(["shellcheck", "--shell=bash", "--severity=style", *paths])

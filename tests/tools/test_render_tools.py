@@ -20,7 +20,7 @@ from mailserver.core.render import Bundle
 from mailserver.core.settings import Settings
 from mailserver.lab.server import install_fail2ban_package_files
 from tests.support import STACK_VARIANTS, dev_settings
-from tests.tools.support import run
+from tests.tools.support import run, shellcheck
 
 USER_DATA_LIMIT = 16384  # EC2's limit on raw user-data
 
@@ -119,12 +119,7 @@ def test_every_script_passes_shellcheck(target: str, tmp_path: Path) -> None:
     settings, _ = dev_settings(**({"relay": "none"} if target == "direct" else {}))
     layout = catalog.VM_LAYOUT if target == "production" else lab_layout(tmp_path / "root")
     b = render.render(settings, layout)
-    scripts = []
-    for name, text in b.scripts.items():
-        path = tmp_path / name
-        path.write_text(text)
-        scripts.append(str(path))
-    proc = run(["shellcheck", "--shell=bash", "--severity=style", *scripts])
+    proc = shellcheck(b.scripts, tmp_path)
     assert proc.returncode == 0, proc.stdout
     assert set(b.scripts) == set(render.SCRIPTS) | (set(render.VM_SCRIPTS) if layout.vm else set())
 

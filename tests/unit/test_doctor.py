@@ -233,7 +233,7 @@ def test_exit_codes_tell_healthy_broken_and_unchecked_apart() -> None:
 def test_check_list_is_one_table_with_ids_fixes_and_both_categories() -> None:
     ids = [c.id for c in doctor.CHECKS]
     assert len(ids) == len(set(ids))
-    assert {c.category for c in doctor.CHECKS} == {"outside", "inside"}
+    assert {c.category for c in doctor.CHECKS} == {"outside", "inside", "secondary"}
     assert all(c.title and c.verifies and c.fix for c in doctor.CHECKS)
     table = docs.doctor_table()
     assert all(f"| `{i}` |" in table for i in ids)
