@@ -4,19 +4,15 @@ the shipped code, unpacked alone, importing and starting with nothing of this ch
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 from mailserver.core import catalog, render
 from tests.support import dev_settings
 from tests.tools.support import run
 
 
-@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
 def test_systemd_accepts_the_timer_and_its_service(tmp_path: Path) -> None:
     bundle = render.render(dev_settings()[0])
     units = []
