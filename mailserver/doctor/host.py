@@ -259,21 +259,28 @@ def check_queue(t: Target, r: Runner) -> list[Result]:
     return [result("queue", queue_status(size), "queue", f"< {QUEUE_WARNING} messages", f"{size} messages")]
 
 
+def postqueue_arrivals(postqueue_json: str, queue: str | None = None) -> list[float]:
+    """The arrival times (epoch seconds) of the queued messages in `postqueue -j`'s output (one
+    JSON object a line, postfix 3.1 and later), of one queue ("deferred"...) or of all. Raises
+    ValueError or KeyError on a line that is not what postfix writes: that is no queue to judge."""
+    times = []
+    for line in postqueue_json.splitlines():
+        if line.strip().startswith("{"):
+            msg = json.loads(line)
+            if queue is None or msg["queue_name"] == queue:
+                times.append(float(msg["arrival_time"]))
+    return times
+
+
 def deferred_arrivals(r: Runner) -> tuple[list[float], str | None]:
-    """The arrival times (epoch seconds) of the deferred queue's messages, from postqueue -j (one
-    JSON object a line, postfix 3.1 and later); or why they could not be read."""
+    """The arrival times of the deferred queue's messages; or why they could not be read."""
     code, text = r.run(f"postqueue -c {shlex.quote(r.layout.postfix_dir)} -j")
     if code != 0:
         return [], text.strip()[:80] or f"exit {code}"
-    times = []
-    for line in text.splitlines():
-        try:
-            msg = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(msg, dict) and msg.get("queue_name") == "deferred":
-            times.append(float(msg.get("arrival_time") or 0))
-    return times, None
+    try:
+        return postqueue_arrivals(text, "deferred"), None
+    except (ValueError, KeyError) as e:
+        return [], f"unreadable: {text.strip()[:60]} ({e})"
 
 
 def check_queue_deferred(t: Target, r: Runner) -> list[Result]:

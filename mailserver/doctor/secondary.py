@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import shlex
 
 from mailserver.core import catalog
 from mailserver.core.settings import as_role
 from mailserver.doctor.checks import CHECK_IDS, SECONDARY_QUEUE_WARNING_HOURS
-from mailserver.doctor.host import shell_failure
+from mailserver.doctor.host import postqueue_arrivals, shell_failure
 from mailserver.doctor.probes import check_open_relay, check_tls, probe_port
 from mailserver.doctor.target import Target
 from mailserver.doctor.verdicts import Result, result, secondary_queue_status
@@ -48,10 +47,7 @@ def check_secondary_smtp(t: Target) -> list[Result]:
 def oldest_hours(postqueue_json: str, now: dt.datetime) -> tuple[int, float | None]:
     """(messages, age in hours of the oldest) from `postqueue -j` (one JSON object a line,
     arrival_time in seconds since the epoch)."""
-    arrivals = []
-    for line in postqueue_json.splitlines():
-        if line.strip().startswith("{"):
-            arrivals.append(float(json.loads(line)["arrival_time"]))
+    arrivals = postqueue_arrivals(postqueue_json)
     if not arrivals:
         return 0, None
     return len(arrivals), max(0.0, (now.timestamp() - min(arrivals)) / 3600)
