@@ -116,6 +116,7 @@ class MailProvision(pulumi.ComponentResource):
     acme: remote.Command
     relay_credentials: remote.Command | None
     dkim: remote.Command | None
+    rspamd_password: remote.Command | None
 
     def __init__(self, name: str, args: MailProvisionArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mailserver:index:MailProvision", name, None, opts)
@@ -131,13 +132,16 @@ class MailProvision(pulumi.ComponentResource):
         self.config = self._apply_config(name)
         # Mailbox passwords and DKIM keys: the primary's alone (the secondary's bundle has no
         # script for them, and it should never hold them).
-        self.passwords = self.dkim = None
+        self.passwords = self.dkim = self.rspamd_password = None
         if args.role == "primary":
             self.passwords = self._secret_step(f"{name}-passwords", "set-passwords.sh",
                                                render.password_stdin(s, args.secrets))
-            # DKIM private keys, written for opendkim alone; re-runs when a key or the selector changes.
+            # DKIM private keys, written for rspamd alone; re-runs when a key or the selector changes.
             self.dkim = self._secret_step(f"{name}-dkim", "set-dkim-keys.sh", pulumi.Output.all(
                 **dict(args.dkim_private_keys)).apply(lambda keys: render.dkim_stdin(s, keys)))
+            # rspamd's web UI password (an empty line keeps the random one apply.sh made).
+            self.rspamd_password = self._secret_step(f"{name}-rspamd-password", "set-rspamd-password.sh",
+                                                     render.rspamd_password_stdin(args.secrets))
         self.acme_token = self._acme_token(name)
         # The provider marks the token secret already; _secret_step says it again, so it never depends on that.
         self.acme = self._secret_step(f"{name}-acme", "acme.sh", self.acme_token.value)

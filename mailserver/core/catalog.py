@@ -83,7 +83,7 @@ SECONDARY_SERVICE_NAMES: tuple[str, ...] = ("smtp", "ssh")
 SECONDARY_DAEMONS: tuple[str, ...] = ("postfix",)
 # Packages the secondary does not install: it stores no mail, logs no one in and signs nothing,
 # and a daemon that is not there can neither run by mistake nor need updates.
-SECONDARY_SKIPPED_PACKAGES: tuple[str, ...] = ("dovecot", "dovecot-pigeonhole", "opendkim")
+SECONDARY_SKIPPED_PACKAGES: tuple[str, ...] = ("dovecot", "dovecot-pigeonhole")
 # How long the secondary keeps a message it cannot hand to the primary (postfix
 # maximal_queue_lifetime, and bounce_queue_lifetime for its own notices). Postfix's default is
 # 5 days; the secondary exists to outlast a long outage of the primary (a lost zone, an
@@ -217,33 +217,119 @@ AWS_REGIONS: tuple[str, ...] = (
 # Daemons that read or write VMAIL_HOME: they must not start while the volume is missing,
 # or they would write mail onto the root disk, under the mount point.
 VMAIL_SERVICES: tuple[str, ...] = ("postfix", "dovecot")
-# Every daemon the mail host runs for mail: the doctor's services check asks each of them.
-MAIL_DAEMONS: tuple[str, ...] = (*VMAIL_SERVICES, "opendkim")
+# Every daemon the mail host runs for mail: the doctor's services check asks each of them
+# (mail_daemons adds the key-value store, whose name depends on the OS).
+MAIL_DAEMONS: tuple[str, ...] = (*VMAIL_SERVICES, "rspamd")
 PASSWORD_SCHEME = "SHA512-CRYPT"
 # Dovecot's sockets that postfix talks to, relative to postfix's queue directory (where
 # postfix's chroot-safe private/ lives): LMTP delivery and SMTP AUTH. main.cf names them that
 # way, dovecot.conf under the queue directory of the Layout.
 LMTP_SOCKET = "private/dovecot-lmtp"
 AUTH_SOCKET = "private/auth"
-# The DKIM milter listens on a unix socket (Layout.milter_socket), not on loopback TCP: over
-# TCP every message paid about 40 ms of delayed ACK between smtpd and the milter (one session
-# delivered 20 msg/s whatever the size; bench/results). Milter groups: see MILTER_GROUP.
-# The group the milter's socket belongs to: postfix joins it (apply.sh), as EL's README.fedora
-# and Debian's opendkim README say, and opens the socket as a member (postfix's daemons take
-# their user's groups with initgroups when they drop root).
-MILTER_GROUP = "opendkim"
+# --- the spam filter and DKIM signer: rspamd, and its key-value store -------------------
+#
+# rspamd runs as this user in both rspamd.com's RPM (its unit's User=) and Debian's package.
+RSPAMD_USER = "_rspamd"
+# Who may talk to rspamd over its sockets (Layout.milter_socket, Layout.learn_socket): members
+# of rspamd's own group. rspamd runs unprivileged under the RPM's unit, so it can give its
+# sockets no group but its own; postfix (the milter) and vmail (IMAPSieve's learning scripts)
+# join it (apply.sh). The DKIM keys are 0600, not group-readable, so membership opens the
+# sockets and nothing else.
+MILTER_GROUP = RSPAMD_USER
+MILTER_GROUP_MEMBERS: tuple[str, ...] = ("postfix", VMAIL_USER)
+# The controller (web UI, statistics) on loopback only, behind the rspamdPassword secret; an
+# operator reaches it through an SSH tunnel (docs/operations.md).
+RSPAMD_CONTROLLER = ("127.0.0.1", 11334)
+
+
+@dataclasses.dataclass(frozen=True)
+class KvStore:
+    """The Redis-protocol store rspamd keeps its Bayes statistics, greylisting and caches in."""
+
+    package: str
+    service: str
+    conf: str
+    user: str
+    dir: str  # where it saves its data (the package's)
+
+
+# Stream 9 ships Redis 6.2 in AppStream; Stream 10 ships no Redis at all but Valkey 8, its
+# fork, speaking the same protocol (Red Hat: no valkey-compat-redis in RHEL 10, RHEL-51457;
+# cockpit PR #6702). Both read one config file; ours replaces the package's whole (apply.sh).
+# Unverified until a live host: the unit names and Valkey's user (Fedora's packaging).
+KV_STORES: dict[OsName, KvStore] = {
+    "centos-stream-9": KvStore("redis", "redis", "/etc/redis/redis.conf", "redis", "/var/lib/redis"),
+    "centos-stream-10": KvStore("valkey", "valkey", "/etc/valkey/valkey.conf", "valkey", "/var/lib/valkey"),
+}
+# On loopback TCP, which both rspamd 3.4 and 4.x and both stores take (rspamd's redis servers
+# also take a socket path, but the stores' unit files differ in where they may create one).
+KV_ADDRESS = ("127.0.0.1", 6379)
+# The store's memory cap. Bayes tokens for a small organisation take a few MB (the lab's test
+# corpus: 1.3 MB); 64 MB bounds it on a 1 GiB t4g.micro, and volatile-ttl evicts what rspamd
+# gave an expiry (greylisting, caches) first, never the statistics, which carry none.
+KV_MAXMEMORY = "64mb"
+
+
+def mail_daemons(os_name: OsName) -> tuple[str, ...]:
+    """The daemons of a primary mail host on `os_name` (the doctor's services check)."""
+    return (*MAIL_DAEMONS, KV_STORES[os_name].service)
+
+
+@dataclasses.dataclass(frozen=True)
+class PackageRepo:
+    """A package repository of a vendor, trusted only under its pinned signing key."""
+
+    name: str
+    baseurl: str  # dnf expands $basearch
+    key_url: str
+    fingerprint: str  # of the key that signs the packages and the repository metadata
+
+
+# rspamd is in neither EL's repositories nor EPEL: rspamd.com publishes stable builds for
+# CentOS 8, 9 and 10, x86_64 and aarch64 (its downloads page; the repo file it documents,
+# https://rspamd.com/rpm-stable/centos-N/rspamd.repo, has gpgcheck=1 and repo_gpgcheck=1). Its
+# URLs are plain http: what protects them is the signature, so spam-packages.sh imports the key
+# only if its fingerprint is this one. The fingerprint is the KEY that rspamd's build scripts
+# sign the RPMs, the RPM repository metadata and the apt repositories with
+# (rspamd/rspamd-build-scripts), and the one dnf showed importing rpm/rspamd.asc (rspamd issue
+# #5861); the download page itself publishes none.
+RSPAMD_REPO: dict[OsName, PackageRepo] = {
+    os_name: PackageRepo("rspamd", f"http://rspamd.com/rpm-stable/centos-{n}/$basearch",
+                         "https://rspamd.com/rpm/rspamd.asc", "3FA347D5E599BE4595CA2576FFA232EDBF21E25E")
+    for os_name, n in (("centos-stream-9", 9), ("centos-stream-10", 10))
+}
+RSPAMD_PACKAGES: tuple[str, ...] = ("rspamd",)
+# The package's main file, which reads ours from $LOCAL_CONFDIR/local.d (the lab points
+# LOCAL_CONFDIR and the state directories under its root with rspamd's --var).
+RSPAMD_MAIN_CONF = "/etc/rspamd/rspamd.conf"
+# The controller's password file in local.d (set-rspamd-password.sh; never in the bundle).
+RSPAMD_PASSWORD_FILE = "controller-password.inc"
+# rspamd's own greylisting threshold (its actions.conf); below spamJunkScore where that is lower.
+GREYLIST_SCORE = 4
+# SELinux on EL: no policy module ships with rspamd (rspamd.com's RPM has none, Fedora's
+# selinux-policy has no rspamd module), so rspamd runs unconfined (unconfined_service_t) and its
+# sockets in /run/rspamd are var_run_t. postfix.te lets postfix_smtpd_t and postfix_cleanup_t
+# reach only the milter types (milter_stream_connect_all), and dovecot's processes (dovecot_t;
+# IMAPSieve's pipe runs rspamc in them) nothing of rspamd's. This module allows exactly those
+# connections, and no other access to var_run_t: spam-packages.sh compiles it with checkmodule
+# (package checkpolicy) and loads it. Read in fedora-selinux/selinux-policy (c9s, c10s, 2024-10);
+# unverified on a live host until the first deploy (docs/operations.md).
+RSPAMD_SELINUX_MODULE = "mailserver_rspamd"
+RSPAMD_SELINUX_CLIENTS: tuple[str, ...] = ("postfix_smtpd_t", "postfix_cleanup_t", "dovecot_t")
+SELINUX_TOOLS: tuple[str, ...] = ("checkpolicy",)
+
 DKIM_KEY_BITS = 2048  # EL's dovecot lacks libsodium: no ARGON2 there.
-# The header fields OpenDKIM signs (SignHeaders): what a reader sees and a forger would change.
+# The header fields rspamd signs (dkim_signing sign_headers): what a reader sees and a forger would change.
 # Who wrote it, to whom, whom a reply goes to, what it says and when (RFC 5322's originator,
 # destination, identification and informational fields), and how the body is to be read (the
 # MIME fields: change Content-Type or Content-Transfer-Encoding and the same signed bytes show
-# another text). The list replaces OpenDKIM's default (opendkim.conf(5)); Sender is kept from
-# that default because clients show it ("on behalf of").
+# another text). The list replaces rspamd's default (which adds List-*, Resent-* and others);
+# Sender is kept because clients show it ("on behalf of").
 DKIM_SIGNED_HEADERS: tuple[str, ...] = (
     "From", "Sender", "Reply-To", "To", "Cc", "Subject", "Date", "Message-ID", "In-Reply-To", "References",
     "MIME-Version", "Content-Type", "Content-Transfer-Encoding",
 )
-# Oversigned (OversignHeaders): named in the signature once more than they occur, so a copy added
+# Oversigned (the "(o)" prefix in sign_headers): named in the signature once more than they occur, so a copy added
 # anywhere later, or one added where the message had none, breaks the signature. A verifier checks
 # the last copy of a field (RFC 6376 5.4.2) while a mail client may show the first: without this,
 # a second From or Subject added above the signed one would still verify and be what the reader
@@ -361,9 +447,9 @@ EL_PACKAGES: tuple[str, ...] = (
 )
 # From EPEL only. Brute force: fail2ban-server, not the fail2ban metapackage, whose
 # fail2ban-firewalld part pulls in firewalld and makes firewalld-rich-rules the ban action;
-# the cloud image has no firewalld, and the security group is the firewall. opendkim signs
-# outgoing mail; on Stream 9 its libmilter comes from CRB.
-EPEL_PACKAGES: tuple[str, ...] = ("opendkim", "fail2ban-server")
+# the cloud image has no firewalld, and the security group is the firewall. (rspamd, which
+# signs and filters, comes from rspamd's own repository: RSPAMD_REPO.)
+EPEL_PACKAGES: tuple[str, ...] = ("fail2ban-server",)
 # Commands installed only when missing, with the package that brings them. EL9 images ship
 # curl-minimal, which provides the curl command and conflicts with the curl package: asking
 # dnf for "curl" there is a conflict error, on every apply.
@@ -497,8 +583,11 @@ RESOLVER_PROBE = "acme-v02.api.letsencrypt.org"
 # Debian packages the lab and the test suite need (real daemons and real validators).
 DEBIAN_PACKAGES: tuple[str, ...] = (
     "postfix", "postfix-lmdb", "dovecot-core", "dovecot-imapd", "dovecot-pop3d", "dovecot-lmtpd",
-    "dovecot-sieve", "opendkim", "cloud-init", "shellcheck", "nodejs", "strace", "openssl", "iproute2", "util-linux",
+    "dovecot-sieve", "cloud-init", "shellcheck", "nodejs", "strace", "openssl", "iproute2", "util-linux",
     "python3-venv", "ca-certificates",
+    # The spam filter and DKIM signer (Debian's rspamd 3.4; EL gets rspamd.com's build), and the
+    # key-value store its statistics live in.
+    "rspamd", "redis-server",
     # Debian's postfix SASL client mechanisms (the lab relays to a stand-in that wants AUTH).
     # Only a Recommends of libsasl2-2, and setup.sh installs without recommends.
     "libsasl2-modules",
@@ -520,6 +609,9 @@ DEBIAN_PACKAGES: tuple[str, ...] = (
 EGRESS: tuple[tuple[str, int, int], ...] = (
     ("tcp", 25, 25), ("tcp", 587, 587), ("tcp", 465, 465), ("udp", 53, 53), ("tcp", 53, 53),
     ("tcp", 80, 80), ("tcp", 443, 443), ("udp", 123, 123),
+    # rspamd's fuzzy hashes: each message's hashes are looked up in rspamd.com's shared storage
+    # of reported spam (fuzzy_check, on by default in every rspamd), over UDP 11335.
+    ("udp", 11335, 11335),
 )
 
 
@@ -539,22 +631,33 @@ class Layout:
     cert_file: str = "/etc/pki/tls/certs/mailserver.fullchain.pem"
     key_file: str = "/etc/pki/tls/private/mailserver.key"
     state_dir: str = "/var/lib/mailserver"
-    opendkim_dir: str = "/etc/opendkim"
-    opendkim_conf: str = "/etc/opendkim.conf"  # where both EL's and Debian's service read it
-    opendkim_run_dir: str = "/run/opendkim"
-    # The milter's socket (postfix's smtpd_milters, the milter's own Socket): one path for both.
-    # On EL, /run/opendkim is the directory EL's opendkim package makes for its socket (systemd's
-    # RuntimeDirectory), and SELinux labels it dkim_milter_data_t (selinux-policy dkim.fc:
-    # "/run/opendkim(/.*)?"), a milter_data_type; the socket opendkim (dkim_milter_t) creates
-    # there takes that label (milter_template: manage_sock_files_pattern). postfix.te grants
-    # milter_stream_connect_all to postfix_smtpd_t (smtpd_milters) and postfix_cleanup_t
-    # (non_smtpd_milters): search /run, getattr the directory, connectto a milter_domains
-    # process through a milter_data_type socket. So the shipped policy allows it, with no
-    # module or boolean of ours (read in fedora-selinux/selinux-policy at fd1d9962, 2024-10-24,
-    # policy/modules/contrib/{dkim.fc,milter.if,postfix.te}; not yet seen on a live EL host).
-    # Postfix needs no chroot path either: master.cf runs nothing chrooted. The file permissions
-    # (0770, group opendkim) let postfix in as a member of the milter's group (MILTER_GROUP).
-    milter_socket: str = "/run/opendkim/opendkim.sock"
+    # rspamd: our files go to local.d/ under this directory (the package's rspamd.conf reads
+    # them over its own defaults, which stay where the package put them), its state (Bayes
+    # is in the key-value store; the hyperscan cache, history) under the db directory.
+    rspamd_local_dir: str = "/etc/rspamd"
+    rspamd_db_dir: str = "/var/lib/rspamd"
+    rspamd_run_dir: str = "/run/rspamd"
+    # Empty: the package's (a file under /var/log/rspamd on EL). The lab's goes under its root.
+    rspamd_log_dir: str = ""
+    # The DKIM private keys, "<domain>.<selector>.key", readable by rspamd alone.
+    dkim_key_dir: str = "/var/lib/rspamd/dkim"
+    # The milter's socket (postfix's smtpd_milters, rspamd's proxy worker's bind_socket): one
+    # path for both. rspamd creates it 0660, owner rspamd, group postfix (MILTER_GROUP), so the
+    # postfix daemons, and no other user of the host, may hand it mail or ask for a signature.
+    # /run/rspamd is the package unit's RuntimeDirectory. SELinux on EL: see RSPAMD_SELINUX.
+    milter_socket: str = "/run/rspamd/milter.sock"
+    # The controller's second door, for learning: a socket 0660 of group vmail, which dovecot's
+    # IMAPSieve scripts run as. rspamd trusts a unix-socket client without the password
+    # (checked with Debian's 3.4: learn_spam over it succeeds, over TCP it is 401), so the
+    # password never has to be readable by the mail user; TCP (the web UI) needs it.
+    learn_socket: str = "/run/rspamd/learn.sock"
+    # The programs dovecot's IMAPSieve scripts pipe mail to (rspamd learning). Under
+    # /usr/local/libexec, which SELinux labels bin_t, so dovecot may run them; under
+    # /etc/dovecot they would be dovecot_etc_t, which dovecot may read but not execute.
+    sieve_bin_dir: str = "/usr/local/libexec/mailserver/sieve"
+    # The key-value store's configuration: empty means the OS's (KV_STORES); the lab's own.
+    kv_conf: str = ""
+    kv_dir: str = ""
     # sshd's main file (the package's; it includes sshd_config.d/*.conf first) and our drop-in
     # there. The lab checks the same drop-in with `sshd -t`/`sshd -T` under its own root,
     # behind a stand-in for EL's main file, and never touches the machine's own sshd.
@@ -617,6 +720,11 @@ class Layout:
         return f"{self.dovecot_dir}/dh.pem"
 
     @property
+    def sieve_dir(self) -> str:
+        """The global Sieve scripts (spam into Junk, learning), compiled by apply.sh."""
+        return f"{self.dovecot_dir}/sieve"
+
+    @property
     def selfcheck_config(self) -> str:
         """What the self-check checks: the settings and this layout, as JSON (render.py)."""
         return f"{self.state_dir}/selfcheck.json"
@@ -665,10 +773,16 @@ def lab_layout(root: Path) -> Layout:
         cert_file=f"{r}/tls/cert.pem",
         key_file=f"{r}/tls/key.pem",
         state_dir=f"{r}/state",
-        opendkim_dir=f"{r}/etc/opendkim",
-        opendkim_conf=f"{r}/etc/opendkim/opendkim.conf",
-        opendkim_run_dir=f"{r}/run/opendkim",
-        milter_socket=f"{r}/run/opendkim/opendkim.sock",
+        rspamd_local_dir=f"{r}/etc/rspamd",
+        rspamd_db_dir=f"{r}/lib/rspamd",
+        rspamd_run_dir=f"{r}/run/rspamd",
+        rspamd_log_dir=f"{r}/log",
+        dkim_key_dir=f"{r}/lib/rspamd/dkim",
+        milter_socket=f"{r}/run/rspamd/milter.sock",
+        learn_socket=f"{r}/run/rspamd/learn.sock",
+        sieve_bin_dir=f"{r}/libexec/sieve",
+        kv_conf=f"{r}/etc/redis/redis.conf",
+        kv_dir=f"{r}/lib/redis",
         sshd_config=f"{r}/etc/ssh/sshd_config",
         sshd_dropin=f"{r}/etc/ssh/sshd_config.d/{Path(SSHD_DROPIN).name}",
         postfix_log=f"{r}/log/postfix.log",
@@ -741,7 +855,7 @@ SYSTEM_USERS: tuple[str, ...] = (
     "bin", "daemon", "adm", "lp", "sync", "shutdown", "halt", "mail", "operator", "games", "ftp", "nobody",
     "sshd", "dbus", "polkitd", "tss", "chrony", "unbound", "systemd-coredump", "systemd-network",
     "systemd-oom", "systemd-resolve", "systemd-timesync", "rpc", "rpcuser", "sssd", "setroubleshoot",
-    "postfix", "dovecot", "dovenull", "opendkim", VMAIL_USER,
+    "postfix", "dovecot", "dovenull", "_rspamd", "redis", "valkey", VMAIL_USER,
 )
 
 

@@ -26,10 +26,19 @@ from mailserver.core.settings_rules import control_character, network_coverage
 from mailserver.core.templates import environment
 
 # Where the bundle is unpacked on a host: files/ mirrors the target paths, scripts/ runs.
-SCRIPTS = ("apply.sh", "set-passwords.sh", "set-dkim-keys.sh", "set-relay-credentials.sh", "baseline.sh", "acme.sh",
-           "prepare-volume.sh", "use-local-resolver.sh")
+SCRIPTS = ("apply.sh", "set-passwords.sh", "set-dkim-keys.sh", "set-relay-credentials.sh", "set-rspamd-password.sh",
+           "baseline.sh", "acme.sh", "prepare-volume.sh", "use-local-resolver.sh")
 # Scripts for the VM's own package manager: never part of the lab's bundle.
 VM_SCRIPTS = ("packages.sh", "lock-versions.sh")
+# The primary VM's: rspamd's repository and the key-value store, SELinux rules for them.
+VM_PRIMARY_SCRIPTS = ("spam-packages.sh",)
+# rspamd's files in its local.d (each templates/rspamd/<name>.j2).
+RSPAMD_LOCAL_FILES = ("worker-proxy.inc", "worker-normal.inc", "worker-controller.inc", "options.inc", "redis.conf",
+                      "actions.conf", "greylist.conf", "dmarc.conf", "dkim_signing.conf", "dkim.conf",
+                      "milter_headers.conf", "classifier-bayes.conf", "multimap.conf", "composites.conf")
+# The global Sieve scripts (templates/sieve/<name>.j2), and the programs the learning ones pipe to.
+SIEVE_SCRIPTS = ("before.sieve", "learn-spam.sieve", "learn-ham.sieve")
+LEARN_PROGRAMS = {"learn-spam.sh": "learn_spam", "learn-ham.sh": "learn_ham"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,16 +157,42 @@ def maps(s: Settings) -> dict[str, str]:
     }
 
 
-def opendkim_tables(s: Settings, layout: catalog.Layout) -> dict[str, str]:
-    """One key per domain under the current selector; From domains without one stay unsigned."""
-    names = {d: f"{s.dkim_selector}._domainkey.{d}" for d in s.domains}
-    keys = f"{layout.opendkim_dir}/keys"
-    return {
-        "KeyTable": _lines((n, f"{d}:{s.dkim_selector}:{keys}/{d}.{s.dkim_selector}.private")
-                           for d, n in names.items()),
-        "SigningTable": _lines((f"*@{d}", n) for d, n in names.items()),
-        "TrustedHosts": "127.0.0.1\n::1\n",
-    }
+def rspamd_vars(layout: catalog.Layout) -> str:
+    """rspamd's and rspamadm's --var options: none on the VM (the package's directories), the
+    lab's own root for our files, state, sockets and log."""
+    if layout.vm:
+        return ""
+    return " ".join(f"--var={k}={v}" for k, v in (("LOCAL_CONFDIR", layout.rspamd_local_dir),
+                                                     ("DBDIR", layout.rspamd_db_dir),
+                                                     ("RUNDIR", layout.rspamd_run_dir),
+                                                     ("LOGDIR", layout.rspamd_log_dir)))
+
+
+def selinux_module() -> str:
+    """The SELinux policy module that lets postfix and dovecot reach rspamd's sockets (see
+    catalog.RSPAMD_SELINUX_MODULE): connecting only, to an unconfined rspamd through var_run_t."""
+    clients = catalog.RSPAMD_SELINUX_CLIENTS
+    lines = [f"module {catalog.RSPAMD_SELINUX_MODULE} 1.0;", "require {",
+             *(f"  type {t};" for t in (*clients, "var_run_t", "unconfined_service_t")),
+             "  class sock_file write;", "  class unix_stream_socket connectto;", "}"]
+    for client in clients:
+        lines += [f"allow {client} var_run_t:sock_file write;",
+                  f"allow {client} unconfined_service_t:unix_stream_socket connectto;"]
+    return "\n".join(lines)
+
+
+def spam_files(s: Settings, layout: catalog.Layout, env: Any, ctx: Mapping[str, Any]) -> list[File]:
+    """rspamd's local.d, the key-value store's configuration, the global Sieve scripts and the
+    programs they pipe to."""
+    local = f"{layout.rspamd_local_dir}/local.d"
+    files = [File(f"{local}/{name}", env.get_template(f"rspamd/{name}.j2").render(ctx)) for name in RSPAMD_LOCAL_FILES]
+    files.append(File(f"{local}/own-domains.map", "".join(f"{d}\n" for d in s.domains)))
+    files.append(File(ctx["kv_conf"], env.get_template("rspamd/kv-store.conf.j2").render(ctx)))
+    files += [File(f"{layout.sieve_dir}/{name}", env.get_template(f"sieve/{name}.j2").render(ctx))
+              for name in SIEVE_SCRIPTS]
+    files += [File(f"{layout.sieve_bin_dir}/{name}", env.get_template("sieve/learn.sh.j2").render(ctx, action=action),
+                   mode="0755") for name, action in LEARN_PROGRAMS.items()]
+    return files
 
 
 def fail2ban_ignoreip(s: Settings) -> list[str]:
@@ -186,7 +221,7 @@ def relay_cert_name(s: Settings, layout: catalog.Layout) -> str:
 
 
 # What the secondary MX (catalog.Role) leaves out: it stores no mail, logs no one in and signs
-# nothing, so it has no dovecot, no OpenDKIM, no passwords, keys, relay login or mail volume.
+# nothing, so it has no dovecot, no rspamd, no passwords, keys, relay login or mail volume.
 SECONDARY_SCRIPTS = ("apply.sh", "baseline.sh", "acme.sh", "use-local-resolver.sh")
 # The maps of every recipient (mailboxes, then aliases): the primary delivers with them, the
 # secondary refuses at RCPT whoever is in neither (relay_recipient_maps), so both hosts say no
@@ -241,6 +276,16 @@ def render(s: Settings, layout: catalog.Layout = catalog.VM_LAYOUT, role: catalo
         "queue_lifetime": catalog.SECONDARY_QUEUE_LIFETIME,
         "recipient_maps": RECIPIENT_MAPS,
         "daemons": catalog.VMAIL_SERVICES if role == "primary" else catalog.SECONDARY_DAEMONS,
+        # rspamd and its key-value store (the primary's).
+        "rspamd_vars": rspamd_vars(layout),
+        "greylist_score": min(catalog.GREYLIST_SCORE, s.spam_junk_score),
+        "kv": catalog.KV_STORES[s.os],
+        "kv_conf": layout.kv_conf or catalog.KV_STORES[s.os].conf,
+        "kv_dir": layout.kv_dir or catalog.KV_STORES[s.os].dir,
+        "repo": catalog.RSPAMD_REPO[s.os],
+        "spam_packages": (*catalog.RSPAMD_PACKAGES, catalog.KV_STORES[s.os].package, *catalog.SELINUX_TOOLS),
+        "selinux_module": selinux_module(),
+        "sieve_scripts": SIEVE_SCRIPTS,
     }
     pf = layout.postfix_dir
     postfix_maps = maps(s) if role == "primary" else {
@@ -255,8 +300,7 @@ def render(s: Settings, layout: catalog.Layout = catalog.VM_LAYOUT, role: catalo
             # The dovecot config names the password file; root:dovecot 0640 like the file itself.
             File(layout.dovecot_conf, env.get_template("dovecot/dovecot.conf.j2").render(ctx),
                  mode="0640", group="dovecot"),
-            File(layout.opendkim_conf, env.get_template("opendkim/opendkim.conf.j2").render(ctx)),
-            *(File(f"{layout.opendkim_dir}/{name}", text) for name, text in opendkim_tables(s, layout).items()),
+            *spam_files(s, layout, env, ctx),
         ]
     files += [
         File(layout.fail2ban_jail, env.get_template("fail2ban/jail.local.j2").render(ctx)),
@@ -282,7 +326,8 @@ def render(s: Settings, layout: catalog.Layout = catalog.VM_LAYOUT, role: catalo
     ctx["files"] = files
     ctx["selfcheck_packages"] = " ".join(catalog.SELFCHECK_PACKAGES)
     ctx["postfix_maps"] = [f"{pf}/{name}" for name in postfix_maps if name != "aliases"]
-    names = (SCRIPTS if role == "primary" else SECONDARY_SCRIPTS) + (VM_SCRIPTS if layout.vm else ())
+    names = (SCRIPTS if role == "primary" else SECONDARY_SCRIPTS) + (VM_SCRIPTS if layout.vm else ()) \
+        + (VM_PRIMARY_SCRIPTS if layout.vm and role == "primary" else ())
     scripts = {name: env.get_template(f"scripts/{name}.j2").render(ctx) for name in names}
     ctx["baseline"] = scripts["baseline.sh"]
     # user-data is the VM's alone; the lab's bundle carries one without the package step.
@@ -415,6 +460,14 @@ def password_stdin(s: Settings, secrets: Secrets) -> str:
 def dkim_stdin(s: Settings, private_keys: Mapping[str, str]) -> str:
     """The stdin of set-dkim-keys.sh: for each domain, "domain selector" then its PEM key."""
     return "".join(f"{d} {s.dkim_selector}\n{private_keys[d].strip()}\n" for d in s.domains)
+
+
+def rspamd_password_stdin(secrets: Secrets) -> str:
+    """The stdin of set-rspamd-password.sh: the rspamdPassword secret on one line, or an empty
+    line (keep the host's)."""
+    if control_character(secrets.rspamd_password):
+        raise UnsafeValue("refusing to write rspamd's password: it contains a control character")
+    return f"{secrets.rspamd_password}\n"
 
 
 def relay_credentials_stdin(username: str, password: str) -> str:

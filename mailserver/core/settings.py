@@ -135,6 +135,11 @@ class Settings:
     self_check_deferred_hours: int  # the oldest deferred message older than this: an error
     self_check_bounces_max: int  # bounces in the last 24 h above this: a warning
     blocklists: tuple[str, ...] = ()  # DNSBL zones the doctor queries
+    # The spam filter (rspamd; DKIM signing runs whatever spam_filter says).
+    spam_filter: bool = True
+    spam_reject_score: int = 15
+    spam_junk_score: int = 6
+    greylisting: bool = False
     # The backup MX (catalog.Role "secondary"): off, or on with its own host name.
     secondary_mx: bool = False
     secondary_hostname: str = ""
@@ -173,9 +178,11 @@ class Settings:
 @dataclasses.dataclass(frozen=True)
 class Secrets:
     passwords: Mapping[str, str] = dataclasses.field(repr=False)
+    # rspamd's web UI password (rspamdPassword); empty: the host makes a random one.
+    rspamd_password: str = dataclasses.field(default="", repr=False)
 
     def __repr__(self) -> str:  # never print a password, even in a traceback
-        return f"Secrets(passwords=<{len(self.passwords)} hidden>)"
+        return f"Secrets(passwords=<{len(self.passwords)} hidden>, rspamd_password=<hidden>)"
 
 
 # --- schema -----------------------------------------------------------------------------
@@ -248,21 +255,21 @@ def parse_settings(raw: Mapping[str, Any], project_file: Path = PROJECT_FILE) ->
 
 def parse_secrets(raw: Mapping[str, Any], settings: Settings, project_file: Path = PROJECT_FILE) -> Secrets:
     """Validate the secret keys of raw config values (mailboxPasswords) against valid settings."""
-    passwords, problems = _check_secrets(raw, schema(project_file), settings.mailboxes,
-                                         settings.password_min_length)
+    secrets, problems = _check_secrets(raw, schema(project_file), settings.mailboxes,
+                                       settings.password_min_length)
     if problems:
         raise SettingsError(problems)
-    return Secrets(passwords)
+    return secrets
 
 
 def parse(raw: Mapping[str, Any], project_file: Path = PROJECT_FILE) -> tuple[Settings, Secrets]:
     """parse_settings and parse_secrets at once: one SettingsError lists the problems of both."""
     keys = schema(project_file)
     fields, problems = _check_settings(raw, keys)
-    passwords, secret_problems = _check_secrets(raw, keys, fields["mailboxes"], fields["password_min_length"])
+    secrets, secret_problems = _check_secrets(raw, keys, fields["mailboxes"], fields["password_min_length"])
     if problems or secret_problems:
         raise SettingsError([*problems, *secret_problems])
-    return Settings(**fields), Secrets(passwords)
+    return Settings(**fields), secrets
 
 
 def _check_settings(raw: Mapping[str, Any], keys: Mapping[str, Key]) -> tuple[dict[str, Any], list[Problem]]:
@@ -304,18 +311,26 @@ def _settings_fields(v: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _check_secrets(raw: Mapping[str, Any], keys: Mapping[str, Key], mailboxes: Iterable[str],
-                   min_length: int) -> tuple[dict[str, str], list[Problem]]:
-    """The mailbox passwords, and every problem with the secret keys. No message shows a password."""
+                   min_length: int) -> tuple[Secrets, list[Problem]]:
+    """The secrets, and every problem with the secret keys. No message shows a password."""
     problems: list[Problem] = []
     v = _coerced(raw, {name: key for name, key in keys.items() if key.secret}, problems)
     if any(p.key == "mailboxPasswords" and "list of strings" in p.message for p in problems):
-        return {}, problems  # not a list: which mailbox lacks a password is not known yet
+        return Secrets({}), problems  # not a list: which mailbox lacks a password is not known yet
 
     def bad(key: str, message: str, fix: str) -> None:
         problems.append(Problem(key, message, fix))
 
     passwords = _passwords(v["mailboxPasswords"], list(mailboxes), max(min_length, MIN_PASSWORD_FLOOR), bad)
-    return passwords, problems
+    rspamd = v["rspamdPassword"]
+    if rspamd and len(rspamd) < MIN_PASSWORD_FLOOR:
+        bad("rspamdPassword", f"is shorter than {MIN_PASSWORD_FLOOR} characters",
+            "pulumi config set --secret rspamdPassword <a longer password>, or rm it for a random one")
+    elif rspamd and any(c in rspamd for c in '"\\'):
+        # It is written inside a quoted string of rspamd's configuration.
+        bad("rspamdPassword", "contains a double quote or a backslash",
+            "choose a password without \" and \\ (pulumi config set --secret rspamdPassword ...)")
+    return Secrets(passwords, rspamd), problems
 
 
 def _did_you_mean(name: str, known: Iterable[str]) -> str:

@@ -311,6 +311,15 @@ def snapshot_copy_region(v: Values, bad: Report) -> Derived:
     return {}
 
 
+def spam_scores(v: Values, bad: Report) -> Derived:
+    """Junk below reject: at or above it, every message scored there is refused, and Junk never
+    gets a message."""
+    if v["spamJunkScore"] >= v["spamRejectScore"]:
+        bad("spamJunkScore", f"{v['spamJunkScore']} is not below spamRejectScore ({v['spamRejectScore']}), so no "
+            "message would ever be filed as Junk: each would be refused instead", "use 6 with spamRejectScore 15")
+    return {}
+
+
 CROSS_FIELD: tuple[Callable[[Values, Report], Derived], ...] = (
     hostname_in_domains,
     secondary_mx,
@@ -325,4 +334,5 @@ CROSS_FIELD: tuple[Callable[[Values, Report], Derived], ...] = (
     retired_selectors,
     dnsbl_threshold,
     snapshot_copy_region,
+    spam_scores,
 )

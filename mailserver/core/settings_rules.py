@@ -648,6 +648,9 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "selfCheckDeferredHours": (between(1, 119, "{value} is not a number of hours from 1 to 119 (postfix returns "
                                               "mail undelivered after 5 days)", "use 24"),),
     "selfCheckBouncesMax": (between(0, 100_000, "{value} is not a number of bounces from 0 to 100000", "use 5"),),
+    # The spam filter.
+    "spamRejectScore": (between(2, 100, "{value} is not a score from 2 to 100", "use 15 (rspamd's default)"),),
+    "spamJunkScore": (between(1, 99, "{value} is not a score from 1 to 99", "use 6 (rspamd's default)"),),
     # The backup MX.
     "secondaryHostname": (when(lambda h: not is_dns_name(h), _NOT_DNS, "use a name such as mx2.{primary}"
                                + _IDN_HINT),),

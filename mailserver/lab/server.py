@@ -54,7 +54,7 @@ class Lab:
         self.role = role
         self.secrets = secrets
         self._own_root = root is None
-        # Not under /tmp or /var/tmp: OpenDKIM refuses keys below a world-writable directory.
+        # Not under /tmp or /var/tmp: a world-writable parent would let any local user swap the keys.
         LAB_BASE.mkdir(mode=0o755, parents=True, exist_ok=True)
         self.root = root or Path(tempfile.mkdtemp(prefix="lab-", dir=LAB_BASE))
         self.root.chmod(0o755)  # postfix and vmail must traverse it
@@ -210,16 +210,25 @@ class Lab:
         except (OSError, ValueError, IndexError):
             return None
 
-    def serving_processes(self, daemons: tuple[str, ...] = ("postfix", "dovecot")) -> set[tuple[int, str, str]]:
+    def rspamd_pid(self) -> int | None:
+        """rspamd's main process, or None when it is not running."""
+        try:
+            return int((Path(self.layout.rspamd_run_dir) / "rspamd.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def serving_processes(self, daemons: tuple[str, ...] = ("postfix", "dovecot", "rspamd")) -> set[tuple[int, str, str]]:
         """(pid, start time, name) of the processes that would answer a new client with the
         configuration they started with: every child of postfix's master (a reload makes each
         exit once it is idle), and dovecot's login processes (they take the connections on
         the mail ports; after a reload dovecot tells every old process to take no new one,
         and an old login process with no client left exits; its auth, config and stats
-        processes may stay for connections made before). The start time tells a new process
-        apart from an old one whose pid was reused."""
+        processes may stay for connections made before), and every rspamd worker (a HUP
+        starts new ones with the new configuration and keys, then stops the old). The start
+        time tells a new process apart from an old one whose pid was reused."""
         postfix = self.postfix_pid() if "postfix" in daemons else None
         dovecot = self.dovecot_pid() if "dovecot" in daemons else None
+        rspamd = self.rspamd_pid() if "rspamd" in daemons and self.role == "primary" else None
         found = set()
         for pid in self.pids():
             try:
@@ -229,12 +238,12 @@ class Lab:
             name = stat[stat.index("(") + 1:stat.rindex(")")]
             fields = stat[stat.rindex(")") + 2:].split()  # from field 3 (state) on: ppid, ..., starttime (22)
             parent = int(fields[1])
-            if (postfix is not None and parent == postfix) or (
+            if (postfix is not None and parent == postfix) or (rspamd is not None and parent == rspamd) or (
                     dovecot is not None and parent == dovecot and name.endswith("-login")):
                 found.add((pid, fields[19], name))
         return found
 
-    def wait_reloaded(self, before: set[tuple[int, str, str]], timeout: float = 10.0) -> None:
+    def wait_reloaded(self, before: set[tuple[int, str, str]], timeout: float = 30.0) -> None:
         """Return once none of `before` (serving_processes() taken before a reload) is left:
         until then one of them may still answer a new connection with the old configuration."""
         def left() -> set[tuple[int, str, str]]:
@@ -310,7 +319,7 @@ class Lab:
         render.write_tree(bundle, stage)
         before = self.serving_processes()  # nothing on the first apply: it starts the daemons
         out = self.run(["bash", str(stage / "scripts/apply.sh")]).stdout
-        self.wait_reloaded(before)  # apply.sh reloads postfix and dovecot
+        self.wait_reloaded(before)  # apply.sh reloads postfix, dovecot and rspamd
         if self.role == "secondary":  # no passwords, no DKIM keys: nothing else to run
             self.settings, self.secrets, self.bundle = settings, secrets, bundle
             return out
@@ -319,10 +328,21 @@ class Lab:
         for d in settings.domains:
             if d not in self.dkim_keys:
                 self.dkim_keys[d] = generate_rsa_key()
+        before = self.serving_processes(("rspamd",))
         out += self.run(["bash", str(stage / "scripts/set-dkim-keys.sh")],
                         stdin=render.dkim_stdin(settings, self.dkim_keys)).stdout
+        out += self.run(["bash", str(stage / "scripts/set-rspamd-password.sh")],
+                        stdin=render.rspamd_password_stdin(secrets)).stdout
+        # Signing starts once rspamd's workers from before the keys are gone.
+        self.wait_rspamd_ready(before)
         self.settings, self.secrets, self.bundle = settings, secrets, bundle
         return out
+
+    def wait_rspamd_ready(self, before: set[tuple[int, str, str]], timeout: float = 60.0) -> None:
+        """Return once rspamd's workers from `before` are gone and its milter socket answers."""
+        self.wait_reloaded(before, timeout)
+        wait_until(lambda: self.rspamd_pid() is not None and Path(self.layout.milter_socket).exists(), timeout, 0.1,
+                   "rspamd's milter socket", detail=lambda: f"see {self.root}/log/rspamd.log", error=LabError)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         ports = [svc.port for svc in catalog.role_services(self.settings.services, self.role) if not svc.admin_only]
