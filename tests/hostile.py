@@ -99,7 +99,7 @@ HOSTILE: list[tuple[str, Any, str]] = [
     ("spfExtra", ["redirect=_spf.example.org"], "include:"),
     # A login user sshd refuses, or one that is more than a user name to AllowUsers.
     *[("sshUser", user, "ec2-user") for user in (
-        "root", "ROOT", "postfix", "dovecot", "vmail", "nobody", "bin", "daemon", "sshd", "opendkim",
+        "root", "ROOT", "postfix", "dovecot", "vmail", "nobody", "bin", "daemon", "sshd", "_rspamd",
         "ec2-user root", "*", "ec2-user@198.51.100.7", "!root", "ec2-user,root", "root ", "0", "-oProxyCommand")],
     # Alias loops of any length.
     ("aliases", ["loop@example.com=loop@example.com"], "remove loop@example.com"),

@@ -275,6 +275,14 @@ def mail_daemons(os_name: OsName) -> tuple[str, ...]:
     return (*MAIL_DAEMONS, KV_STORES[os_name].service)
 
 
+# The lab has no service manager: the doctor's services check asks its rspamd and its key-value
+# store by their pid files. rspamd's is its own default ($RUNDIR/rspamd.pid: the package's
+# options.inc), in Layout.rspamd_run_dir; the store's is what kv-store.conf.j2 names in the lab,
+# in Layout.kv_dir.
+RSPAMD_PID_FILE = "rspamd.pid"
+KV_PID_FILE = "kv-store.pid"
+
+
 @dataclasses.dataclass(frozen=True)
 class PackageRepo:
     """A package repository of a vendor, trusted only under its pinned signing key."""
@@ -603,6 +611,9 @@ DEBIAN_PACKAGES: tuple[str, ...] = (
     "testssl.sh",
     # systemd-analyze verify judges the self-check's timer and service (nothing is started).
     "systemd",
+    # checkmodule and semodule_package compile the SELinux module spam-packages.sh loads on EL;
+    # gpg reads the fingerprint of the key it is served (tests/tools/test_spam_packages.py).
+    "checkpolicy", "semodule-utils", "gpg",
 )
 
 # Outbound traffic the host needs: SMTP to other MXes, DNS, HTTP(S) for packages and ACME, NTP.

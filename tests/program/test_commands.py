@@ -21,13 +21,14 @@ from tests.program.harness import (
 
 def test_every_command_depends_on_wait(graph: Graph) -> None:
     commands = {r.name.rsplit("-", 1)[1]: r for r in graph.of(COMMAND)}
-    assert set(commands) == {"wait", "volume", "config", "passwords", "acme", "credentials", "dkim"}
+    assert set(commands) == {"wait", "volume", "config", "passwords", "acme", "credentials", "dkim", "password"}
     wait = commands.pop("wait")
     for cmd in commands.values():
         assert wait.urn in cmd.dependencies, f"{cmd.name} does not wait for cloud-init"
     assert commands["config"].urn in commands["passwords"].dependencies
     assert commands["config"].urn in commands["acme"].dependencies
-    assert commands["config"].urn in commands["dkim"].dependencies  # keys after opendkim's tables
+    assert commands["config"].urn in commands["dkim"].dependencies  # keys after rspamd's configuration
+    assert commands["config"].urn in commands["password"].dependencies  # rspamd's web UI password, after it too
     assert commands["config"].urn in commands["credentials"].dependencies  # relay login after main.cf
     # The first command waits for cloud-init, then runs the bundle's packages.sh (repairing a
     # first boot that failed halfway); tests/tools/test_first_boot.py runs it against stand-ins.

@@ -81,7 +81,7 @@ def test_user_data_names_the_parameter_but_holds_no_key(graph: Graph) -> None:
 
 def test_every_remote_command_pins_the_host_key(graph: Graph) -> None:
     commands = graph.of(COMMAND)
-    assert len(commands) == 7
+    assert len(commands) == 8
     for cmd in commands:
         connection = plain(cmd.inputs["connection"])
         assert connection["hostKey"] == HOST_PUBLIC_KEY, cmd.name

@@ -139,7 +139,7 @@ def test_epel_unreachable_still_installs_postfix_and_dovecot_and_says_what_is_mi
     proc = run_packages(host, EPEL_PACKAGE_OK="")
     assert proc.returncode == 1
     assert {"postfix", "dovecot", "postfix-lmdb", "dovecot-pigeonhole"} <= installed(host)
-    assert "still missing after" in proc.stderr and "opendkim" in proc.stderr and "fail2ban-server" in proc.stderr
+    assert "still missing after" in proc.stderr and "fail2ban-server" in proc.stderr
     assert "EPEL is not installed" in proc.stderr
     # The next run, with EPEL back, repairs the host: nothing was remembered as done.
     proc = run_packages(host)

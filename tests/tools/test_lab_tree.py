@@ -1,5 +1,5 @@
 """The bundle rendered for a lab root and installed by hand, owners and all, with no daemon
-started: postfix check, doveconf and opendkim read it as the lab's daemons will."""
+started: postfix check, doveconf, sievec and rspamadm read it as the lab's daemons will."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from mailserver.core.catalog import lab_layout
 from tests.support import dev_settings
 from tests.tools.support import run
 
-pytestmark = pytest.mark.root  # the files belong to postfix, dovecot and opendkim, as installed
+pytestmark = pytest.mark.root  # the files belong to postfix and dovecot, as installed
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +81,47 @@ def test_doveconf_accepts_the_config(lab_layout_tree: catalog.Layout) -> None:
         assert f"mode = {mode}" in found.group(1) and "user = postfix" in found.group(1)
 
 
-def test_opendkim_accepts_the_config(lab_layout_tree: catalog.Layout) -> None:
-    proc = run(["opendkim", "-n", "-x", lab_layout_tree.opendkim_conf])
-    assert proc.returncode == 0 and proc.stdout + proc.stderr == "", proc.stdout + proc.stderr
+def rspamd_dump(layout: catalog.Layout, section: str) -> str:
+    proc = run(["rspamadm", *render.rspamd_vars(layout).split(), "configdump", "-c", catalog.RSPAMD_MAIN_CONF,
+                section])
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_rspamd_accepts_the_config_and_reads_what_we_meant(lab_layout_tree: catalog.Layout) -> None:
+    """rspamd's own parser on the package's rspamd.conf with our local.d over it: what it
+    ends up with, not what we wrote (a key in the wrong file, or at too low a priority, is
+    silently ignored)."""
+    layout = lab_layout_tree
+    # The password file apply.sh makes (random) or set-rspamd-password.sh writes (the secret).
+    Path(f"{layout.rspamd_local_dir}/local.d/{catalog.RSPAMD_PASSWORD_FILE}").write_text(
+        'password = "tree-test-password";\nenable_password = "tree-test-password";\n')
+    proc = run(["rspamadm", *render.rspamd_vars(layout).split(), "configtest", "-q", "-c", catalog.RSPAMD_MAIN_CONF])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    workers = rspamd_dump(layout, "worker")
+    sockets = re.findall(r'bind_socket = "([^"]+)"', workers)
+    # The milter and the controller's learning door are unix sockets of rspamd's group; the web
+    # UI is on loopback; the package's scanner port (11333) belongs to a disabled worker.
+    assert f"{layout.milter_socket} mode=0660 owner=_rspamd group={catalog.MILTER_GROUP}" in sockets
+    assert f"{layout.learn_socket} mode=0660 owner=_rspamd group={catalog.MILTER_GROUP}" in sockets
+    assert "127.0.0.1:11334" in sockets and "localhost:11332" not in sockets
+    # No password-free loopback, and the package's well-known password "q1" replaced.
+    assert "secure_ip []" in workers and '"q1"' not in workers and '"tree-test-password"' in workers
+    normal = workers[workers.index("normal {"):]
+    assert "enabled = false;" in normal[:normal.index("}")]
+    settings, _ = dev_settings()
+    signing = rspamd_dump(layout, "dkim_signing")
+    for d in settings.domains:
+        assert f'path = "{layout.dkim_key_dir}/{d}.{settings.dkim_selector}.key"' in signing
+    assert "try_fallback = false" in signing
+    actions = rspamd_dump(layout, "actions")
+    assert f"reject = {settings.spam_reject_score}" in actions
+    assert f"add_header = {settings.spam_junk_score}" in actions
+    assert "local_addrs" in rspamd_dump(layout, "options")
+
+
+def test_sievec_compiles_the_global_scripts(lab_layout_tree: catalog.Layout) -> None:
+    """apply.sh compiles them (dovecot, running as vmail, could not write the binaries)."""
+    for name in render.SIEVE_SCRIPTS:
+        proc = run(["sievec", "-c", lab_layout_tree.dovecot_conf, f"{lab_layout_tree.sieve_dir}/{name}"])
+        assert proc.returncode == 0 and "error" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr

@@ -121,7 +121,8 @@ def test_every_script_passes_shellcheck(target: str, tmp_path: Path) -> None:
     b = render.render(settings, layout)
     proc = shellcheck(b.scripts, tmp_path)
     assert proc.returncode == 0, proc.stdout
-    assert set(b.scripts) == set(render.SCRIPTS) | (set(render.VM_SCRIPTS) if layout.vm else set())
+    vm_scripts = set(render.VM_SCRIPTS) | set(render.VM_PRIMARY_SCRIPTS) if layout.vm else set()
+    assert set(b.scripts) == set(render.SCRIPTS) | vm_scripts
 
 
 # -- abuse defences and host hardening ----------------------------------------------------

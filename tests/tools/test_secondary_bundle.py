@@ -49,7 +49,7 @@ def test_secondary_main_cf_relays_to_the_primary_only_and_verified(settings: Set
     assert (values["smtp_tls_security_level"], values["smtp_tls_verify_cert_match"],
             values["smtp_tls_CAfile"]) == ("verify", settings.hostname, catalog.EL_CA_BUNDLE)
     assert values["maximal_queue_lifetime"] == values["bounce_queue_lifetime"] == "8d"
-    # No mailbox, no login, no DKIM, no SES here: nothing that would need dovecot or OpenDKIM.
+    # No mailbox, no login, no DKIM, no SES here: nothing that would need dovecot or rspamd.
     for absent in ("virtual_mailbox_domains", "virtual_transport", "smtpd_sasl_path", "smtpd_milters",
                    "relayhost", "smtp_sasl_password_maps", "smtpd_sender_login_maps"):
         assert absent not in values, absent
@@ -69,15 +69,16 @@ def test_secondary_master_cf_serves_port_25_alone(tree: Path) -> None:
     assert services[("smtp", "inet")] == "postscreen"
 
 
-def test_secondary_bundle_has_no_dovecot_no_opendkim_no_secrets(settings: Settings) -> None:
+def test_secondary_bundle_has_no_dovecot_no_rspamd_no_secrets(settings: Settings) -> None:
     b = render.render(settings, role="secondary")
     paths = {f.path for f in b.files}
-    assert not [p for p in paths if "dovecot" in p or "opendkim" in p]
+    assert not [p for p in paths if "dovecot" in p or "rspamd" in p or "redis" in p or "valkey" in p]
     assert set(b.scripts) == set(render.SECONDARY_SCRIPTS) | set(render.VM_SCRIPTS)
     commands = [line for line in b.scripts["apply.sh"].splitlines() if not line.lstrip().startswith("#")]
-    # apply.sh neither checks nor starts dovecot or OpenDKIM; on the VM it switches them off.
-    assert not [c for c in commands if any(w in c for w in ("doveconf", "dovecot --version", "doveadm", "opendkim -"))]
-    assert "systemctl disable --now dovecot opendkim 2>/dev/null || true" in commands
+    # apply.sh neither checks nor starts dovecot or rspamd; on the VM it switches them off.
+    assert not [c for c in commands if any(w in c for w in ("doveconf", "dovecot --version", "doveadm", "rspam"))
+                and "disable" not in c]
+    assert "systemctl disable --now dovecot rspamd 2>/dev/null || true" in commands
     assert "systemctl enable --now postfix" in commands
     assert 'reloadcmd "systemctl reload postfix"' in b.scripts["acme.sh"]
     # Neither installed nor version-locked there; postfix and its lmdb maps are.

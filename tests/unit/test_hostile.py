@@ -95,8 +95,8 @@ RENDERED_KEYS = [k for k in string_keys() if not k.secret and field_of(k.name) i
                  {f.name for f in dataclasses.fields(Settings)}]
 
 
-def test_every_text_setting_but_the_secret_is_a_settings_field() -> None:
-    assert {k.name for k in string_keys()} - {k.name for k in RENDERED_KEYS} == {"mailboxPasswords"}
+def test_every_text_setting_but_the_secrets_is_a_settings_field() -> None:
+    assert {k.name for k in string_keys()} - {k.name for k in RENDERED_KEYS} == {"mailboxPasswords", "rspamdPassword"}
 
 
 @pytest.mark.parametrize("key", RENDERED_KEYS, ids=lambda k: k.name)

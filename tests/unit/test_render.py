@@ -39,17 +39,20 @@ def test_no_script_or_config_mentions_the_seeds_unsafe_settings(bundle: Bundle) 
 @pytest.mark.parametrize("where", ["vm", "lab"])
 def test_postfix_asks_the_milter_on_the_socket_it_listens_on(where: str, tmp_path: Path) -> None:
     """One path for both ends (Layout.milter_socket), a unix socket: over loopback TCP every
-    message waited on a delayed ACK. On the VM it lies where EL's SELinux policy labels the
-    milter's sockets (dkim_milter_data_t under /run/opendkim), so postfix may connect."""
+    message waited on a delayed ACK. On the VM it lies in the rspamd unit's RuntimeDirectory,
+    which the SELinux module of spam-packages.sh lets postfix reach."""
     layout = catalog.VM_LAYOUT if where == "vm" else lab_layout(tmp_path)
     b = render.render(dev_settings()[0], layout)
     main_cf = b.file(f"{layout.postfix_dir}/main.cf").content
-    socket = re.search(r"^Socket\s+(\S+)$", b.file(layout.opendkim_conf).content, re.MULTILINE)
-    assert socket and socket.group(1) == f"local:{layout.milter_socket}"
+    proxy = b.file(f"{layout.rspamd_local_dir}/local.d/worker-proxy.inc").content
+    socket = re.search(r'^bind_socket = "(\S+) ', proxy, re.MULTILINE)
+    assert socket and socket.group(1) == layout.milter_socket
     assert main_cf_value(main_cf, "smtpd_milters") == f"unix:{layout.milter_socket}"
     assert main_cf_value(main_cf, "non_smtpd_milters") == "$smtpd_milters"
+    # rspamd down: mail waits (4xx, the queue), never passes unscanned and unsigned.
+    assert main_cf_value(main_cf, "milter_default_action") == "tempfail"
     if where == "vm":
-        assert layout.milter_socket.startswith("/run/opendkim/")
+        assert layout.milter_socket.startswith("/run/rspamd/")
 
 
 def test_submission_switch_removes_587_everywhere() -> None:
