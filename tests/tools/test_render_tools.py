@@ -169,7 +169,10 @@ def test_sshd_accepts_the_dropin_and_its_values_win(bundle: Bundle, settings: Se
         if made:
             privsep.rmdir()
     for line in ("passwordauthentication no", "kbdinteractiveauthentication no", "permitrootlogin no",
-                 "authenticationmethods publickey", f"allowusers {settings.ssh_user}", "x11forwarding no"):
+                 "authenticationmethods publickey", f"allowusers {settings.ssh_user}", "x11forwarding no",
+                 # The web UI's tunnel (ssh -L to rspamd's loopback controller) works; a port the
+                 # server would open for someone else's tunnel (-R) does not.
+                 "allowtcpforwarding local", "allowagentforwarding no"):
         assert line in effective
 
 
