@@ -27,10 +27,12 @@ DNS_ADDRESS = "127.0.0.53"  # on the namespace's loopback, beside the mail serve
 class LabDns:
     """unbound answering from local data only (no recursion is ever needed: every name the
     doctor asks about lies in a zone declared here). Records change at run time through
-    unbound-control on a unix socket, so a fault costs milliseconds, not a restart."""
+    unbound-control on a unix socket, so a fault costs milliseconds, not a restart. It listens
+    on `address`, port 53: the spam tests put it on catalog.RESOLVER, where rspamd asks."""
 
-    def __init__(self, ns: str, root: Path, zones: Iterable[str], records: dict[str, list[tuple[str, str]]]):
-        self.ns, self.root = ns, root
+    def __init__(self, ns: str, root: Path, zones: Iterable[str], records: dict[str, list[tuple[str, str]]],
+                 address: str = DNS_ADDRESS):
+        self.ns, self.root, self.address = ns, root, address
         self.zones = sorted({z.rstrip(".") for z in zones})
         self.records = {name: list(rrs) for name, rrs in records.items()}  # name -> [(type, data)]
         self.conf = root / "unbound.conf"
@@ -40,7 +42,7 @@ class LabDns:
         self.root.mkdir(parents=True, exist_ok=True)
         lines = [
             "server:",
-            f"  interface: {DNS_ADDRESS}",
+            f"  interface: {self.address}",
             "  port: 53",
             "  do-ip6: no",
             "  chroot: \"\"",
@@ -63,7 +65,7 @@ class LabDns:
         self.proc = subprocess.Popen(netns.cmd(self.ns, ["unbound", "-d", "-c", str(self.conf)]),
                                      stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         res = dns.resolver.Resolver(configure=False)
-        res.nameservers, res.lifetime = [DNS_ADDRESS], 0.5
+        res.nameservers, res.lifetime = [self.address], 0.5
         proc = self.proc
 
         def answers() -> bool:
