@@ -344,7 +344,7 @@ def summarize(plan: Plan, results: Results, rows: list[Row]) -> None:
         if isinstance(m, dict):
             results.add("memory", label, f"{mib(m['pss'])} PSS",
                         f"{mib(m['rss'])} RSS summed; {m['processes']} processes in "
-                        "the lab namespace (postfix, dovecot, opendkim, fail2ban)")
+                        "the lab namespace (postfix, dovecot, rspamd, redis, fail2ban)")
     peak = f.get("memory_delivery_peak")
     if isinstance(peak, dict):
         need = OS_BASELINE_MIB + peak["pss"] / MIB

@@ -26,11 +26,11 @@ from .common import cpu_ms_by_process, cpu_ticks
 from .seed import Seed
 
 # name -> (what it changes, the shell that changes it). @P@ is postfix's configuration directory,
-# @D@ dovecot.conf, @O@ opendkim.conf, @R@ the lab's root.
+# @D@ dovecot.conf, @O@ rspamd's local.d/worker-proxy.inc (the milter), @R@ the lab's root.
 VARIANTS: dict[str, tuple[str, str]] = {
-    "milter-tcp": ("the DKIM milter on loopback TCP (127.0.0.1:8891), as before issue 14", """
-        sed -i 's|^Socket .*|Socket inet:8891@127.0.0.1|' @O@
-        postconf -c @P@ -e smtpd_milters=inet:127.0.0.1:8891"""),
+    "milter-tcp": ("the milter on loopback TCP (127.0.0.1:11332, rspamd's default), not a unix socket", """
+        sed -i 's|^bind_socket = .*|bind_socket = "127.0.0.1:11332";|' @O@
+        postconf -c @P@ -e smtpd_milters=inet:127.0.0.1:11332"""),
     "quota-count": ("dovecot's quota backend count (quota_vsizes, mailbox list indexes) instead of maildir", """
         sed -i 's/quota = maildir:User quota/quota = count:User quota\\n  quota_vsizes = yes/' @D@
         sed -i 's/^protocols = /mailbox_list_index = yes\\nprotocols = /' @D@"""),
@@ -52,18 +52,21 @@ VARIANTS: dict[str, tuple[str, str]] = {
           -e 's/^  mail_plugins = \\$mail_plugins sieve$/  mail_plugins = $mail_plugins/' \\
           -e 's/^  mail_plugins = \\$mail_plugins imap_quota$//' -e 's/^lmtp_rcpt_check_quota = yes$//' @D@"""),
 }
-# The files a variant may change, and how every daemon is made to read them again (opendkim is
-# restarted: a new Socket needs a new process).
+# The files a variant may change, and how every daemon is made to read them again (rspamd's
+# HUP starts new workers, on a new socket if the variant changed it).
 RELOAD = """
     postfix -c @P@ stop >/dev/null 2>&1; postfix -c @P@ start >/dev/null 2>&1
     doveadm -c @D@ reload
-    kill "$(cat @R@/run/opendkim/opendkim.pid)"; sleep 1; opendkim -x @O@
-    sleep 2"""
+    kill -HUP "$(cat @R@/run/rspamd/rspamd.pid)"
+    sleep 4"""
+
+
+def proxy_conf(lab: Lab) -> str:
+    return f"{lab.layout.rspamd_local_dir}/local.d/worker-proxy.inc"
 
 
 def shell(lab: Lab, script: str) -> None:
-    files = {"@P@": lab.layout.postfix_dir, "@D@": lab.layout.dovecot_conf, "@O@": lab.layout.opendkim_conf,
-             "@R@": str(lab.root)}
+    files = {"@P@": lab.layout.postfix_dir, "@D@": lab.layout.dovecot_conf, "@O@": proxy_conf(lab), "@R@": str(lab.root)}
     for token, path in files.items():
         script = script.replace(token, path)
     lab.run(["bash", "-euc", script])
@@ -107,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(2)
         saved = lab.root / "rendered"
         conf = [f"{lab.layout.postfix_dir}/main.cf", f"{lab.layout.postfix_dir}/master.cf",
-                lab.layout.dovecot_conf, lab.layout.opendkim_conf]
+                lab.layout.dovecot_conf, proxy_conf(lab)]
         shell(lab, f"mkdir {saved}; cp {' '.join(conf)} {saved}/")
         results += measure(lab, seed, "base", rows)
         for name in args.variants:

@@ -301,11 +301,12 @@ class PackageRepo:
 # sign the RPMs, the RPM repository metadata and the apt repositories with
 # (rspamd/rspamd-build-scripts), and the one dnf showed importing rpm/rspamd.asc (rspamd issue
 # #5861); the download page itself publishes none.
-RSPAMD_REPO: dict[OsName, PackageRepo] = {
-    os_name: PackageRepo("rspamd", f"http://rspamd.com/rpm-stable/centos-{n}/$basearch",
-                         "https://rspamd.com/rpm/rspamd.asc", "3FA347D5E599BE4595CA2576FFA232EDBF21E25E")
-    for os_name, n in (("centos-stream-9", 9), ("centos-stream-10", 10))
-}
+def _rspamd_repo(release: int) -> PackageRepo:
+    return PackageRepo("rspamd", f"http://rspamd.com/rpm-stable/centos-{release}/$basearch",
+                       "https://rspamd.com/rpm/rspamd.asc", "3FA347D5E599BE4595CA2576FFA232EDBF21E25E")
+
+
+RSPAMD_REPO: dict[OsName, PackageRepo] = {"centos-stream-9": _rspamd_repo(9), "centos-stream-10": _rspamd_repo(10)}
 RSPAMD_PACKAGES: tuple[str, ...] = ("rspamd",)
 # The package's main file, which reads ours from $LOCAL_CONFDIR/local.d (the lab points
 # LOCAL_CONFDIR and the state directories under its root with rspamd's --var).

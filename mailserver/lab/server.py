@@ -217,7 +217,8 @@ class Lab:
         except (OSError, ValueError, IndexError):
             return None
 
-    def serving_processes(self, daemons: tuple[str, ...] = ("postfix", "dovecot", "rspamd")) -> set[tuple[int, str, str]]:
+    def serving_processes(self, daemons: tuple[str, ...] = ("postfix", "dovecot", "rspamd")
+                          ) -> set[tuple[int, str, str]]:
         """(pid, start time, name) of the processes that would answer a new client with the
         configuration they started with: every child of postfix's master (a reload makes each
         exit once it is idle), and dovecot's login processes (they take the connections on
