@@ -35,7 +35,8 @@ VM_PRIMARY_SCRIPTS = ("spam-packages.sh",)
 # rspamd's files in its local.d (each templates/rspamd/<name>.j2).
 RSPAMD_LOCAL_FILES = ("worker-proxy.inc", "worker-normal.inc", "worker-controller.inc", "options.inc", "redis.conf",
                       "actions.conf", "greylist.conf", "dmarc.conf", "dkim_signing.conf", "dkim.conf",
-                      "milter_headers.conf", "classifier-bayes.conf", "multimap.conf", "composites.conf")
+                      "milter_headers.conf", "classifier-bayes.conf", "multimap.conf", "composites.conf",
+                      "external_relay.conf")
 # The global Sieve scripts (templates/sieve/<name>.j2), and the programs the learning ones pipe to.
 SIEVE_SCRIPTS = ("before.sieve", "learn-spam.sieve", "learn-ham.sieve")
 LEARN_PROGRAMS = {"learn-spam.sh": "learn_spam", "learn-ham.sh": "learn_ham"}

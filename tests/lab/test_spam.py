@@ -431,3 +431,38 @@ def test_spam_filter_off_refuses_and_files_nothing_and_still_signs(running: Env)
     [signed] = where(lab, str(msg["Message-ID"]), address=BOB)["INBOX"]
     dns = published_dns(lab)
     assert dkim.verify(signed, dnsfunc=lambda name, timeout=5: dns.get(name, b""))
+
+
+# The backup MX's public address, as this host's postfix would see it connect (outside
+# 127.0.0.0/8, which rspamd counts as local and checks nothing for).
+BACKUP_MX = "198.51.100.20"
+
+
+def scan_as_relayed_by(lab: Lab, relay_name: str, raw: bytes, mail_from: str) -> str:
+    """rspamd's verdict on `raw` handed over by a host of verified name `relay_name` (its
+    learning socket scans like the milter: the same checks, with the client postfix would pass)."""
+    proc = lab.run(["rspamc", "-h", lab.layout.learn_socket, "-i", BACKUP_MX, "--hostname", relay_name,
+                    "--helo", relay_name, "--from", mail_from, "--rcpt", ALICE], stdin=raw.decode())
+    return proc.stdout
+
+
+def test_mail_relayed_by_our_backup_mx_is_judged_by_its_real_sender(running: Env) -> None:
+    """With secondaryMx, mail the backup MX took while this host was down comes from the backup
+    MX's address. rspamd takes the sender from the Received header the backup MX wrote
+    (external_relay), so good.example's SPF passes and its p=reject policy is not applied to its
+    own mail. Without the rule (no backup MX configured) the same hand-over fails SPF and DMARC,
+    and the message would be refused: that is what the rule prevents."""
+    msg = outside_message("News <news@good.example>", "relayed by the backup MX", relayed_by=GOOD_MX_NAME)
+    backup = dev_settings(secondaryMx=True, acmeServer="letsencrypt")[0].secondary_hostname
+    received = (f"Received: from {GOOD_MX_NAME} ({GOOD_MX_NAME} [{GOOD_MX}])\r\n\tby {backup} (Postfix) with ESMTPS "
+                f"id 4ABC123 for <{ALICE}>; {email.utils.formatdate()}\r\n").encode()
+    raw = received + msg
+    without = scan_as_relayed_by(settled(running), backup, raw, "bounce@good.example")
+    assert "R_SPF_FAIL" in without and "DMARC_POLICY_REJECT" in without, without
+    lab = settled(running, secondaryMx=True, acmeServer="letsencrypt")
+    relayed = scan_as_relayed_by(lab, backup, raw, "bounce@good.example")
+    assert "RELAYED_BY_BACKUP_MX" in relayed and "R_SPF_ALLOW" in relayed and "DMARC_POLICY_ALLOW" in relayed, relayed
+    assert "Action: no action" in relayed, relayed
+    # Another name at the same address is not trusted: its Received headers are the sender's.
+    other = scan_as_relayed_by(lab, "mx3.example.com", raw, "bounce@good.example")
+    assert "RELAYED_BY_BACKUP_MX" not in other and "R_SPF_FAIL" in other, other
