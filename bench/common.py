@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
+import re
 import subprocess
 import threading
 from pathlib import Path
@@ -14,7 +15,8 @@ from mailserver.lab import netns
 
 MIB = 1024 * 1024
 # Clients and tools the benchmarks run inside a namespace: not part of the server's footprint.
-CLIENT_COMMANDS = frozenset({"smtp-source", "strace", "ip", "python", "python3"})
+# unbound is the DNS stand-in (bench/outside.py): the host's resolver is in OS_BASELINE_MIB.
+CLIENT_COMMANDS = frozenset({"smtp-source", "strace", "ip", "python", "python3", "unbound"})
 
 
 class BenchError(RuntimeError):
@@ -65,6 +67,7 @@ class Memory:
     rss: int  # bytes, summed over processes (shared pages counted in each)
     pss: int  # bytes, summed (shared pages divided among their users): the fair total
     processes: int
+    by_process: dict[str, int] = dataclasses.field(default_factory=dict)  # PSS bytes by process name
 
 
 def server_pids(ns: str) -> list[int]:
@@ -84,16 +87,19 @@ def server_pids(ns: str) -> list[int]:
 
 def memory(ns: str) -> Memory:
     rss = pss = n = 0
+    by: dict[str, int] = {}
     for pid in server_pids(ns):
         try:
             text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            name = _process_name(pid)
         except OSError:
             continue  # exited meanwhile
         fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in text.splitlines()[1:] if ":" in line}
         rss += fields.get("Rss", 0)
         pss += fields.get("Pss", 0)
+        by[name] = by.get(name, 0) + fields.get("Pss", 0)
         n += 1
-    return Memory(rss, pss, n)
+    return Memory(rss, pss, n, dict(sorted(by.items(), key=lambda x: -x[1])))
 
 
 class MemorySampler:
@@ -128,10 +134,14 @@ class MemorySampler:
 
 def _process_name(pid: int) -> str:
     """Postfix's and dovecot's LMTP processes are both called lmtp: dovecot's name themselves
-    dovecot/<service> in their command line."""
+    dovecot/<service> in their command line. rspamd's are all called rspamd: their command line
+    says "rspamd: <kind> process ...", named here rspamd/main, rspamd/proxy and so on."""
     comm = Path(f"/proc/{pid}/comm").read_text().strip()
     argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-    return argv0 if argv0.startswith("dovecot/") else comm
+    if argv0.startswith("dovecot/"):
+        return argv0
+    m = re.match(r"rspamd: (?:rspamd_)?(\w+) process", argv0)
+    return f"rspamd/{m.group(1)}" if m else comm
 
 
 def cpu_ticks(ns: str) -> dict[int, tuple[str, int]]:

@@ -15,9 +15,11 @@ from pathlib import Path
 from mailserver.lab.server import Lab
 from mailserver.waiting import wait_until
 
+from . import outside
 from .common import BenchError
 
-SENDER = "bench@outside.example"
+SENDER = outside.SENDER
+LOOPBACK = "127.0.0.1"
 RECIPIENT = "alice@example.com"
 
 
@@ -33,18 +35,21 @@ class Run:
         return self.count / self.seconds
 
 
-def smtp_source(run: Callable[[list[str]], object], sessions: int, count: int, size: int, rcpt: str) -> None:
+def smtp_source(run: Callable[[list[str]], object], sessions: int, count: int, size: int, rcpt: str,
+                server: str) -> None:
     """One smtp-source run: `count` messages of `size` bytes, `sessions` connections in
-    parallel, one message per connection (as separate MTAs would send them)."""
+    parallel, one message per connection (as separate MTAs would send them), to `server`:25."""
     run(["smtp-source", "-s", str(sessions), "-m", str(count), "-l", str(size), "-f", SENDER, "-t", rcpt,
-         "-M", "mx.outside.example", "-S", "bench", "127.0.0.1:25"])
+         "-M", outside.CLIENT_NAME, "-S", "bench", f"{server}:25"])
 
 
 def deliver_to(run: Callable[[list[str]], object], stored: Callable[[], int], rcpt: str, sessions: int,
-               size: int, count: int, timeout: float = 600.0) -> Run:
+               size: int, count: int, server: str, timeout: float = 600.0) -> Run:
+    """`server`: outside.SERVER_ADDRESS for the lab (mail from outside.CLIENT, an outside
+    server to postscreen and rspamd), 127.0.0.1 for the seed (stock postfix, as it was)."""
     before = stored()
     start = time.monotonic()
-    smtp_source(run, sessions, count, size, rcpt)
+    smtp_source(run, sessions, count, size, rcpt, server)
     wait_until(lambda: stored() - before >= count, timeout, 0.01, f"{count} messages to be stored for {rcpt}",
                error=BenchError)
     done = time.monotonic()  # when they were first seen stored

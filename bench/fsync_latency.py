@@ -35,7 +35,7 @@ from mailserver.lab.server import Lab
 from mailserver.waiting import wait_until
 
 from .common import BenchError
-from .delivery import RECIPIENT, deliver_to, lab_stored, maildir_ceiling
+from .delivery import LOOPBACK, RECIPIENT, deliver_to, lab_stored, maildir_ceiling
 
 RESULTS = Path(__file__).parent / "results" / "fsync-latency.json"
 SYNC = ("fsync", "fdatasync")
@@ -123,7 +123,7 @@ def measure(lab: Lab, calls: tuple[str, ...] | None, delay_us: int, sessions: in
         wait_until(lambda: _lmtp_ready(lab), 30, 0.05, "dovecot under strace", error=BenchError)
     log_before = len(lab.log())
     try:
-        run = deliver_to(lab.run, lab_stored(lab), RECIPIENT, sessions, 1024, count)
+        run = deliver_to(lab.run, lab_stored(lab), RECIPIENT, sessions, 1024, count, LOOPBACK)
         wait_until(lambda: not lab.queue_ids(), 120, 0.1, "the queue to empty", error=BenchError)
     finally:
         if tracer is not None:
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     with Lab(settings, secrets) as lab:
         # The local disk's bound for one stored copy, as a Maildir delivery stores it (one writer).
         disk_rate = maildir_ceiling(Path(lab.layout.vmail_dir), 1, 1024, 3.0).rate
-        deliver_to(lab.run, lab_stored(lab), RECIPIENT, 5, 1024, 50)  # warm up (postscreen cache, indexes)
+        deliver_to(lab.run, lab_stored(lab), RECIPIENT, 5, 1024, 50, LOOPBACK)  # warm up (postscreen cache, indexes)
         for sessions in (1, 5):
             plan: list[tuple[tuple[str, ...] | None, int]] = [(None, 0)]
             plan += [(SYNC, d) for d in DELAYS_US] + [(METADATA, 0), (METADATA, 2700)]

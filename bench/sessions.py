@@ -20,6 +20,7 @@ from mailserver.lab import netns
 from mailserver.lab.server import Lab
 from mailserver.waiting import wait_until
 
+from . import outside
 from .common import BenchError
 
 
@@ -65,11 +66,12 @@ def in_threads(lab: Lab, threads: int, total: int, work: Callable[[int, int], No
 # -- submission --------------------------------------------------------------------------------
 
 
-def _submission(port: int, user: str, password: str, ctx: ssl.SSLContext) -> smtplib.SMTP:
+def _submission(port: int, user: str, password: str, ctx: ssl.SSLContext, source: str | None = clients.OUTSIDE,
+                host: str = clients.SERVER) -> smtplib.SMTP:
     if port == 465:
-        conn = clients.smtp(465, implicit_tls=True, ctx=ctx)
+        conn = clients.smtp(465, implicit_tls=True, ctx=ctx, source=source, host=host)
     else:
-        conn = clients.smtp(port)
+        conn = clients.smtp(port, source=source, host=host)
         conn.starttls(context=ctx)
     conn.login(user, password)
     return conn
@@ -118,11 +120,12 @@ def all_stored(stored: Callable[[], int], before: int, total: int, port: int) ->
 def delivered_messages(lab: Lab, port: int, rcpt: str, threads: int, total: int, size: int,
                        stored: Callable[[], int], login: tuple[str, str] | None = None) -> Rate:
     """Messages per second from the first connection to the last message stored, one message
-    per session as separate senders send them: on 25 an outside MTA (from clients.OUTSIDE,
-    through postscreen), on a submission port a mail client (STARTTLS, AUTH PLAIN as
-    `login`, then the message, which the DKIM milter signs). The same client code either
+    per session as separate senders send them, from outside.CLIENT (the Outside context must be
+    running): on 25 an outside MTA (through postscreen; rspamd checks SPF and DMARC), on a
+    submission port a mail client (STARTTLS, AUTH PLAIN as `login`, then the message, which
+    rspamd signs). The same client code either
     way, so the ratio between ports is what the port's protocol and checks cost."""
-    sender = login[0] if login else "bench@outside.example"
+    sender = login[0] if login else outside.SENDER
     before = stored()
 
     def work(i: int, n: int) -> None:
@@ -130,10 +133,10 @@ def delivered_messages(lab: Lab, port: int, rcpt: str, threads: int, total: int,
         for k in range(n):
             msg = clients.message(sender, [rcpt], f"bench {port} {i}.{k}", size=size)
             if login:
-                conn = _submission(port, *login, ctx)
+                conn = _submission(port, *login, ctx, source=outside.CLIENT, host=outside.SERVER_ADDRESS)
             else:
-                conn = clients.smtp(port)
-                conn.ehlo("mx.outside.example")
+                conn = clients.smtp(port, source=outside.CLIENT, host=outside.SERVER_ADDRESS)
+                conn.ehlo(outside.CLIENT_NAME)
             try:
                 conn.send_message(msg)
             finally:

@@ -8,6 +8,10 @@ and the CPU per message of the busiest processes. For trying a change before wri
 templates, and for the figures of docs/benchmarks.md's "tried and not kept"; the lab's files are
 edited, never the templates. Needs root, like the bench.
 
+It also prints the lab's memory (PSS) before the rows and at its peak during them, by process.
+Memory after a reload is not memory after a fresh start (rspamd's processes are new): compare
+variants with each other, and confirm a memory gain with a fresh start before trusting it.
+
 ROWS: comma-separated SIZExSESSIONSxCOUNT, e.g. 4096x10x600,102400x20x300.
 """
 
@@ -17,20 +21,24 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 
 from mailserver.lab.server import Lab
 
-from . import delivery
+from . import delivery, outside
 from .__main__ import bench_settings
-from .common import cpu_ms_by_process, cpu_ticks
+from .common import MIB, MemorySampler, cpu_ms_by_process, cpu_ticks, memory
 from .seed import Seed
 
 # name -> (what it changes, the shell that changes it). @P@ is postfix's configuration directory,
-# @D@ dovecot.conf, @O@ rspamd's local.d/worker-proxy.inc (the milter), @R@ the lab's root.
+# @D@ dovecot.conf, @O@ rspamd's local.d/worker-proxy.inc (the milter), @S@ rspamd's
+# local.d/options.inc, @R@ the lab's root.
 VARIANTS: dict[str, tuple[str, str]] = {
     "milter-tcp": ("the milter on loopback TCP (127.0.0.1:11332, rspamd's default), not a unix socket", """
         sed -i 's|^bind_socket = .*|bind_socket = "127.0.0.1:11332";|' @O@
         postconf -c @P@ -e smtpd_milters=inet:127.0.0.1:11332"""),
+    "no-hyperscan": ("rspamd without hyperscan (no hs_helper process, no compiled regexps; PCRE instead)", """
+        echo 'disable_hyperscan = true;' >> @S@"""),
     "quota-count": ("dovecot's quota backend count (quota_vsizes, mailbox list indexes) instead of maildir", """
         sed -i 's/quota = maildir:User quota/quota = count:User quota\\n  quota_vsizes = yes/' @D@
         sed -i 's/^protocols = /mailbox_list_index = yes\\nprotocols = /' @D@"""),
@@ -65,23 +73,49 @@ def proxy_conf(lab: Lab) -> str:
     return f"{lab.layout.rspamd_local_dir}/local.d/worker-proxy.inc"
 
 
+def options_conf(lab: Lab) -> str:
+    return f"{lab.layout.rspamd_local_dir}/local.d/options.inc"
+
+
 def shell(lab: Lab, script: str) -> None:
-    files = {"@P@": lab.layout.postfix_dir, "@D@": lab.layout.dovecot_conf, "@O@": proxy_conf(lab), "@R@": str(lab.root)}
+    files = {"@P@": lab.layout.postfix_dir, "@D@": lab.layout.dovecot_conf, "@O@": proxy_conf(lab),
+             "@S@": options_conf(lab), "@R@": str(lab.root)}
     for token, path in files.items():
         script = script.replace(token, path)
     lab.run(["bash", "-euc", script])
 
 
+def mib(n: int) -> str:
+    return f"{n / MIB:.0f}"
+
+
 def measure(lab: Lab, seed: Seed, name: str, rows: list[tuple[int, int, int]]) -> list[str]:
+    """The rows, ours and the seed interleaved; and the lab's memory (PSS) idle before them and
+    at its peak during them, with the largest processes."""
     out = []
     stored = delivery.lab_stored(lab)
+    idle = memory(lab.ns)
+    sampler = MemorySampler(lab.ns)
+    with sampler:
+        out += rows_measured(lab, seed, name, rows, stored)
+    for label, m in (("idle", idle), ("peak", sampler.peak)):
+        top = ", ".join(f"{k} {mib(v)}" for k, v in list(m.by_process.items())[:8])
+        out.append(f"{name:20} memory {label}: {mib(m.pss)} MiB PSS, {m.processes} processes ({top})")
+        print(out[-1], flush=True)
+    return out
+
+
+def rows_measured(lab: Lab, seed: Seed, name: str, rows: list[tuple[int, int, int]],
+                  stored: Callable[[], int]) -> list[str]:
+    out = []
+    ours, theirs = outside.SERVER_ADDRESS, delivery.LOOPBACK
     for size, sessions, count in rows:
         before = cpu_ticks(lab.ns)
-        o1 = delivery.deliver_to(lab.run, stored, delivery.RECIPIENT, sessions, size, count)
+        o1 = delivery.deliver_to(lab.run, stored, delivery.RECIPIENT, sessions, size, count, ours)
         cpu = cpu_ms_by_process(before, cpu_ticks(lab.ns))
-        s1 = delivery.deliver_to(seed.run, seed.delivered, seed.address, sessions, size, count)
-        s2 = delivery.deliver_to(seed.run, seed.delivered, seed.address, sessions, size, count)
-        o2 = delivery.deliver_to(lab.run, stored, delivery.RECIPIENT, sessions, size, count)
+        s1 = delivery.deliver_to(seed.run, seed.delivered, seed.address, sessions, size, count, theirs)
+        s2 = delivery.deliver_to(seed.run, seed.delivered, seed.address, sessions, size, count, theirs)
+        o2 = delivery.deliver_to(lab.run, stored, delivery.RECIPIENT, sessions, size, count, ours)
         lab.wait_queue_empty(60)
         ratio = (s1.seconds + s2.seconds) / (o1.seconds + o2.seconds)  # the rates' ratio, same counts
         busiest = ", ".join(f"{k} {v / count:.2f}" for k, v in sorted(cpu.items(), key=lambda x: -x[1])[:5])
@@ -105,13 +139,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings, secrets = bench_settings()
     results = []
-    with Lab(settings, secrets) as lab, Seed() as seed:
+    with Lab(settings, secrets) as lab, outside.Outside(lab), Seed() as seed:
         lab.start_fail2ban()
         time.sleep(2)
         saved = lab.root / "rendered"
         conf = [f"{lab.layout.postfix_dir}/main.cf", f"{lab.layout.postfix_dir}/master.cf",
-                lab.layout.dovecot_conf, proxy_conf(lab)]
-        shell(lab, f"mkdir {saved}; cp {' '.join(conf)} {saved}/")
+                lab.layout.dovecot_conf, proxy_conf(lab), options_conf(lab)]
+        # The base is reloaded too, as each variant is: rspamd's memory right after a HUP is not
+        # what it is after a fresh start (no-hyperscan: 302 MiB peak after a HUP, 415 at a fresh
+        # start with the option rendered, as without it), so both sides are measured alike.
+        shell(lab, f"mkdir {saved}; cp {' '.join(conf)} {saved}/" + RELOAD)
         results += measure(lab, seed, "base", rows)
         for name in args.variants:
             shell(lab, "".join(f"cp {saved}/{os.path.basename(f)} {f}\n" for f in conf) + VARIANTS[name][1] + RELOAD)

@@ -39,6 +39,8 @@ SECONDARY_QUEUE_WARNING_HOURS, SECONDARY_QUEUE_ERROR_HOURS = 1, 4 * 24
 # A new volume's first snapshot comes with DLM's next daily run (catalog.SNAPSHOT_TIME_UTC):
 # up to 24 h after it was made, plus the time the snapshot takes to complete.
 FIRST_SNAPSHOT_GRACE_HOURS = 27
+# The key-value store's service on each OS, as the services check names it.
+KV_SERVICES = ", ".join(f"{kv.service} on {os_name}" for os_name, kv in catalog.KV_STORES.items())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,9 +178,20 @@ CHECKS: tuple[Check, ...] = (
           "form, or set relay ses", lab_skip="the namespace has no route out",
           fault="no connection out to port 25 (AWS's block on new accounts)"),
     Check("services", "Services running", "inside",
-          "postfix, dovecot and opendkim are running",
-          f"systemctl restart {' '.join(catalog.MAIL_DAEMONS)}; journalctl -u <unit> says why it stopped",
-          fault="postfix, dovecot or opendkim not running"),
+          f"{', '.join(catalog.MAIL_DAEMONS)} and the key-value store ({KV_SERVICES}) are running",
+          f"systemctl restart {' '.join(catalog.MAIL_DAEMONS)} and the store ({KV_SERVICES}); journalctl -u <unit> "
+          "says why it stopped",
+          fault=f"{', '.join(catalog.MAIL_DAEMONS)} or the key-value store not running"),
+    Check("spam-filter", "Spam filter and DKIM signing", "inside",
+          "rspamd's controller answers /ping on {}:{}, the key-value store answers PING on {}:{}, and a message "
+          "From each mail domain's postmaster, handed to rspamd as that user's (rspamc --user), comes back "
+          "with a DKIM-Signature of the domain and the current selector".format(*catalog.RSPAMD_CONTROLLER,
+                                                                                *catalog.KV_ADDRESS),
+          "journalctl -u rspamd (or of the store's unit) says why it does not answer; an unsigned domain's key "
+          f"is {catalog.VM_LAYOUT.dkim_key_dir}/<domain>.<selector>.key (0600 {catalog.RSPAMD_USER}), which "
+          "pulumi up re-delivers (set-dkim-keys.sh)",
+          fault="rspamd or its key-value store not answering, or mail from a domain leaving unsigned (its DKIM key "
+                "gone)"),
     Check("fail2ban", "fail2ban", "inside",
           "fail2ban runs with every jail the bundle enables (postfix-sasl, dovecot, sshd)",
           "pulumi up (apply.sh installs fail2ban-server, python3-systemd and nftables; not the fail2ban "

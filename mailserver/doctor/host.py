@@ -8,12 +8,12 @@ import dataclasses
 import json
 import shlex
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from mailserver.core import catalog
 from mailserver.doctor.aws import check_snapshots
-from mailserver.doctor.checks import CHECKS, DISK_WARNING_PERCENT, MEMORY_WARNING_PERCENT, QUEUE_WARNING
+from mailserver.doctor.checks import CHECK_IDS, CHECKS, DISK_WARNING_PERCENT, MEMORY_WARNING_PERCENT, QUEUE_WARNING
 from mailserver.doctor.intent import expected_jails
 from mailserver.doctor.target import Runner, Target
 from mailserver.doctor.verdicts import Result, Status, disk_status, memory_status, queue_status, result, show
@@ -58,21 +58,28 @@ class SshRunner:
         return proc.returncode, proc.stdout + proc.stderr
 
 
-def services_script(layout: catalog.Layout) -> str:
-    """One line per daemon, "name active|inactive"."""
+def services_script(layout: catalog.Layout, os_name: catalog.OsName) -> str:
+    """One line per daemon of catalog.mail_daemons(os_name), "name active|inactive". The lab
+    has no service manager: postfix answers `postfix status`, the others by their pid files."""
+    daemons = catalog.mail_daemons(os_name)
     if layout.vm:
-        return f"for u in {' '.join(catalog.MAIL_DAEMONS)}; do echo \"$u $(systemctl is-active \"$u\")\"; done\n"
+        return f"for u in {' '.join(daemons)}; do echo \"$u $(systemctl is-active \"$u\")\"; done\n"
     q = shlex.quote
-    return (
-        f"if postfix -c {q(layout.postfix_dir)} status >/dev/null 2>&1; then echo 'postfix active'; "
-        "else echo 'postfix inactive'; fi\n"
-        f"pid=$(cat {q(layout.dovecot_base_dir + '/master.pid')} 2>/dev/null)\n"
-        "if [ -n \"$pid\" ] && kill -0 \"$pid\" 2>/dev/null; then echo 'dovecot active'; "
-        "else echo 'dovecot inactive'; fi\n"
-        f"pid=$(cat {q(layout.opendkim_run_dir + '/opendkim.pid')} 2>/dev/null)\n"
-        "if [ -n \"$pid\" ] && kill -0 \"$pid\" 2>/dev/null; then echo 'opendkim active'; "
-        "else echo 'opendkim inactive'; fi\n"
-    )
+    pid_files = {
+        "dovecot": f"{layout.dovecot_base_dir}/master.pid",
+        "rspamd": f"{layout.rspamd_run_dir}/{catalog.RSPAMD_PID_FILE}",
+        catalog.KV_STORES[os_name].service: f"{layout.kv_dir}/{catalog.KV_PID_FILE}",
+    }
+    lines = []
+    for name in daemons:
+        if name == "postfix":
+            lines.append(f"if postfix -c {q(layout.postfix_dir)} status >/dev/null 2>&1; then echo 'postfix active'; "
+                         "else echo 'postfix inactive'; fi")
+        else:
+            lines.append(f"pid=$(cat {q(pid_files[name])} 2>/dev/null)")
+            lines.append(f"if [ -n \"$pid\" ] && kill -0 \"$pid\" 2>/dev/null; then echo {q(name + ' active')}; "
+                         f"else echo {q(name + ' inactive')}; fi")
+    return "\n".join(lines) + "\n"
 
 
 def meminfo(text: str) -> dict[str, int]:
@@ -101,15 +108,122 @@ def check_outbound_25(t: Target, r: Runner) -> list[Result]:
 
 
 def check_services(t: Target, r: Runner) -> list[Result]:
-    _, text = r.run(services_script(r.layout))
+    _, text = r.run(services_script(r.layout, t.settings.os))
     states = dict(line.strip().split(" ", 1) for line in text.splitlines() if " " in line.strip())
     out = []
-    for name in catalog.MAIL_DAEMONS:
+    for name in catalog.mail_daemons(t.settings.os):
         state = states.get(name, f"unknown ({text.strip()[:40]})")
         svc_status: Status = "ok" if state == "active" else "error" if name in states else "unknown"
         out.append(result("services", svc_status, name, "active", state,
                           f"systemctl restart {name}; journalctl -u {name} says why it stopped"
                           if r.layout.vm else f"restart the lab ({name} is down)"))
+    return out
+
+
+def spam_filter_script(layout: catalog.Layout, domains: Sequence[str], timeout: float) -> str:
+    """rspamd's controller asked /ping over its TCP port (the web UI's; /ping needs no password),
+    the key-value store asked PING (the Redis protocol, which valkey speaks too; over bash's
+    /dev/tcp, as Stream 10 has valkey-cli and no redis-cli), and, for each domain, a message From
+    its postmaster handed to rspamd as that user's (rspamc --user: sign_authenticated, the path
+    of the mail users submit; through the learn socket, where root needs no password) and
+    printed back with the headers rspamd adds (--mime). Each answer under a "== <what>" line."""
+    q = shlex.quote
+    wait = int(timeout) + 2
+    (ctl_host, ctl_port), (kv_host, kv_port) = catalog.RSPAMD_CONTROLLER, catalog.KV_ADDRESS
+
+    def ask(host: str, port: int, request: str, read: str) -> str:
+        exchange = f"exec 3<>/dev/tcp/{host}/{port} && printf \"{request}\" >&3 && {read} <&3"
+        return f"timeout {wait} bash -c '{exchange}' 2>&1; echo"
+
+    lines = ["echo '== controller'", ask(ctl_host, ctl_port, "GET /ping HTTP/1.0\\r\\n\\r\\n", "cat"),
+             "echo '== kv'", ask(kv_host, kv_port, "PING\\r\\n", "head -n 1")]
+    for d in domains:
+        user = q(f"postmaster@{d}")
+        probe = f"printf 'From: %s\\nTo: %s\\nSubject: doctor signing probe\\n\\nprobe\\n' {user} {user}"
+        lines.append(f"echo {q('== dkim ' + d)}")
+        lines.append(f"{probe} | timeout {wait} rspamc -h {q(layout.learn_socket)} --user {user} --mime 2>&1; "
+                     "rc=$?; printf '\\nexit=%s\\n' \"$rc\"")
+    return "\n".join(lines) + "\n"
+
+
+def sections(text: str) -> dict[str, list[str]]:
+    """The answers of a script that heads each with a "== <what>" line, by <what>."""
+    out: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if line.startswith("== "):
+            current = out.setdefault(line[3:].strip(), [])
+        elif current is not None:
+            current.append(line.rstrip("\r"))
+    return out
+
+
+def dkim_signatures(message: list[str]) -> list[dict[str, str]]:
+    """The tags of each DKIM-Signature field in a message's header (folded lines joined)."""
+    fields: list[str] = []
+    for line in message:
+        if not line.strip():
+            break  # the body starts
+        if line[:1] in (" ", "\t") and fields:
+            fields[-1] += " " + line.strip()
+        else:
+            fields.append(line)
+    out = []
+    for field in fields:
+        name, _, value = field.partition(":")
+        if name.strip().lower() == "dkim-signature":
+            tags = (tag.split("=", 1) for tag in value.split(";") if "=" in tag)
+            out.append({k.strip(): v.strip() for k, v in tags})
+    return out
+
+
+def dkim_key_path(layout: catalog.Layout, domain: str, selector: str) -> str:
+    """The private key rspamd signs `domain`'s mail with (set-dkim-keys.sh writes it; the
+    rendered dkim_signing.conf names it)."""
+    return f"{layout.dkim_key_dir}/{domain}.{selector}.key"
+
+
+def rspamd_log(layout: catalog.Layout) -> str:
+    return "journalctl -u rspamd" if layout.vm else f"{layout.rspamd_log_dir}/rspamd.log"
+
+
+def check_spam_filter(t: Target, r: Runner) -> list[Result]:
+    s, layout = t.settings, r.layout
+    code, text = r.run(spam_filter_script(layout, s.domains, t.timeout))
+    answers = {what: [line for line in lines if line.strip()] for what, lines in sections(text).items()}
+    if not {"controller", "kv", *(f"dkim {d}" for d in s.domains)} <= answers.keys():
+        # The script did not run to its end (the connection dropped): nothing to judge.
+        return [result("spam-filter", "unknown", "rspamd", CHECK_IDS["spam-filter"].verifies,
+                       show([line for line in text.strip().splitlines() if line.strip()][-1:] or [f"exit {code}"], 80))]
+    down = f"{rspamd_log(layout)} says why rspamd does not answer" + ("; systemctl restart rspamd" if layout.vm else "")
+    ctl, kv_answer = answers["controller"], answers["kv"]
+    ctl_ok = bool(ctl) and ctl[0].split()[1:2] == ["200"] and ctl[-1].strip() == "pong"
+    out = [result("spam-filter", "ok" if ctl_ok else "error",
+                  "rspamd controller {}:{}".format(*catalog.RSPAMD_CONTROLLER), "/ping answers pong",
+                  "pong" if ctl_ok else show(ctl[:1] if ctl[0].startswith("HTTP/") else ctl[-2:], 80) if ctl
+                  else "no answer", down)]
+    kv = catalog.KV_STORES[s.os].service
+    kv_ok = [line.strip() for line in kv_answer] == ["+PONG"]
+    out.append(result("spam-filter", "ok" if kv_ok else "error", "{} {}:{}".format(kv, *catalog.KV_ADDRESS),
+                      "PING answers +PONG", "+PONG" if kv_ok else show(kv_answer, 80) or "no answer",
+                      f"systemctl restart {kv}; journalctl -u {kv} says why it stopped (rspamd keeps its Bayes "
+                      "statistics there)" if layout.vm else f"restart the lab ({kv} is down)"))
+    for d in s.domains:
+        subject, want = f"DKIM signing {d}", f"DKIM-Signature d={d} s={s.dkim_selector}"
+        *printed, status = answers[f"dkim {d}"] or ["no answer"]
+        if status != "exit=0":
+            out.append(result("spam-filter", "error", subject, want,
+                              "rspamc failed: " + show(printed[-2:] or [status], 80), down))
+            continue
+        signatures = [(sig.get("d"), sig.get("s")) for sig in dkim_signatures(printed)]
+        signed = (d, s.dkim_selector) in signatures
+        key = dkim_key_path(layout, d, s.dkim_selector)
+        out.append(result("spam-filter", "ok" if signed else "error", subject, want,
+                          f"signed d={d} s={s.dkim_selector}" if signed else
+                          "unsigned: " + (show([f"only d={sd} s={ss}" for sd, ss in signatures], 60) if signatures
+                                          else "rspamd added no DKIM-Signature"),
+                          f"rspamd signs with {key} (0600 {catalog.RSPAMD_USER}; pulumi up re-delivers it with "
+                          f"set-dkim-keys.sh); {rspamd_log(layout)} says why it did not sign"))
     return out
 
 
@@ -345,6 +459,7 @@ def check_snapshots_here(t: Target, r: Runner) -> list[Result]:
 INSIDE: dict[str, InsideCheck] = {
     "outbound-25": check_outbound_25,
     "services": check_services,
+    "spam-filter": check_spam_filter,
     "fail2ban": check_fail2ban,
     "resolver": check_resolver,
     "ssh-login": check_ssh_login,

@@ -5,7 +5,7 @@ It is the doctor, not a copy: the same Target, the same `run` and the same check
 with the runner local and the checks limited to SELF_CHECKS, what a host can judge of itself:
 the inside checks (the queue checks among them), its DNS through its own resolver, its public
 ports through its Elastic IP, the certificate's lifetime, the blocklists, and its DKIM keys
-against DNS (the keys opendkim signs with, read here, not the stack's outputs).
+against DNS (the keys rspamd signs with, read here, not the stack's outputs).
 
 What it remembers between runs (the layout's selfcheck_state, JSON): what the postmaster was
 last told (each failing result, by check and subject, with its status), when, and whether the
@@ -41,7 +41,7 @@ from mailserver.core.settings_checks import Alias
 from mailserver.doctor.checks import CHECK_IDS, CHECKS
 from mailserver.doctor.cli import run
 from mailserver.doctor.dnscheck import lookup, make_resolver
-from mailserver.doctor.host import LocalRunner
+from mailserver.doctor.host import LocalRunner, dkim_key_path
 from mailserver.doctor.target import Target
 from mailserver.doctor.verdicts import Result, Status
 
@@ -79,13 +79,13 @@ def read_config(text: str) -> Config:
 
 
 def dkim_expected(s: Settings, layout: catalog.Layout) -> dict[str, str | None]:
-    """Each DKIM name's TXT content, from the private key opendkim signs with (the file
+    """Each DKIM name's TXT content, from the private key rspamd signs with (the file
     set-dkim-keys.sh writes); None (checked for presence only) where the key is not there yet."""
     from cryptography.hazmat.primitives import serialization
 
     out: dict[str, str | None] = {}
     for d in s.domains:
-        path = Path(f"{layout.opendkim_dir}/keys/{d}.{s.dkim_selector}.private")
+        path = Path(dkim_key_path(layout, d, s.dkim_selector))
         try:
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         except (OSError, ValueError):

@@ -1,5 +1,6 @@
-"""For the doctor's lab tests: a real DNS server (unbound) serving the records the program
-plans, inside the lab's namespace, and a test CA whose certificates the lab serves."""
+"""For the doctor's and the spam filter's lab tests, and the bench: a real DNS server (unbound)
+serving the records the program plans, inside the lab's namespace, and a test CA whose
+certificates the lab serves. A plain module (no pytest): the bench imports it."""
 
 from __future__ import annotations
 
@@ -18,7 +19,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from mailserver import clients
+from mailserver.core import records
+from mailserver.core.settings import Settings
 from mailserver.lab import netns
+from mailserver.lab.server import public_key_pem
 from mailserver.waiting import wait_until
 
 DNS_ADDRESS = "127.0.0.53"  # on the namespace's loopback, beside the mail server's 127.0.0.1
@@ -106,6 +111,20 @@ class LabDns:
         before = self.records.get(name, [])
         self.set(name, [rr for rr in before if rr[0] != rtype] + [(rtype, d) for d in data])
         return before
+
+
+def own_records(s: Settings, dkim_keys: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
+    """Our own domains' records as the program plans them (SPF, DMARC, MX, A) and their DKIM
+    keys: what rspamd reads when a message claims to come from one of them."""
+    planned = [*records.planned_records(s, clients.SERVER),
+               *[records.dkim_record(s, d, s.dkim_selector, public_key_pem(k)) for d, k in dkim_keys.items()]]
+    out: dict[str, list[tuple[str, str]]] = {}
+    for r in planned:
+        if r.type in ("TXT", "A"):
+            out.setdefault(r.fqdn, []).append((r.type, r.content))
+        elif r.type == "MX":
+            out.setdefault(r.fqdn, []).append(("MX", f"{r.priority} {r.content}."))
+    return out
 
 
 # --- a test CA ---------------------------------------------------------------------------------

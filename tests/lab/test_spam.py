@@ -35,12 +35,11 @@ import dkim
 import pytest
 
 from mailserver import clients
-from mailserver.core import catalog, records
-from mailserver.core.settings import Settings
+from mailserver.core import catalog
 from mailserver.lab import netns
-from mailserver.lab.server import Lab, public_key_pem
+from mailserver.lab.server import Lab
 from mailserver.waiting import wait_until
-from tests.lab.doctor_support import LabDns
+from tests.lab.doctor_support import LabDns, own_records
 from tests.lab.support import published_dns, submit
 from tests.support import PASSWORDS, dev_settings
 
@@ -70,20 +69,6 @@ def outside_records() -> dict[str, list[tuple[str, str]]]:
         listed = GOOD_MX if domain == "good.example" else "192.0.2.99"
         out[domain] = [("TXT", f'"v=spf1 ip4:{listed} -all"'), ("MX", f"10 {GOOD_MX_NAME}.")]
         out[f"_dmarc.{domain}"] = [("TXT", f'"v=DMARC1; p={policy}"')]
-    return out
-
-
-def own_records(s: Settings, dkim_keys: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
-    """Our own domains' records as the program plans them (SPF, DMARC, MX, A) and their DKIM
-    keys: what rspamd reads when a message claims to come from one of them."""
-    planned = [*records.planned_records(s, clients.SERVER),
-               *[records.dkim_record(s, d, s.dkim_selector, public_key_pem(k)) for d, k in dkim_keys.items()]]
-    out: dict[str, list[tuple[str, str]]] = {}
-    for r in planned:
-        if r.type in ("TXT", "A"):
-            out.setdefault(r.fqdn, []).append((r.type, r.content))
-        elif r.type == "MX":
-            out.setdefault(r.fqdn, []).append(("MX", f"{r.priority} {r.content}."))
     return out
 
 

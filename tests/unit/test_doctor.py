@@ -21,6 +21,7 @@ import pytest
 
 from mailserver import clients, docs, doctor
 from mailserver.core import catalog, certificates, records, relay
+from mailserver.doctor.host import OUTBOUND_PROBE_HOST
 from tests.support import dev_settings
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
@@ -259,9 +260,35 @@ SSHD_T = ("port 22\nallowusers ec2-user\npermitrootlogin no\npubkeyauthenticatio
           "passwordauthentication no\nkbdinteractiveauthentication no\nx11forwarding no\n")
 
 NO_REBOOT = "No core libraries or services have been updated since boot-up.\nReboot should not be necessary.\n"
+# What rspamd's controller answers to GET /ping (rspamd 3.4 in the lab).
+PONG = ("HTTP/1.1 200 OK\r\nConnection: close\r\nServer: rspamd/3.4\r\nContent-Length: 6\r\n"
+        "Content-Type: text/plain\r\n\r\npong\r\n")
+
+
+def signed_probe(domain: str, selector: str) -> str:
+    """What `rspamc --mime` prints for the doctor's probe From `domain` when rspamd signs it
+    (the lab's output, shortened): rspamd's headers, the folded DKIM-Signature among them."""
+    return (f"From: postmaster@{domain}\nTo: postmaster@{domain}\nSubject: doctor signing probe\n"
+            "X-Spam-Action: no action\nX-Spam-Symbols: ARC_NA,\n\tDKIM_SIGNED,\n\tMIME_GOOD\n"
+            f"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed;\n\td={domain}; s={selector};\n"
+            "\tt=1796226065; h=from:from:to:to:subject:subject;\n\tbh=r+lYVvdk=;\n\tb=X/KrK78OWeKsF8P4tmg6\n"
+            "\nprobe\n\nexit=0\n")
+
+
+def spam_filter_answer(controller: str = PONG, kv: str = "+PONG\r\n",
+                       dkim: dict[str, str] | None = None) -> str:
+    """The spam-filter script's output on a host; each domain's probe signed unless `dkim` says
+    otherwise."""
+    s, _ = dev_settings()
+    dkim = {d: signed_probe(d, s.dkim_selector) for d in s.domains} | (dkim or {})
+    return (f"== controller\n{controller}\n== kv\n{kv}\n"
+            + "".join(f"== dkim {d}\n{answer}" for d, answer in dkim.items()))
+
+
 # A healthy VM's answers to the scripts that contain a marker.
 HEALTHY_VM = {"crontab": "job\nactive\n", "sshd -T": SSHD_T, "dnf-automatic.timer": "active\n",
-              "needs-restarting -r": NO_REBOOT, "status=(bounced|expired)": "0\nexit=0\n"}
+              "needs-restarting -r": NO_REBOOT, "status=(bounced|expired)": "0\nexit=0\n",
+              "== controller": spam_filter_answer()}
 
 
 class FakeHost:
@@ -278,7 +305,7 @@ class FakeHost:
         if script == "echo doctor-ok":
             return 0, "doctor-ok\n"
         if "systemctl is-active \"$u\"" in script:
-            return 0, "postfix active\ndovecot active\nopendkim failed\n"
+            return 0, "postfix active\ndovecot active\nrspamd failed\nredis active\n"
         if "fail2ban" in script:
             return 0, "missing\n"
         if "is-active unbound" in script:
@@ -291,7 +318,7 @@ class FakeHost:
             return 0, "".join(f"{{\"queue_id\": \"{i}\"}}\n" for i in range(25))
         if script.startswith("findmnt"):
             return 0, ""  # a host from before the mail volume
-        if "/dev/tcp/" in script:
+        if f"/dev/tcp/{OUTBOUND_PROBE_HOST}/" in script:
             return 1, ""
         for marker, answer in HEALTHY_VM.items():
             if marker in script:
@@ -304,8 +331,9 @@ def test_inside_checks_judge_what_the_host_reports(monkeypatch: pytest.MonkeyPat
     host = FakeHost()
     out = doctor.check_inside(_target(runner=host, timeout=1.0))
     by = {(r.check, r.subject): r for r in out}
-    assert by[("services", "opendkim")].status == "error"
-    assert by[("services", "postfix")].status == "ok"
+    assert by[("services", "rspamd")].status == "error"
+    assert by[("services", "postfix")].status == "ok" and by[("services", "redis")].status == "ok"
+    assert doctor.summary(out)["spam-filter"] == "ok"
     assert by[("fail2ban", "fail2ban")].status == "warning"  # a host from before fail2ban: not a crash
     assert by[("disk", "/")].status == "warning" and by[("disk", "/var/vmail")].status == "ok"
     assert by[("memory", "memory")].status == "warning"  # 10% available
@@ -333,6 +361,61 @@ class Answering(FakeHost):
                 self.scripts.append(script)
                 return answer if isinstance(answer, tuple) else (0, answer)
         return super().run(script)
+
+
+def test_services_asks_every_mail_daemon_and_the_key_value_store_of_the_os() -> None:
+    # Stream 10 has no Redis: its store is valkey, and a stopped valkey is what must show.
+    s, _ = dev_settings(os="centos-stream-10")
+    host = Answering({"systemctl is-active \"$u\"": "postfix active\ndovecot active\nrspamd active\nvalkey failed\n"})
+    out = doctor.check_inside(doctor.Target(settings=s, ip="192.0.2.1", dkim={}, runner=host, timeout=1.0,
+                                            checks=frozenset({"services"})))
+    assert {r.subject: r.status for r in out} == {"postfix": "ok", "dovecot": "ok", "rspamd": "ok", "valkey": "error"}
+    (down,) = [r for r in out if r.status == "error"]
+    assert down.fix.startswith("systemctl restart valkey")
+
+
+UNSIGNED = "From: postmaster@example.net\nX-Spam-Action: no action\n\nprobe\n\nexit=0\n"
+OLD_SELECTOR = signed_probe("example.net", "old")
+NO_SOCKET = "cannot connect to /run/rspamd/learn.sock: Connection refused\n\nexit=1\n"
+REFUSED = "bash: connect: Connection refused\nbash: line 1: /dev/tcp/127.0.0.1/6379: Connection refused\n"
+
+
+@pytest.mark.parametrize(("answer", "failing"), [
+    (spam_filter_answer(), {}),
+    # rspamd down: neither its controller nor its learn socket answers.
+    (spam_filter_answer(controller=REFUSED, dkim={"example.com": NO_SOCKET, "example.net": NO_SOCKET}),
+     {"rspamd controller 127.0.0.1:11334": "Connection refused", "DKIM signing example.com": "rspamc failed",
+      "DKIM signing example.net": "rspamc failed"}),
+    (spam_filter_answer(kv=REFUSED), {"redis 127.0.0.1:6379": "Connection refused"}),
+    # A store that answers something else than PONG (e.g. refusing the client) is no store rspamd can use.
+    (spam_filter_answer(kv="-DENIED Redis is running in protected mode\r\n"), {"redis 127.0.0.1:6379": "DENIED"}),
+    (spam_filter_answer(controller="HTTP/1.1 403 Forbidden\r\n\r\n"), {"rspamd controller 127.0.0.1:11334": "403"}),
+    # A domain's key gone: its mail leaves unsigned, the other domain's is still signed.
+    (spam_filter_answer(dkim={"example.net": UNSIGNED}), {"DKIM signing example.net": "no DKIM-Signature"}),
+    # Signed, but not under the current selector: receivers look the key up where DNS has none.
+    (spam_filter_answer(dkim={"example.net": OLD_SELECTOR}), {"DKIM signing example.net": "only d=example.net s=old"}),
+])
+def test_spam_filter_needs_the_controller_the_store_and_a_signature_for_every_domain(
+        answer: str, failing: dict[str, str]) -> None:
+    out = doctor.check_inside(_target(runner=Answering({"== controller": answer}), timeout=1.0,
+                                      checks=frozenset({"spam-filter"})))
+    assert {r.subject for r in out} == {"rspamd controller 127.0.0.1:11334", "redis 127.0.0.1:6379",
+                                        "DKIM signing example.com", "DKIM signing example.net"}
+    assert {r.subject: r.found for r in out if r.status == "error"}.keys() == failing.keys()
+    assert all(r.status == "ok" for r in out if r.subject not in failing)
+    for r in out:
+        if r.subject in failing:
+            assert failing[r.subject] in r.found and r.fix, r
+    if "DKIM signing example.net" in failing and "rspamc failed" not in failing["DKIM signing example.net"]:
+        (unsigned,) = [r for r in out if r.subject == "DKIM signing example.net"]
+        assert "/var/lib/rspamd/dkim/example.net.mail.key" in unsigned.fix and "journalctl -u rspamd" in unsigned.fix
+
+
+def test_spam_filter_cut_short_is_unknown_not_an_error() -> None:
+    # The connection dropped before the probes ran: nothing says rspamd is down.
+    host = Answering({"== controller": (255, "== controller\nConnection to 192.0.2.1 closed by remote host.\n")})
+    out = doctor.check_inside(_target(runner=host, timeout=1.0, checks=frozenset({"spam-filter"})))
+    assert [r.status for r in out] == ["unknown"] and "closed by remote host" in out[0].found
 
 
 @pytest.mark.parametrize(("answer", "status", "missing"), [

@@ -11,16 +11,18 @@ import datetime as dt
 import email.message
 import fnmatch
 import json
+import re
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from mailserver import doctor
-from mailserver.core import catalog, render
+from mailserver.core import catalog, records, render
 from mailserver.core.settings import ROOT, SettingsError
 from mailserver.doctor import selfcheck
 from mailserver.doctor.intent import expected_jails
+from mailserver.lab.server import generate_rsa_key, public_key_pem
 from tests.support import dev_settings
 from tests.unit.test_doctor import Answering
 
@@ -235,6 +237,25 @@ def test_the_self_check_runs_the_doctor_not_a_copy() -> None:
     assert doctor.CHECK_IDS.keys() - selfcheck.SELF_CHECKS == {"web-mta-sts", "web-autoconfig", "snapshots"}
     assert {"queue-deferred", "queue-age", "bounces", "dns-dkim", "ports", "tls-expiry", "blocklists"} <= \
         selfcheck.SELF_CHECKS
+
+
+def test_dkim_keys_are_read_where_rspamd_signs_with_them(tmp_path: Path) -> None:
+    """dns-dkim compares DNS with the key rspamd signs with: the file the rendered
+    dkim_signing.conf names, for one domain here; the other's missing key is checked for
+    presence only."""
+    s, _ = dev_settings()
+    layout = catalog.lab_layout(tmp_path)
+    signing = render.render(s, layout, "primary").file(f"{layout.rspamd_local_dir}/local.d/dkim_signing.conf")
+    paths = re.findall(r'path = "([^"]+)";', signing.content)
+    assert len(paths) == len(s.domains)
+    private = generate_rsa_key(1024)
+    Path(paths[0]).parent.mkdir(parents=True)
+    Path(paths[0]).write_text(private)
+    expected = selfcheck.dkim_expected(s, layout)
+    first, second = (records.dkim_name(s.dkim_selector, d) for d in s.domains)
+    assert paths[0].startswith(f"{layout.dkim_key_dir}/{s.domains[0]}.")
+    assert expected[first] == records.txt(records.dkim(public_key_pem(private)))
+    assert expected[second] is None
 
 
 def test_run_reports_only_the_checks_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
