@@ -26,7 +26,7 @@ class Service:
     name: str  # stable id, used in resource names and dovecot listener names
     port: int
     daemon: Literal["postfix", "dovecot", "sshd"]
-    protocol: Literal["smtp", "imap", "pop3", "ssh"]
+    protocol: Literal["smtp", "imap", "pop3", "sieve", "ssh"]
     tls: TlsMode
     auth: bool  # may clients log in on this port
     description: str
@@ -35,7 +35,9 @@ class Service:
 
 
 # The seed guide opens 25, 110, 143, 465, 993 and 995. We add 587 (RFC 6409 submission;
-# many clients and networks prefer it to 465) behind a setting, and SSH for the admin only.
+# many clients and networks prefer it to 465) behind a setting, ManageSieve (RFC 5804) so users
+# manage their own filters and vacation replies from their mail client rather than asking the
+# operator, and SSH for the admin only.
 SERVICES: tuple[Service, ...] = (
     Service("smtp", 25, "postfix", "smtp", "starttls", False,
             "SMTP from other mail servers (MX); STARTTLS offered, no AUTH"),
@@ -49,6 +51,8 @@ SERVICES: tuple[Service, ...] = (
             "IMAP; STARTTLS required before login"),
     Service("imaps", 993, "dovecot", "imap", "implicit", True, "IMAP over implicit TLS"),
     Service("pop3s", 995, "dovecot", "pop3", "implicit", True, "POP3 over implicit TLS"),
+    Service("sieve", 4190, "dovecot", "sieve", "starttls", True,
+            "ManageSieve (mail filters, vacation replies); STARTTLS required before login"),
     Service("ssh", 22, "sshd", "ssh", "none", True,
             "SSH for the operator and for pulumi-command", admin_only=True),
 )
@@ -498,6 +502,8 @@ RESOLVER_PROBE = "acme-v02.api.letsencrypt.org"
 DEBIAN_PACKAGES: tuple[str, ...] = (
     "postfix", "postfix-lmdb", "dovecot-core", "dovecot-imapd", "dovecot-pop3d", "dovecot-lmtpd",
     "dovecot-sieve", "opendkim", "cloud-init", "shellcheck", "nodejs", "strace", "openssl", "iproute2", "util-linux",
+    # ManageSieve (port 4190): a package apart on Debian; on EL it comes with dovecot-pigeonhole.
+    "dovecot-managesieved",
     "python3-venv", "ca-certificates",
     # Debian's postfix SASL client mechanisms (the lab relays to a stand-in that wants AUTH).
     # Only a Recommends of libsasl2-2, and setup.sh installs without recommends.

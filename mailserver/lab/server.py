@@ -3,7 +3,7 @@
 The same renderer and the same scripts (apply.sh, set-passwords.sh) as on EC2; what differs is
 `catalog.lab_layout`: paths under a temporary root, log files instead of syslog, no systemd. The
 daemons run in a private network namespace, so they bind the real ports (25, 587, 465, 110,
-143, 993, 995) on loopback without touching the machine's own network or mail system.
+143, 993, 995, 4190) on loopback without touching the machine's own network or mail system.
 """
 
 from __future__ import annotations
