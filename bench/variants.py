@@ -39,6 +39,8 @@ VARIANTS: dict[str, tuple[str, str]] = {
         postconf -c @P@ -e smtpd_milters=inet:127.0.0.1:11332"""),
     "no-hyperscan": ("rspamd without hyperscan (no hs_helper process, no compiled regexps; PCRE instead)", """
         echo 'disable_hyperscan = true;' >> @S@"""),
+    "no-neural": ("rspamd without its neural-network module (which trains in the controller, on Redis)", """
+        printf 'enabled = false;\n' > @R@/etc/rspamd/local.d/neural.conf"""),
     "quota-count": ("dovecot's quota backend count (quota_vsizes, mailbox list indexes) instead of maildir", """
         sed -i 's/quota = maildir:User quota/quota = count:User quota\\n  quota_vsizes = yes/' @D@
         sed -i 's/^protocols = /mailbox_list_index = yes\\nprotocols = /' @D@"""),

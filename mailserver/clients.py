@@ -5,13 +5,17 @@ another one (127.0.0.2)."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import email.message
 import email.utils
 import imaplib
 import poplib
+import re
 import smtplib
 import socket
 import ssl
+from collections.abc import Iterator
 from typing import Any
 
 from mailserver.core import catalog
@@ -113,14 +117,17 @@ class POP3S(_SourceBound, poplib.POP3_SSL):
         return context.wrap_socket(sock, server_hostname=self.host)
 
 
-def imap_messages(port: int, user: str, password: str, ctx: ssl.SSLContext, implicit_tls: bool) -> list[bytes]:
-    """All messages of INBOX, as raw bytes, over IMAPS or IMAP + STARTTLS."""
+def imap_messages(port: int, user: str, password: str, ctx: ssl.SSLContext, implicit_tls: bool,
+                  mailbox: str = "INBOX") -> list[bytes]:
+    """All messages of a mailbox (INBOX unless named), as raw bytes, over IMAPS or IMAP + STARTTLS."""
     conn: imaplib.IMAP4 = IMAPS(SERVER, port, ssl_context=ctx) if implicit_tls else IMAP(SERVER, port)
     try:
         if not implicit_tls:
             conn.starttls(ssl_context=ctx)
         conn.login(user, password)
-        conn.select("INBOX", readonly=True)
+        status, detail = conn.select(mailbox, readonly=True)
+        if status != "OK":
+            raise imaplib.IMAP4.error(f"SELECT {mailbox}: {detail}")
         _, data = conn.search(None, "ALL")
         out: list[bytes] = []
         for num in data[0].split():
@@ -153,6 +160,122 @@ def pop3_messages(port: int, user: str, password: str, ctx: ssl.SSLContext, impl
             pass
 
 
+class ManageSieveError(Exception):
+    """A ManageSieve server answered what no healthy one would (no greeting, a command refused
+    that must be accepted), or something this client cannot read."""
+
+
+class ManageSieve:
+    """A ManageSieve (RFC 5804) client, as much as logging in and installing a script takes:
+    STARTTLS, AUTHENTICATE PLAIN, PUTSCRIPT, SETACTIVE, LOGOUT. Python has none in its standard
+    library, and the doctor's probe must run on the host's bare python3 too."""
+
+    def __init__(self, port: int = 4190, host: str = SERVER, source: str | None = OUTSIDE,
+                 timeout: float = TIMEOUT) -> None:
+        self.sock: socket.socket = socket.create_connection((host, port), timeout, source_address=_bind(source))
+        self._file = self.sock.makefile("rb")
+        # The greeting is the capability list (RFC 5804 1.7); a server that cannot serve says BYE.
+        self.capabilities = self._capabilities()
+
+    def _line(self) -> bytes:
+        line = self._file.readline(MANAGESIEVE_MAX_LINE)
+        if not line.endswith(b"\n"):
+            raise ManageSieveError(f"connection closed or line too long after {line[:80]!r}")
+        return line.rstrip(b"\r\n")
+
+    def _response(self) -> tuple[list[bytes], str, str]:
+        """(lines before the status, status OK/NO/BYE, the status line's rest). A literal
+        {N} ending a line (the server's way to send text with line breaks) is read whole."""
+        lines: list[bytes] = []
+        while True:
+            line = self._line()
+            literal = re.search(rb"\{(\d+)\+?\}$", line)
+            if literal:
+                line += b"\n" + self._file.read(int(literal.group(1))) + self._line()
+            status = line.split(b" ", 1)[0].upper()
+            if status in (b"OK", b"NO", b"BYE"):
+                return lines, status.decode(), line[len(status):].strip().decode(errors="replace")
+            lines.append(line)
+
+    def _capabilities(self) -> dict[str, str]:
+        lines, status, text = self._response()
+        if status != "OK":
+            raise ManageSieveError(f"{status} {text}")
+        caps: dict[str, str] = {}
+        for line in lines:
+            words = [re.sub(rb"\\(.)", rb"\1", w).decode(errors="replace")
+                     for w in re.findall(rb'"((?:[^"\\]|\\.)*)"', line)]
+            if words:
+                caps[words[0].upper()] = words[1] if len(words) > 1 else ""
+        return caps
+
+    def command(self, line: bytes) -> tuple[str, str]:
+        """Send one command; (status, text) of the answer."""
+        self.sock.sendall(line + b"\r\n")
+        _, status, text = self._response()
+        return status, text
+
+    @property
+    def sasl(self) -> list[str]:
+        """The SASL mechanisms offered now: none may be before STARTTLS (the password would
+        cross in clear)."""
+        return self.capabilities.get("SASL", "").upper().split()
+
+    def starttls(self, ctx: ssl.SSLContext, server_name: str = "mail.invalid") -> None:
+        status, text = self.command(b"STARTTLS")
+        if status != "OK":
+            raise ManageSieveError(f"STARTTLS refused: {status} {text}")
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=server_name)
+        self._file = self.sock.makefile("rb")
+        # After TLS the server says its capabilities again (RFC 5804 2.2), now with SASL.
+        self.capabilities = self._capabilities()
+
+    def authenticate(self, user: str, password: str) -> tuple[str, str]:
+        """AUTHENTICATE "PLAIN" with the initial response (RFC 4616), as a quoted string."""
+        token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+        return self.command(f'AUTHENTICATE "PLAIN" "{token}"'.encode())
+
+    def putscript(self, name: str, script: str) -> tuple[str, str]:
+        """Upload a script (compiled by the server, which refuses it with NO when it is not
+        valid Sieve); sent as a non-synchronising literal, which RFC 5804 has clients use."""
+        data = script.encode()
+        return self.command(b"PUTSCRIPT " + _sieve_quoted(name) + f" {{{len(data)}+}}\r\n".encode() + data)
+
+    def setactive(self, name: str) -> tuple[str, str]:
+        return self.command(b"SETACTIVE " + _sieve_quoted(name))
+
+    def logout(self) -> None:
+        try:
+            self.command(b"LOGOUT")
+        except (OSError, ManageSieveError):
+            pass
+        finally:
+            self.sock.close()
+
+
+@contextlib.contextmanager
+def managesieve(port: int = 4190, host: str = SERVER, source: str | None = OUTSIDE,
+                timeout: float = TIMEOUT) -> Iterator[ManageSieve]:
+    """A ManageSieve connection, logged out and closed at the end."""
+    conn = ManageSieve(port, host, source, timeout)
+    try:
+        yield conn
+    finally:
+        conn.logout()
+
+
+# A line longer than this is no ManageSieve server's (capability lines are short).
+MANAGESIEVE_MAX_LINE = 8192
+
+
+def _sieve_quoted(text: str) -> bytes:
+    """A quoted string (RFC 5804 4): backslash and double quote escaped. Never a line break,
+    which a quoted string cannot hold."""
+    if "\r" in text or "\n" in text:
+        raise ValueError("a ManageSieve quoted string cannot hold a line break")
+    return b'"' + text.replace("\\", "\\\\").replace('"', '\\"').encode() + b'"'
+
+
 class StartTlsError(ConnectionError):
     """The server did not get as far as a TLS handshake: it refused STARTTLS, greeted with an
     error (421: too busy, shutting down) or hung up. Not a refusal of a TLS version."""
@@ -181,6 +304,15 @@ def _smtp_reply(sock: socket.socket, want: bytes) -> bytes:
     return b"".join(lines)
 
 
+def _sieve_ok(sock: socket.socket, what: str) -> None:
+    """Read a ManageSieve response up to its status line, which must be OK."""
+    line = _read_line(sock)
+    while line.startswith(b'"'):  # capability lines before the status
+        line = _read_line(sock)
+    if not line.upper().startswith(b"OK"):
+        raise StartTlsError(f"{what}: {line.decode(errors='replace').strip()[:120]}")
+
+
 def _starttls(sock: socket.socket, protocol: str) -> None:
     """Speak the protocol up to the point where the TLS handshake starts."""
     if protocol == "smtp":
@@ -207,6 +339,10 @@ def _starttls(sock: socket.socket, protocol: str) -> None:
         line = _read_line(sock)
         if not line.startswith(b"+OK"):
             raise StartTlsError(f"STLS refused: {line.decode(errors='replace').strip()[:120]}")
+    elif protocol == "sieve":
+        _sieve_ok(sock, "greeting")  # the capability lines, then OK
+        sock.sendall(b"STARTTLS\r\n")
+        _sieve_ok(sock, "STARTTLS refused")
 
 
 def tls_peer(port: int, starttls: str | None, ctx: ssl.SSLContext, source: str | None = OUTSIDE,

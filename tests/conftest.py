@@ -5,7 +5,7 @@ directory (so no test can forget it):
     tests/program  program  the Pulumi program under mocks (tests/program/harness.py)
     tests/tools    tools    real tools on the rendered bundle, no daemon: postconf, doveconf, cloud-init,
                             shellcheck, sshd -t, fail2ban-client, node, the scripts against stand-ins
-    tests/lab      lab      real postfix, dovecot, opendkim, fail2ban and unbound in the lab's network
+    tests/lab      lab      real postfix, dovecot, rspamd, redis, fail2ban and unbound in the lab's network
                             namespace; needs root
 
 `pytest -m "not lab"` is the quick loop: it starts no daemon. Tests that need root carry the

@@ -26,7 +26,7 @@ class Service:
     name: str  # stable id, used in resource names and dovecot listener names
     port: int
     daemon: Literal["postfix", "dovecot", "sshd"]
-    protocol: Literal["smtp", "imap", "pop3", "ssh"]
+    protocol: Literal["smtp", "imap", "pop3", "sieve", "ssh"]
     tls: TlsMode
     auth: bool  # may clients log in on this port
     description: str
@@ -35,7 +35,9 @@ class Service:
 
 
 # The seed guide opens 25, 110, 143, 465, 993 and 995. We add 587 (RFC 6409 submission;
-# many clients and networks prefer it to 465) behind a setting, and SSH for the admin only.
+# many clients and networks prefer it to 465) behind a setting, ManageSieve (RFC 5804) so users
+# manage their own filters and vacation replies from their mail client rather than asking the
+# operator, and SSH for the admin only.
 SERVICES: tuple[Service, ...] = (
     Service("smtp", 25, "postfix", "smtp", "starttls", False,
             "SMTP from other mail servers (MX); STARTTLS offered, no AUTH"),
@@ -49,6 +51,8 @@ SERVICES: tuple[Service, ...] = (
             "IMAP; STARTTLS required before login"),
     Service("imaps", 993, "dovecot", "imap", "implicit", True, "IMAP over implicit TLS"),
     Service("pop3s", 995, "dovecot", "pop3", "implicit", True, "POP3 over implicit TLS"),
+    Service("sieve", 4190, "dovecot", "sieve", "starttls", True,
+            "ManageSieve (mail filters, vacation replies); STARTTLS required before login"),
     Service("ssh", 22, "sshd", "ssh", "none", True,
             "SSH for the operator and for pulumi-command", admin_only=True),
 )
@@ -593,6 +597,8 @@ RESOLVER_PROBE = "acme-v02.api.letsencrypt.org"
 DEBIAN_PACKAGES: tuple[str, ...] = (
     "postfix", "postfix-lmdb", "dovecot-core", "dovecot-imapd", "dovecot-pop3d", "dovecot-lmtpd",
     "dovecot-sieve", "cloud-init", "shellcheck", "nodejs", "strace", "openssl", "iproute2", "util-linux",
+    # ManageSieve (port 4190): a package apart on Debian; on EL it comes with dovecot-pigeonhole.
+    "dovecot-managesieved",
     "python3-venv", "ca-certificates",
     # The spam filter and DKIM signer (Debian's rspamd 3.4; EL gets rspamd.com's build), and the
     # key-value store its statistics live in.
@@ -730,6 +736,11 @@ class Layout:
         # Where dovecot 2.3 itself points (10-ssl.conf's example, and its migration warning
         # "please set ssl_dh=</etc/dovecot/dh.pem"); SELinux labels it like the directory.
         return f"{self.dovecot_dir}/dh.pem"
+
+    def dkim_key_file(self, domain: str, selector: str) -> str:
+        """The private key rspamd signs `domain`'s mail with under `selector` (set-dkim-keys.sh
+        writes it, dkim_signing.conf names it, the doctor and the self-check read it)."""
+        return f"{self.dkim_key_dir}/{domain}.{selector}.key"
 
     @property
     def sieve_dir(self) -> str:

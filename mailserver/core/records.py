@@ -1,5 +1,5 @@
 """Deliverability and client-setup records: SPF, DMARC, DKIM, MTA-STS, TLS-RPT, CAA and
-RFC 6186/8314 SRV.
+RFC 6186/8314 and 5804 (ManageSieve) SRV.
 
 Pure functions from settings to `Record`s, with the A and MX records of the mail host. Large
 receivers (Gmail, Outlook) demand SPF or
@@ -139,12 +139,14 @@ def deliverability_records(s: Settings) -> tuple[Record, ...]:
 
 
 def srv_records(s: Settings) -> tuple[Record, ...]:
-    """RFC 6186 service records from the port table, implicit TLS preferred (RFC 8314).
-    A disabled service is published with target "." ("not offered here")."""
+    """RFC 6186 service records from the port table, implicit TLS preferred (RFC 8314), and
+    ManageSieve's (RFC 5804 1.8): one per port users log in on, named by the service's name,
+    which is each RFC's label. A disabled service is published with target "." ("not offered
+    here")."""
     out = []
     enabled = {svc.name for svc in s.services}
     for svc in SERVICES:
-        if svc.protocol not in ("smtp", "imap", "pop3") or svc.port == 25:
+        if not svc.auth or svc.admin_only:
             continue
         priority = 0 if svc.tls == "implicit" else 10
         for d in s.domains:

@@ -230,6 +230,13 @@ SECONDARY_SCRIPTS = ("apply.sh", "baseline.sh", "acme.sh", "use-local-resolver.s
 RECIPIENT_MAPS = ("vmailbox", "virtual")
 
 
+# Dovecot's login process of a protocol is <protocol>-login, but ManageSieve's ("sieve" in
+# `protocols`) is managesieve-login. A sieve-login block would be a second service beside
+# managesieve-login's built-in listener on 4190, which doveconf 2.3.19 refuses ("duplicate
+# listener: 4190"): apply.sh would roll the whole configuration back.
+DOVECOT_LOGIN_SERVICES: dict[str, str] = {"sieve": "managesieve-login"}
+
+
 def render(s: Settings, layout: catalog.Layout = catalog.VM_LAYOUT, role: catalog.Role = "primary") -> Bundle:
     check_values(s)
     if role == "secondary" and not s.secondary_mx:
@@ -243,6 +250,7 @@ def render(s: Settings, layout: catalog.Layout = catalog.VM_LAYOUT, role: catalo
     for svc in services:
         if svc.daemon == "dovecot":
             login_services.setdefault(svc.protocol, []).append(svc)
+    dovecot_login = {proto: DOVECOT_LOGIN_SERVICES.get(proto, f"{proto}-login") for proto in login_services}
     ctx = {
         "s": s,
         "layout": layout,
@@ -250,6 +258,7 @@ def render(s: Settings, layout: catalog.Layout = catalog.VM_LAYOUT, role: catalo
         "catalog": catalog,
         "smtp_services": [svc for svc in services if svc.daemon == "postfix"],
         "login_services": login_services,
+        "dovecot_login": dovecot_login,
         "acme_renew_days": certificates.acme_renewal_days(),
         "acme_lifetimes": "/".join(map(str, catalog.CERT_LIFETIMES_DAYS)),
         "zone_id": s.zone_id(s.hostname_zone),

@@ -21,14 +21,22 @@ def mta_sts_policy(s: Settings) -> str:
     return "".join(f"{line}\r\n" for line in lines)
 
 
+# The server types of Thunderbird's autoconfig format (config-v1.1) that the port table has:
+# incomingServer imap and pop3, outgoingServer smtp. The format has no element for ManageSieve,
+# so port 4190 stays out of the document (a client that read it as another incoming server would
+# try to fetch mail there); sieve clients find it by its SRV record (records.srv_records).
+AUTOCONFIG_INCOMING = ("imap", "pop3")
+AUTOCONFIG_OUTGOING = ("smtp",)
+
+
 def autoconfig_xml(s: Settings) -> str:
     services = [svc for svc in s.services if svc.auth and not svc.admin_only]
     # Implicit TLS first: RFC 8314 prefers it, and clients take the first that works.
     order = sorted(services, key=lambda svc: svc.tls != "implicit")
     return environment().get_template("web/autoconfig.xml.j2").render(
         s=s,
-        incoming=[svc for svc in order if svc.protocol in ("imap", "pop3")],
-        outgoing=[svc for svc in order if svc.protocol == "smtp"],
+        incoming=[svc for svc in order if svc.protocol in AUTOCONFIG_INCOMING],
+        outgoing=[svc for svc in order if svc.protocol in AUTOCONFIG_OUTGOING],
     )
 
 

@@ -155,11 +155,11 @@ CHECKS: tuple[Check, ...] = (
           "port 25 never offers AUTH; submission offers and accepts it only after STARTTLS",
           "restore smtpd_tls_auth_only = yes and the per-port settings of master.cf (pulumi up)",
           fault="AUTH offered before STARTTLS, or on port 25"),
-    Check("plaintext-login", "No plaintext IMAP/POP3 login", "outside",
-          "IMAP and POP3 offer no login before STARTTLS (IMAP LOGINDISABLED; POP3 CAPA without USER; "
-          "no AUTH PLAIN/LOGIN), read from the capabilities without trying one",
+    Check("plaintext-login", "No plaintext IMAP/POP3/ManageSieve login", "outside",
+          "IMAP, POP3 and ManageSieve offer no login before STARTTLS (IMAP LOGINDISABLED; POP3 CAPA without "
+          "USER; no AUTH or SASL PLAIN/LOGIN), read from the capabilities without trying one",
           "restore disable_plaintext_auth = yes in dovecot.conf (pulumi up)",
-          fault="IMAP or POP3 offering a login before STARTTLS"),
+          fault="IMAP, POP3 or ManageSieve offering a login before STARTTLS"),
     Check("blocklists", "Blocklists", "outside",
           "the IP is on none of the blocklists of the blocklists setting",
           "ask the list for removal (each has a lookup page), after finding what sent the spam; "

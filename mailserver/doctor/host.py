@@ -178,9 +178,8 @@ def dkim_signatures(message: list[str]) -> list[dict[str, str]]:
 
 
 def dkim_key_path(layout: catalog.Layout, domain: str, selector: str) -> str:
-    """The private key rspamd signs `domain`'s mail with (set-dkim-keys.sh writes it; the
-    rendered dkim_signing.conf names it)."""
-    return f"{layout.dkim_key_dir}/{domain}.{selector}.key"
+    """The private key rspamd signs `domain`'s mail with (catalog.Layout.dkim_key_file)."""
+    return layout.dkim_key_file(domain, selector)
 
 
 def rspamd_log(layout: catalog.Layout) -> str:

@@ -1,6 +1,6 @@
 """The network probes of the public ports, as a sender and a mail client see them: each
 port's protocol up to TLS, the certificate (name, chain, expiry), TLS 1.0/1.1 refused, no
-open relay, no SMTP AUTH before TLS, no plaintext IMAP/POP3 login."""
+open relay, no SMTP AUTH before TLS, no plaintext IMAP/POP3/ManageSieve login."""
 
 from __future__ import annotations
 
@@ -74,7 +74,8 @@ def probe_port(t: Target, svc: catalog.Service) -> PortProbe:
     try:
         if probe is not None:
             probe(t, p, svc.tls == "implicit")
-    except (OSError, smtplib.SMTPException, imaplib.IMAP4.error, poplib.error_proto, EOFError) as e:
+    except (OSError, smtplib.SMTPException, imaplib.IMAP4.error, poplib.error_proto, EOFError,
+            clients.ManageSieveError) as e:
         p.error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
     return p
 
@@ -130,16 +131,30 @@ def _probe_pop3(t: Target, p: PortProbe, implicit: bool) -> None:
         _quietly(pop.quit)
 
 
+def _probe_sieve(t: Target, p: PortProbe, implicit: bool) -> None:
+    """ManageSieve has no implicit-TLS port (RFC 5804 has STARTTLS only). A login offered
+    before TLS is plaintext-login's to judge, so that fault turns that check red, not this one."""
+    with clients.managesieve(p.service.port, host=t.ip, source=t.source, timeout=t.timeout) as conn:
+        p.greeting = conn.capabilities.get("IMPLEMENTATION") or "ManageSieve"
+        if "STARTTLS" not in conn.capabilities:
+            raise clients.ManageSieveError("STARTTLS not offered")
+        conn.starttls(_noverify())
+        p.cert = _peer_cert(conn.sock)
+        if not conn.sasl:
+            raise clients.ManageSieveError("no SASL mechanism offered after STARTTLS: no one can log in")
+
+
 # Each protocol's probe fills in the PortProbe (greeting, certificate, AUTH seen) or raises.
 _PROTOCOL_PROBES: dict[str, Callable[[Target, PortProbe, bool], None]] = {
-    "smtp": _probe_smtp, "imap": _probe_imap, "pop3": _probe_pop3,
+    "smtp": _probe_smtp, "imap": _probe_imap, "pop3": _probe_pop3, "sieve": _probe_sieve,
 }
 
 
 def _quietly(fn: Callable[[], object]) -> None:
     try:
         fn()
-    except (OSError, imaplib.IMAP4.error, poplib.error_proto, EOFError, smtplib.SMTPException):
+    except (OSError, imaplib.IMAP4.error, poplib.error_proto, EOFError, smtplib.SMTPException,
+            clients.ManageSieveError):
         pass
 
 
@@ -333,19 +348,21 @@ def check_plaintext_login(t: Target, probes: Mapping[int, PortProbe]) -> list[Re
     logs a refused plaintext LOGIN or USER as a failed authentication ("auth failed" /
     "tried to use disallowed plaintext auth"), which fail2ban's dovecot filter counts, so a
     few doctor runs would ban the operator. Dovecot advertises exactly what it would accept:
-    LOGINDISABLED and no AUTH=PLAIN on IMAP, no USER and no PLAIN/LOGIN in CAPA on POP3."""
+    LOGINDISABLED and no AUTH=PLAIN on IMAP, no USER and no PLAIN/LOGIN in CAPA on POP3, an
+    empty SASL capability in ManageSieve's greeting."""
     out = []
     for port, p in probes.items():
         svc = p.service
-        if svc.protocol not in ("imap", "pop3") or svc.tls != "starttls":
+        read = _PLAINTEXT_READERS.get(svc.protocol)
+        if read is None or svc.tls != "starttls":
             continue
         expected = "no login offered before STARTTLS"
         if not p.answered:
             out.append(_skipped("plaintext-login", port, expected))
             continue
         try:
-            refused, found = (_imap_plain(t, port) if svc.protocol == "imap" else _pop3_plain(t, port))
-        except (OSError, EOFError, imaplib.IMAP4.error, poplib.error_proto) as e:
+            refused, found = read(t, port)
+        except (OSError, EOFError, imaplib.IMAP4.error, poplib.error_proto, clients.ManageSieveError) as e:
             out.append(result("plaintext-login", "unknown", f"port {port}", expected, f"{type(e).__name__}: {e}"))
             continue
         out.append(result("plaintext-login", "ok" if refused else "error", f"port {port}", expected, found))
@@ -388,3 +405,21 @@ def _pop3_plain(t: Target, port: int) -> tuple[bool, str]:
         return pop3_plaintext(conn.capa())
     finally:
         _quietly(conn.quit)
+
+
+def sieve_plaintext(capabilities: Mapping[str, str]) -> tuple[bool, str]:
+    """(refused, found) from a ManageSieve server's greeting, before STARTTLS."""
+    mechs = sorted(set(capabilities.get("SASL", "").upper().split()) & PLAINTEXT_MECHANISMS)
+    problems = [f"SASL {m} offered in clear" for m in mechs]
+    return (not problems), "; ".join(problems) or "no plaintext SASL"
+
+
+def _sieve_plain(t: Target, port: int) -> tuple[bool, str]:
+    with clients.managesieve(port, host=t.ip, source=t.source, timeout=t.timeout) as conn:
+        return sieve_plaintext(conn.capabilities)
+
+
+# How plaintext-login reads each protocol's offer before STARTTLS.
+_PLAINTEXT_READERS: dict[str, Callable[[Target, int], tuple[bool, str]]] = {
+    "imap": _imap_plain, "pop3": _pop3_plain, "sieve": _sieve_plain,
+}

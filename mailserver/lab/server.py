@@ -3,7 +3,7 @@
 The same renderer and the same scripts (apply.sh, set-passwords.sh) as on EC2; what differs is
 `catalog.lab_layout`: paths under a temporary root, log files instead of syslog, no systemd. The
 daemons run in a private network namespace, so they bind the real ports (25, 587, 465, 110,
-143, 993, 995) on loopback without touching the machine's own network or mail system.
+143, 993, 995, 4190) on loopback without touching the machine's own network or mail system.
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ class Lab:
     def rspamd_pid(self) -> int | None:
         """rspamd's main process, or None when it is not running."""
         try:
-            return int((Path(self.layout.rspamd_run_dir) / "rspamd.pid").read_text().split()[0])
+            return int((Path(self.layout.rspamd_run_dir) / catalog.RSPAMD_PID_FILE).read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return None
 

@@ -1,5 +1,5 @@
 """Abuse defences on real daemons in the lab's namespace: fail2ban bans password guessers
-(SMTP AUTH and IMAP) through nftables, postscreen refuses clients that talk before the
+(SMTP AUTH, IMAP and ManageSieve) through nftables, postscreen refuses clients that talk before the
 greeting, and a bare LF in DATA cannot smuggle a second message.
 
 Each attacker gets an address of its own (127.0.0.x), because a ban or a postscreen verdict
@@ -30,7 +30,7 @@ from tests.support import dev_settings
 ALICE = "alice@example.com"
 MAX_RETRY = 3
 NEIGHBOUR = "127.0.0.3"
-SUBMISSION, IMAPS = 587, 993
+SUBMISSION, IMAPS, SIEVE = 587, 993, 4190
 WRONG_PLAIN = "PLAIN AGFsaWNlQGV4YW1wbGUuY29tAG5vdCB0aGUgcGFzc3dvcmQ="  # alice, a wrong password
 
 
@@ -138,6 +138,14 @@ def failed_smtp_auth(source: str) -> None:
         assert code == 535
 
 
+def failed_sieve_auth(source: str) -> None:
+    """One wrong password on ManageSieve (STARTTLS, AUTHENTICATE PLAIN): dovecot's jail reads
+    managesieve-login's "auth failed" as it reads imap-login's."""
+    with clients.managesieve(SIEVE, source=source) as conn:
+        conn.starttls(clients.tls_context())
+        assert conn.authenticate(ALICE, "wrong!")[0] == "NO"
+
+
 def failures_counted(lab: Lab, jail: str) -> int:
     """The failures the jail has read from its log so far (fail2ban-client status: Total failed)."""
     found = re.search(r"Total failed:\s*(\d+)", lab.fail2ban_client("status", jail))
@@ -150,11 +158,14 @@ def make_imaps(source: str) -> type[clients.IMAPS]:
 
 
 @pytest.mark.parametrize("jail,port,attacker", [("postfix-sasl", SUBMISSION, "127.0.0.2"),
-                                               ("dovecot", IMAPS, "127.0.0.6")])
+                                               ("dovecot", IMAPS, "127.0.0.6"),
+                                               ("dovecot", SIEVE, "127.0.0.11")])
 def test_fail2ban_bans_after_the_configured_failures(lab: Lab, jail: str, port: int, attacker: str) -> None:
     def fail() -> None:
         if jail == "postfix-sasl":
             failed_smtp_auth(attacker)
+        elif port == SIEVE:
+            failed_sieve_auth(attacker)
         else:
             with pytest.raises(imaplib.IMAP4.error):
                 make_imaps(attacker)(clients.SERVER, IMAPS, ssl_context=clients.tls_context()).login(ALICE, "wrong!")

@@ -152,9 +152,9 @@ def test_healthy_lab_is_all_ok(env: Env) -> None:
         else:
             assert summary[check.id] == "ok", check.id
     # Every port, every planned record and both daemons were looked at, not skipped.
-    assert {r.subject for r in results if r.check == "ports"} >= {f"port {p} " + f"({n})" for p, n in
-                                                                   [(25, "smtp"), (993, "imaps"), (110, "pop3")]}
-    assert len([r for r in results if r.check == "ports"]) == 7
+    seen = {r.subject for r in results if r.check == "ports"}
+    assert seen >= {f"port {p} ({n})" for p, n in [(25, "smtp"), (993, "imaps"), (110, "pop3"), (4190, "sieve")]}
+    assert len([r for r in results if r.check == "ports"]) == len([s for s in catalog.SERVICES if not s.admin_only])
     assert {r.subject for r in results if r.check == "services"} == set(catalog.mail_daemons(env.target.settings.os))
     # rspamd signed a message of every domain, under the current selector.
     assert {r.found for r in results if r.check == "spam-filter" and r.subject.startswith("DKIM signing ")} == \
@@ -324,13 +324,15 @@ def test_plaintext_auth_allowed(env: Env) -> None:
         results = expect_only(env, {"plaintext-login": "error"}, {})
         # Each port red on its own, for its own protocol's reason (not one port standing for both).
         by_port = {r.subject: r for r in results if r.check == "plaintext-login"}
-        assert set(by_port) == {"port 143", "port 110"}
+        assert set(by_port) == {"port 143", "port 110", "port 4190"}
         assert by_port["port 143"].status == "error", by_port
         assert "LOGIN offered in clear (no LOGINDISABLED)" in by_port["port 143"].found
         assert "AUTH=PLAIN offered in clear" in by_port["port 143"].found
         assert by_port["port 110"].status == "error", by_port
         assert "USER/PASS offered in clear" in by_port["port 110"].found
         assert "SASL PLAIN offered in clear" in by_port["port 110"].found
+        assert by_port["port 4190"].status == "error", by_port
+        assert "SASL PLAIN offered in clear" in by_port["port 4190"].found
 
     with_fault(lambda: set_conf(allowed), lambda: set_conf(original), check)
 

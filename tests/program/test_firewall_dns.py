@@ -87,11 +87,11 @@ def test_dns_records_export(graph: Graph) -> None:
                         if not r.name.startswith("mail-ses")}
 
 
-def test_the_self_check_may_reach_its_own_imap_and_pop3_ports_and_nothing_else(graph: Graph) -> None:
+def test_the_self_check_may_reach_its_own_imap_pop3_and_sieve_ports_and_nothing_else(graph: Graph) -> None:
     """Its probes go out to the Elastic IP; the group's egress lets out only SMTP, DNS, HTTP(S)
-    and NTP to the world, so the IMAP and POP3 ports need a rule, to that address alone."""
+    and NTP to the world, so the IMAP, POP3 and ManageSieve ports need a rule, to that address alone."""
     own = {(int(r.inputs["fromPort"]), r.inputs["cidrIpv4"]) for r in graph.of(EGRESS) if "out-self-" in r.name}
-    assert own == {(p, f"{EIP}/32") for p in (110, 143, 993, 995)}
+    assert own == {(p, f"{EIP}/32") for p in (110, 143, 993, 995, 4190)}
     off = build({"selfCheck": False})
     assert not [r for r in off.of(EGRESS) if "out-self-" in r.name]
     assert {r.urn for r in off.of(EGRESS)} < {r.urn for r in graph.of(EGRESS)}

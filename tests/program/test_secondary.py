@@ -103,7 +103,7 @@ def test_secondary_gets_its_bundle_and_no_mailbox_secret(on: Graph) -> None:
                         "mail-secondary-provision-acme"}
     files = _tarball(on.one(COMMAND, "mail-secondary-provision-config"))
     assert "files/etc/postfix/main.cf" in files
-    assert not [f for f in files if "dovecot" in f or "opendkim" in f]
+    assert not [f for f in files if "dovecot" in f or "rspamd" in f]
     assert "relay_transport = relay:[mail.example.com]:25" in files["files/etc/postfix/main.cf"]
     # The MTA-STS policy names both MX hosts: an enforcing sender refuses an MX it does not list.
     worker = plain(on.one(WORKER_SCRIPT).inputs)["content"]

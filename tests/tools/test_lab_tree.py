@@ -66,7 +66,10 @@ def test_doveconf_accepts_the_config(lab_layout_tree: catalog.Layout) -> None:
     assert value("disable_plaintext_auth") == "yes"
     assert value("ssl") == "required"
     assert value("ssl_min_protocol") == catalog.DOVECOT_TLS_MIN
-    assert value("protocols") == "imap pop3 lmtp"
+    assert set(value("protocols").split()) == {"imap", "pop3", "sieve", "lmtp"}
+    # ManageSieve's listener is under dovecot's name for its login service, with the table's port.
+    sieve = run(["doveconf", "-c", layout.dovecot_conf, "service/managesieve-login"]).stdout
+    assert re.search(r"inet_listener sieve \{[^}]*\bport = 4190\n", sieve), sieve
     # Debian's OpenSSL knows no PROFILE=SYSTEM ("no cipher match"), so the lab keeps dovecot's
     # own cipher list, and the ssl_dh file only the VM's baseline writes.
     assert run(["openssl", "ciphers", catalog.DOVECOT_EL_CIPHER_LIST]).returncode != 0

@@ -22,6 +22,7 @@ import pytest
 from mailserver import clients, docs, doctor
 from mailserver.core import catalog, certificates, records, relay
 from mailserver.doctor.host import OUTBOUND_PROBE_HOST
+from mailserver.doctor import probes
 from tests.support import dev_settings
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
@@ -652,7 +653,8 @@ def _within(seconds: float, fn: Callable[[], object]) -> object:
 
 @pytest.mark.parametrize("protocol,line", [("smtp", b"421 4.3.2 Service shutting down\r\n"),
                                            ("imap", b"* BYE Server shutting down.\r\n"),
-                                           ("pop3", b"-ERR [SYS/TEMP] Shutting down\r\n")])
+                                           ("pop3", b"-ERR [SYS/TEMP] Shutting down\r\n"),
+                                           ("sieve", b'BYE "Server shutting down."\r\n')])
 def test_starttls_against_a_server_that_says_goodbye_ends_with_an_error(protocol: str, line: bytes) -> None:
     server = _HangUp(line)
     try:
@@ -664,6 +666,16 @@ def test_starttls_against_a_server_that_says_goodbye_ends_with_an_error(protocol
         assert time.monotonic() - started < 2
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("sasl,refused,found", [
+    ("", True, "no plaintext SASL"),  # dovecot before STARTTLS
+    ("PLAIN LOGIN", False, "SASL LOGIN offered in clear; SASL PLAIN offered in clear"),
+    ("SCRAM-SHA-256", True, "no plaintext SASL"),  # proves knowledge of the password, never sends it
+])
+def test_managesieve_plaintext_login_read_from_the_greeting(sasl: str, refused: bool, found: str) -> None:
+    caps = {"IMPLEMENTATION": "Dovecot Pigeonhole", "SASL": sasl, "STARTTLS": "", "VERSION": "1.0"}
+    assert probes.sieve_plaintext(caps) == (refused, found)
 
 
 def test_tls_version_is_unknown_not_refused_when_no_handshake_happened() -> None:
@@ -869,6 +881,6 @@ def test_autoconfig_servers_follow_the_port_table(overrides: dict[str, object]) 
     s, _ = dev_settings(**overrides)
     servers = webcheck.autoconfig_servers(web.autoconfig_xml(s))
     want = {(svc.port, "SSL" if svc.tls == "implicit" else "STARTTLS") for svc in s.services
-            if svc.auth and not svc.admin_only}
+            if svc.auth and not svc.admin_only and svc.protocol != "sieve"}
     assert {(int(port), sock) for _, _, _, port, sock in servers} == want
     assert {host for _, _, host, _, _ in servers} == {s.hostname}

@@ -27,8 +27,18 @@ def ingress(s: Settings) -> set[tuple[int, str]]:
 
 
 def test_ingress_is_mail_ports_from_anywhere_and_ssh_from_admins() -> None:
-    public = {25, 587, 465, 110, 143, 993, 995}
+    public = {25, 587, 465, 110, 143, 993, 995, 4190}
     assert ingress(load()) == {(p, c) for p in public for c in ("0.0.0.0/0", "::/0")} | {(22, "198.51.100.7/32")}
+
+
+def test_managesieve_is_open_on_the_primary_and_closed_on_the_secondary() -> None:
+    """The backup MX has no mailboxes: a ManageSieve port there would be one more place to
+    guess passwords at."""
+    s = load(secondaryMx=True, acmeServer="letsencrypt")
+    sieve = {(4190, "0.0.0.0/0"), (4190, "::/0")}
+    assert sieve <= ingress(s)
+    secondary = {(r.from_port, r.cidr) for r in firewall.firewall_rules(s, "secondary") if r.direction == "ingress"}
+    assert (25, "0.0.0.0/0") in secondary and not any(port == 4190 for port, _ in secondary)
 
 
 def test_submission_off_removes_587_only() -> None:
@@ -105,6 +115,7 @@ def test_client_settings_list_login_ports_only() -> None:
         "imap": (143, "STARTTLS"),
         "imaps": (993, "SSL/TLS"),
         "pop3s": (995, "SSL/TLS"),
+        "sieve": (4190, "STARTTLS"),
     }
     assert all(v["host"] == "mail.example.com" for v in cs.values())
 

@@ -11,7 +11,7 @@ import pytest
 import spf
 from dkim.util import parse_tag_value
 
-from mailserver.core import catalog, records
+from mailserver.core import catalog, records, web
 from mailserver.lab.server import generate_rsa_key, public_key_pem
 from tests.support import dev_settings
 
@@ -109,7 +109,7 @@ def test_srv_records_follow_the_port_table() -> None:
     srv = {r.fqdn: dict(r.data) for r in records.srv_records(settings)}
     for d in settings.domains:
         for svc in catalog.SERVICES:
-            if svc.protocol in ("imap", "pop3") or svc.name in ("submission", "submissions"):
+            if svc.protocol in ("imap", "pop3", "sieve") or svc.name in ("submission", "submissions"):
                 data = srv[f"_{svc.name}._tcp.{d}"]
                 if svc in settings.services:
                     assert (data["port"], data["target"]) == (svc.port, settings.hostname)
@@ -117,6 +117,27 @@ def test_srv_records_follow_the_port_table() -> None:
                 else:  # 587 switched off: "not offered" (RFC 6186 target ".")
                     assert (data["port"], data["target"]) == (0, ".")
     assert not any("_smtp._tcp" in name for name in srv)
+
+
+def test_managesieve_srv_record_per_domain() -> None:
+    """RFC 5804 1.8: sieve clients look up _sieve._tcp.<domain> for host and port."""
+    settings, _ = dev_settings()
+    sieve = {r.fqdn: r for r in records.srv_records(settings) if r.fqdn.startswith("_sieve._tcp.")}
+    assert set(sieve) == {f"_sieve._tcp.{d}" for d in settings.domains}
+    for d in settings.domains:
+        r = sieve[f"_sieve._tcp.{d}"]
+        assert r.zone_id == settings.zone_id(d)
+        assert r.content == f"10 1 4190 {settings.hostname}"
+        assert dict(r.data) == {"priority": 10, "weight": 1, "port": 4190, "target": settings.hostname}
+
+
+def test_autoconfig_offers_no_managesieve() -> None:
+    """Thunderbird's format has no ManageSieve server: 4190 as an incoming server would be
+    taken for a mailbox to read."""
+    settings, _ = dev_settings()
+    xml = web.autoconfig_xml(settings)
+    assert "4190" not in xml and "sieve" not in xml.lower()
+    assert "<port>993</port>" in xml  # the document itself is rendered
 
 
 def test_records_are_full_names_dns_only_with_short_ttl() -> None:

@@ -111,14 +111,18 @@ def test_secondary_checks_are_skipped_while_it_is_off() -> None:
     assert {(r.check, r.status) for r in results} == {("secondary-smtp", "skipped"), ("secondary-queue", "skipped")}
 
 
-def test_turning_it_on_changes_only_the_primarys_self_check_settings() -> None:
-    """The primary's mail configuration needs nothing from the secondary: the setting adds a
-    host. Only the self-check's copy of the settings changes (its dns-mx check then expects the
-    backup MX, and would otherwise mail a false alarm every day)."""
+def test_turning_it_on_changes_only_the_primarys_self_check_settings_and_relay_trust() -> None:
+    """The primary's mail configuration needs almost nothing from the secondary: the setting adds
+    a host. The self-check's copy of the settings changes (its dns-mx check then expects the
+    backup MX, and would otherwise mail a false alarm every day), and rspamd trusts the backup
+    MX's Received header for the mail it relays (external_relay.conf: otherwise that mail fails
+    the sender's SPF and DMARC here)."""
     off, on = render.render(dev_settings(acmeServer="letsencrypt")[0]), render.render(dev_settings(**ON)[0])
     changed = {f.path for f in on.files} ^ {f.path for f in off.files} | {
         f.path for f in on.files if f.content != off.file(f.path).content}
-    assert changed == {catalog.VM_LAYOUT.selfcheck_config}
+    relay_trust = f"{catalog.VM_LAYOUT.rspamd_local_dir}/local.d/external_relay.conf"
+    assert changed == {catalog.VM_LAYOUT.selfcheck_config, relay_trust}
+    assert 'hostname_map = ["mx2.example.com"]' in on.file(relay_trust).content
     assert on.scripts == off.scripts and on.user_data == off.user_data
 
 
