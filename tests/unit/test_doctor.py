@@ -21,8 +21,8 @@ import pytest
 
 from mailserver import clients, docs, doctor
 from mailserver.core import catalog, certificates, records, relay
-from mailserver.doctor.host import OUTBOUND_PROBE_HOST
 from mailserver.doctor import probes
+from mailserver.doctor.host import OUTBOUND_PROBE_HOST
 from tests.support import dev_settings
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
