@@ -87,7 +87,7 @@ SECONDARY_SERVICE_NAMES: tuple[str, ...] = ("smtp", "ssh")
 SECONDARY_DAEMONS: tuple[str, ...] = ("postfix",)
 # Packages the secondary does not install: it stores no mail, logs no one in and signs nothing,
 # and a daemon that is not there can neither run by mistake nor need updates.
-SECONDARY_SKIPPED_PACKAGES: tuple[str, ...] = ("dovecot", "dovecot-pigeonhole")
+SECONDARY_SKIPPED_PACKAGES: tuple[str, ...] = ("dovecot", "dovecot-pigeonhole", "rspamd")
 # How long the secondary keeps a message it cannot hand to the primary (postfix
 # maximal_queue_lifetime, and bounce_queue_lifetime for its own notices). Postfix's default is
 # 5 days; the secondary exists to outlast a long outage of the primary (a lost zone, an
@@ -236,11 +236,16 @@ AUTH_SOCKET = "private/auth"
 RSPAMD_USER = "_rspamd"
 # Who may talk to rspamd over its sockets (Layout.milter_socket, Layout.learn_socket): members
 # of rspamd's own group. rspamd runs unprivileged under the RPM's unit, so it can give its
-# sockets no group but its own; postfix (the milter) and vmail (IMAPSieve's learning scripts)
-# join it (apply.sh). The DKIM keys are 0600, not group-readable, so membership opens the
-# sockets and nothing else.
+# sockets no group but its own; postfix (the milter) joins it (apply.sh), and dovecot's IMAP
+# processes take it for IMAPSieve's learning (mail_access_groups). What membership gives: the
+# milter (mail scanned and, for an authenticated user, signed) and the controller without a
+# password on the learning socket (rspamd trusts every unix-socket client): learning, and also
+# changing scores and actions at run time. So it is as good as rspamd's admin for whoever runs
+# code as postfix or in an IMAP session. The DKIM keys (0600) and the web UI password (0400)
+# are rspamd's alone. Separate groups for the two sockets (a unit drop-in with
+# SupplementaryGroups for rspamd) would narrow this; not done yet.
 MILTER_GROUP = RSPAMD_USER
-MILTER_GROUP_MEMBERS: tuple[str, ...] = ("postfix", VMAIL_USER)
+MILTER_GROUP_MEMBERS: tuple[str, ...] = ("postfix",)
 # The controller (web UI, statistics) on loopback only, behind the rspamdPassword secret; an
 # operator reaches it through an SSH tunnel (docs/operations.md).
 RSPAMD_CONTROLLER = ("127.0.0.1", 11334)
@@ -317,6 +322,10 @@ RSPAMD_PACKAGES: tuple[str, ...] = ("rspamd",)
 RSPAMD_MAIN_CONF = "/etc/rspamd/rspamd.conf"
 # The controller's password file in local.d (set-rspamd-password.sh; never in the bundle).
 RSPAMD_PASSWORD_FILE = "controller-password.inc"
+# Where the package's rspamd logs (its rspamd.conf: logging type file, $LOGDIR/rspamd.log; the
+# RPM's LOGDIR is /var/log/rspamd): scans, refusals and signing errors are there, not in the
+# journal, which has only what the unit itself says (a start that failed).
+RSPAMD_VM_LOG = "/var/log/rspamd/rspamd.log"
 # rspamd's own greylisting threshold (its actions.conf); below spamJunkScore where that is lower.
 GREYLIST_SCORE = 4
 # SELinux on EL: no policy module ships with rspamd (rspamd.com's RPM has none, Fedora's
@@ -530,6 +539,9 @@ DOMAIN_BLOCKLISTS: tuple[str, ...] = ("dbl.spamhaus.org",)
 VERSION_LOCKS: tuple[tuple[str, ...], ...] = (
     ("postfix", "postfix-lmdb"),
     ("dovecot", "dovecot-pigeonhole"),
+    # rspamd.com publishes new majors into the same repository: one that refuses our local.d,
+    # installed at night, would stop all mail (milter_default_action = tempfail) unseen.
+    ("rspamd",),
 )
 # The plugin's lock list (locklist in /etc/dnf/plugins/versionlock.conf, as the package ships it).
 VERSIONLOCK_LIST = "/etc/dnf/plugins/versionlock.list"
@@ -670,9 +682,15 @@ class Layout:
     # password never has to be readable by the mail user; TCP (the web UI) needs it.
     learn_socket: str = "/run/rspamd/learn.sock"
     # The programs dovecot's IMAPSieve scripts pipe mail to (rspamd learning). Under
-    # /usr/local/libexec, which SELinux labels bin_t, so dovecot may run them; under
-    # /etc/dovecot they would be dovecot_etc_t, which dovecot may read but not execute.
-    sieve_bin_dir: str = "/usr/local/libexec/mailserver/sieve"
+    # /usr/libexec, which SELinux labels bin_t (corecommands.fc "/usr/libexec(/.*)?"), which
+    # dovecot_t may execute (dovecot.te: corecmd_exec_bin). Not /usr/local/libexec: no policy
+    # rule names it, so it is usr_t there, which dovecot may not execute, and every learning
+    # pipe would be denied while the move itself succeeds. Not /etc/dovecot: dovecot_etc_t.
+    sieve_bin_dir: str = "/usr/libexec/mailserver/sieve"
+    # rspamd's compiled hyperscan databases. Empty: the package's (its db directory). Each lab
+    # shares one beside its root: rspamd checks a cached database against the regexps it was
+    # built from, and compiling them anew costs every lab start about 10 s of CPU.
+    rspamd_hs_cache_dir: str = ""
     # The key-value store's configuration: empty means the OS's (KV_STORES); the lab's own.
     kv_conf: str = ""
     kv_dir: str = ""
@@ -804,6 +822,7 @@ def lab_layout(root: Path) -> Layout:
         milter_socket=f"{r}/run/rspamd/milter.sock",
         learn_socket=f"{r}/run/rspamd/learn.sock",
         sieve_bin_dir=f"{r}/libexec/sieve",
+        rspamd_hs_cache_dir=str(root.parent / "rspamd-hs-cache"),
         kv_conf=f"{r}/etc/redis/redis.conf",
         kv_dir=f"{r}/lib/redis",
         sshd_config=f"{r}/etc/ssh/sshd_config",

@@ -36,7 +36,7 @@ VM_PRIMARY_SCRIPTS = ("spam-packages.sh",)
 RSPAMD_LOCAL_FILES = ("worker-proxy.inc", "worker-normal.inc", "worker-controller.inc", "options.inc", "redis.conf",
                       "actions.conf", "greylist.conf", "dmarc.conf", "dkim_signing.conf", "dkim.conf",
                       "milter_headers.conf", "classifier-bayes.conf", "multimap.conf", "composites.conf",
-                      "external_relay.conf")
+                      "external_relay.conf", "force_actions.conf")
 # The global Sieve scripts (templates/sieve/<name>.j2), and the programs the learning ones pipe to.
 SIEVE_SCRIPTS = ("before.sieve", "learn-spam.sieve", "learn-ham.sieve")
 LEARN_PROGRAMS = {"learn-spam.sh": "learn_spam", "learn-ham.sh": "learn_ham"}

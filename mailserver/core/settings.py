@@ -326,10 +326,11 @@ def _check_secrets(raw: Mapping[str, Any], keys: Mapping[str, Key], mailboxes: I
     if rspamd and len(rspamd) < MIN_PASSWORD_FLOOR:
         bad("rspamdPassword", f"is shorter than {MIN_PASSWORD_FLOOR} characters",
             "pulumi config set --secret rspamdPassword <a longer password>, or rm it for a random one")
-    elif rspamd and any(c in rspamd for c in '"\\'):
-        # It is written inside a quoted string of rspamd's configuration.
-        bad("rspamdPassword", "contains a double quote or a backslash",
-            "choose a password without \" and \\ (pulumi config set --secret rspamdPassword ...)")
+    elif rspamd and any(c in rspamd for c in '"\\$'):
+        # It is written inside a quoted string of rspamd's configuration, where libucl expands
+        # $VARIABLES, and a leading $ marks a hashed password.
+        bad("rspamdPassword", "contains a double quote, a backslash or a dollar sign",
+            "choose a password without \", \\ and $ (pulumi config set --secret rspamdPassword ...)")
     return Secrets(passwords, rspamd), problems
 
 

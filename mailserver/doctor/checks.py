@@ -187,7 +187,8 @@ CHECKS: tuple[Check, ...] = (
           "From each mail domain's postmaster, handed to rspamd as that user's (rspamc --user), comes back "
           "with a DKIM-Signature of the domain and the current selector".format(*catalog.RSPAMD_CONTROLLER,
                                                                                 *catalog.KV_ADDRESS),
-          "journalctl -u rspamd (or of the store's unit) says why it does not answer; an unsigned domain's key "
+          f"{catalog.RSPAMD_VM_LOG} (or journalctl -u rspamd, or the store's unit) says why it does not "
+          "answer; an unsigned domain's key "
           f"is {catalog.VM_LAYOUT.dkim_key_dir}/<domain>.<selector>.key (0600 {catalog.RSPAMD_USER}), which "
           "pulumi up re-delivers (set-dkim-keys.sh)",
           fault="rspamd or its key-value store not answering, or mail from a domain leaving unsigned (its DKIM key "

@@ -183,7 +183,7 @@ def dkim_key_path(layout: catalog.Layout, domain: str, selector: str) -> str:
 
 
 def rspamd_log(layout: catalog.Layout) -> str:
-    return "journalctl -u rspamd" if layout.vm else f"{layout.rspamd_log_dir}/rspamd.log"
+    return catalog.RSPAMD_VM_LOG if layout.vm else f"{layout.rspamd_log_dir}/rspamd.log"
 
 
 def check_spam_filter(t: Target, r: Runner) -> list[Result]:

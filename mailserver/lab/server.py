@@ -372,9 +372,12 @@ class Lab:
         wait_until(lambda: not self.queue_ids(), timeout, 0.2, "the mail queue to empty",
                    detail=lambda: f"still queued: {self.queue_ids()}", error=LabError)
 
-    def maildir_files(self, address: str) -> list[Path]:
+    def maildir_files(self, address: str, folder: str = "INBOX") -> list[Path]:
+        """The messages of `address`'s `folder` (Maildir++: INBOX at the top, others as .Name)."""
         local, domain = address.split("@")
         base = Path(self.layout.vmail_dir) / domain / local / "Maildir"
+        if folder != "INBOX":
+            base = base / f".{folder}"
         return sorted(p for sub in ("new", "cur") for p in (base / sub).glob("*") if p.is_file())
 
     def log(self, which: str = "postfix") -> str:

@@ -239,8 +239,9 @@ def test_only_the_catalog_ports_listen_publicly(lab: Lab) -> None:
         address, port = line.split()[3].rsplit(":", 1)
         (private if address in ("127.0.0.1", "[::1]") else public).add(int(port))
     assert public == {s.port for s in lab.settings.services if not s.admin_only}
-    # The DKIM milter listens on a unix socket (test_milter_socket_is_postfix_s_alone), no port.
-    assert private == set()
+    # On loopback only: rspamd's web UI (the operator's SSH tunnel) and its key-value store.
+    # The milter listens on a unix socket (test_milter_socket_is_postfix_s_alone), no port.
+    assert private == {catalog.RSPAMD_CONTROLLER[1], catalog.KV_ADDRESS[1]}
 
 
 def test_milter_socket_is_postfix_s_alone(lab: Lab) -> None:
@@ -252,6 +253,11 @@ def test_milter_socket_is_postfix_s_alone(lab: Lab) -> None:
     assert st.st_mode & 0o007 == 0, oct(st.st_mode)
     assert grp.getgrgid(st.st_gid).gr_name == catalog.MILTER_GROUP
     assert catalog.MILTER_GROUP in lab.run(["id", "-nG", "postfix"]).stdout.split()
+    # The mail user is no member: only dovecot's IMAP processes take the group (for learning).
+    assert catalog.MILTER_GROUP not in lab.run(["id", "-nG", catalog.VMAIL_USER]).stdout.split()
+    # The web UI's password is rspamd's alone, not its group's.
+    pw = Path(lab.layout.rspamd_local_dir) / "local.d" / catalog.RSPAMD_PASSWORD_FILE
+    assert pw.stat().st_mode & 0o077 == 0 and pw.owner() == catalog.RSPAMD_USER
 
 
 def test_certificate_names_the_host(lab: Lab) -> None:

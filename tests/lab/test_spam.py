@@ -451,3 +451,19 @@ def test_mail_relayed_by_our_backup_mx_is_judged_by_its_real_sender(running: Env
     # Another name at the same address is not trusted: its Received headers are the sender's.
     other = scan_as_relayed_by(lab, "mx3.example.com", raw, "bounce@good.example")
     assert "RELAYED_BY_BACKUP_MX" not in other and "R_SPF_FAIL" in other, other
+
+
+def test_what_the_backup_mx_relays_is_filed_not_refused(running: Env) -> None:
+    """The backup MX has accepted it already: a refusal here would make it bounce the message to
+    the (for spam, forged) envelope sender. A p=reject forgery that comes straight in is refused;
+    the same through the backup MX is filed into Junk (add header) instead."""
+    lab = settled(running, secondaryMx=True, acmeServer="letsencrypt")
+    backup = lab.settings.secondary_hostname
+    msg = outside_message("Billing <billing@reject.example>", "forged via the backup MX")
+    received = (f"Received: from {FORGER_NAME} ({FORGER_NAME} [{FORGER}])\r\n\tby {backup} (Postfix) with ESMTPS "
+                f"id 4ABC124 for <{ALICE}>; {email.utils.formatdate()}\r\n").encode()
+    direct = scan_as_relayed_by(lab, FORGER_NAME, msg, "billing@reject.example")
+    assert "Action: reject" in direct and "DMARC_POLICY_REJECT" in direct, direct
+    relayed = scan_as_relayed_by(lab, backup, received + msg, "billing@reject.example")
+    assert "RELAYED_BY_BACKUP_MX" in relayed and "DMARC_POLICY_REJECT" in relayed, relayed
+    assert "Action: add header" in relayed, relayed

@@ -395,12 +395,12 @@ def test_lock_versions_holds_postfix_and_dovecot_to_their_series_and_follows_a_d
     host = LockHost(tmp_path)
     others = "# the operator's\nkernel-0:5.14.0-427.el9.*\n  postfix-2:3.5.25-1.el9.*\n!opendkim-0:2.11.0-0.36.el9.*\n"
     host.list.write_text(others)
-    host.install(postfix="3.5.25", dovecot="2.3.16")
+    host.install(postfix="3.5.25", dovecot="2.3.16", rspamd="3.14.3")
     assert "locking" in host.run().stdout
-    ours = ["postfix-3.5.*", "postfix-lmdb-3.5.*", "dovecot-2.3.*", "dovecot-pigeonhole-2.3.*"]
+    ours = ["postfix-3.5.*", "postfix-lmdb-3.5.*", "dovecot-2.3.*", "dovecot-pigeonhole-2.3.*", "rspamd-3.14.*"]
     assert host.entries()[3:] == ours and host.list.read_text().startswith(others)
     # Every package the lock names is one the host installs.
-    assert {p for group in catalog.VERSION_LOCKS for p in group} <= set(catalog.EL_PACKAGES)
+    assert {p for group in catalog.VERSION_LOCKS for p in group} <= {*catalog.EL_PACKAGES, *catalog.RSPAMD_PACKAGES}
     assert host.dnf_calls() == [f"-q versionlock add --raw {' '.join(ours)}"]
 
     # Again: nothing to do, dnf is not even asked.
@@ -414,7 +414,8 @@ def test_lock_versions_holds_postfix_and_dovecot_to_their_series_and_follows_a_d
     out = host.run().stdout
     assert "releasing postfix-3.5.* postfix-lmdb-3.5.*" in out
     assert host.entries() == ["kernel-0:5.14.0-427.el9.*", "postfix-2:3.5.25-1.el9.*", "!opendkim-0:2.11.0-0.36.el9.*",
-                              "dovecot-2.3.*", "dovecot-pigeonhole-2.3.*", "postfix-3.8.*", "postfix-lmdb-3.8.*"]
+                              "dovecot-2.3.*", "dovecot-pigeonhole-2.3.*", "rspamd-3.14.*", "postfix-3.8.*",
+                              "postfix-lmdb-3.8.*"]
     assert host.dnf_calls()[-1] == "-q versionlock add --raw postfix-3.8.* postfix-lmdb-3.8.*"
     assert host.list.read_text().startswith(others)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,14 +37,14 @@ STANDINS = {
 PATHS = ("/etc/pki/rpm-gpg", "/etc/yum.repos.d", "/var/lib/mailserver")
 
 
-def make_key(home: Path) -> tuple[Path, str]:
+def make_key(home: Path, uid: str = "test@example.invalid") -> tuple[Path, str]:
     """An OpenPGP signing key, exported, and its fingerprint (as gpg prints it)."""
     home.mkdir(mode=0o700)
     env = {**os.environ, "GNUPGHOME": str(home)}
-    subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", "test@example.invalid", "ed25519",
-                    "sign", "never"], env=env, check=True, capture_output=True)
-    key = home.parent / "served.asc"
-    key.write_bytes(subprocess.run(["gpg", "--armor", "--export", "test@example.invalid"], env=env, check=True,
+    subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never"],
+                   env=env, check=True, capture_output=True)
+    key = home.parent / f"served-{home.name}.asc"
+    key.write_bytes(subprocess.run(["gpg", "--armor", "--export", uid], env=env, check=True,
                                    capture_output=True).stdout)
     listing = subprocess.run(["gpg", "--with-colons", "--list-keys"], env=env, check=True, capture_output=True,
                              text=True).stdout
@@ -52,7 +53,7 @@ def make_key(home: Path) -> tuple[Path, str]:
 
 
 @pytest.fixture
-def host(tmp_path: Path) -> Path:
+def host(tmp_path: Path) -> Iterator[Path]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name, text in STANDINS.items():
@@ -62,7 +63,10 @@ def host(tmp_path: Path) -> Path:
     (tmp_path / "installed").mkdir()
     for path in PATHS:
         (tmp_path / "root" / path.lstrip("/")).mkdir(parents=True)
-    return tmp_path
+    yield tmp_path
+    # gpg starts an agent for each home it generated a key in: stop them all.
+    for home in tmp_path.glob("gnupg*"):
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True, check=False)
 
 
 def run_script(host: Path, served: Path, fingerprint: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -88,6 +92,27 @@ def test_a_key_of_another_fingerprint_is_refused_before_anything_is_installed(ho
     assert fpr in proc.stderr and catalog.RSPAMD_REPO["centos-stream-9"].fingerprint in proc.stderr
     assert not list((host / "root/etc/pki/rpm-gpg").iterdir())
     assert not list((host / "root/etc/yum.repos.d").iterdir())
+    assert not list((host / "installed").iterdir())
+
+
+def test_the_pinned_key_beside_another_one_is_refused(host: Path) -> None:
+    """dnf trusts every key of a gpgkey file: a second key served beside the pinned one would
+    sign packages as well as rspamd's own."""
+    pinned, fpr = make_key(host / "gnupg")
+    other, _ = make_key(host / "gnupg-other", "other@example.invalid")
+    both = host / "both.asc"
+    both.write_bytes(pinned.read_bytes() + other.read_bytes())
+    proc = run_script(host, both, fingerprint=fpr)
+    assert proc.returncode == 1 and "2 keys" in proc.stderr, proc.stderr
+    assert not list((host / "root/etc/pki/rpm-gpg").iterdir())
+    assert not list((host / "installed").iterdir())
+
+
+def test_a_download_that_is_no_key_is_refused_with_a_reason(host: Path) -> None:
+    page = host / "page.html"
+    page.write_text("<html>captive portal</html>")
+    proc = run_script(host, page)
+    assert proc.returncode == 1 and "holds no key" in proc.stderr, proc.stderr
     assert not list((host / "installed").iterdir())
 
 

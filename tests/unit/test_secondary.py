@@ -116,12 +116,14 @@ def test_turning_it_on_changes_only_the_primarys_self_check_settings_and_relay_t
     a host. The self-check's copy of the settings changes (its dns-mx check then expects the
     backup MX, and would otherwise mail a false alarm every day), and rspamd trusts the backup
     MX's Received header for the mail it relays (external_relay.conf: otherwise that mail fails
-    the sender's SPF and DMARC here)."""
+    the sender's SPF and DMARC here) and files instead of refusing it (force_actions.conf: a
+    refusal would make the backup MX bounce it to a forged sender)."""
     off, on = render.render(dev_settings(acmeServer="letsencrypt")[0]), render.render(dev_settings(**ON)[0])
     changed = {f.path for f in on.files} ^ {f.path for f in off.files} | {
         f.path for f in on.files if f.content != off.file(f.path).content}
     relay_trust = f"{catalog.VM_LAYOUT.rspamd_local_dir}/local.d/external_relay.conf"
-    assert changed == {catalog.VM_LAYOUT.selfcheck_config, relay_trust}
+    no_bounce = f"{catalog.VM_LAYOUT.rspamd_local_dir}/local.d/force_actions.conf"
+    assert changed == {catalog.VM_LAYOUT.selfcheck_config, relay_trust, no_bounce}
     assert 'hostname_map = ["mx2.example.com"]' in on.file(relay_trust).content
     assert on.scripts == off.scripts and on.user_data == off.user_data
 
