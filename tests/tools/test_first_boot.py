@@ -15,7 +15,6 @@ the first downloads. What they model, and its source:
 
 from __future__ import annotations
 
-import stat
 import subprocess
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import pytest
 from components import provision
 from mailserver.core import catalog, render
 from tests.support import dev_settings
+from tests.tools.support import standin_host
 
 BASE = catalog.el_packages("centos-stream-9")
 EPEL = catalog.EPEL_PACKAGES
@@ -86,14 +86,7 @@ exec /bin/bash "$@"
 @pytest.fixture
 def host(tmp_path: Path) -> Path:
     """A fresh stand-in host: no package installed; stand-ins on an otherwise empty PATH."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name, text in STANDINS.items():
-        p = bin_dir / name
-        p.write_text(text)
-        p.chmod(p.stat().st_mode | stat.S_IXUSR)
-    (tmp_path / "installed").mkdir()
-    return tmp_path
+    return standin_host(tmp_path, STANDINS)
 
 
 def run_packages(host: Path, with_curl: bool = True, **env: str) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,6 @@ semodule_package (Debian's checkpolicy and semodule-utils), as the script does o
 from __future__ import annotations
 
 import os
-import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 
 from mailserver.core import catalog, render
 from tests.support import dev_settings
+from tests.tools.support import standin_host
 
 STANDINS = {
     # curl -fsS --retry N -o FILE URL: "downloads" the key the test made.
@@ -54,13 +54,7 @@ def make_key(home: Path, uid: str = "test@example.invalid") -> tuple[Path, str]:
 
 @pytest.fixture
 def host(tmp_path: Path) -> Iterator[Path]:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name, text in STANDINS.items():
-        p = bin_dir / name
-        p.write_text(text)
-        p.chmod(p.stat().st_mode | stat.S_IXUSR)
-    (tmp_path / "installed").mkdir()
+    standin_host(tmp_path, STANDINS)
     for path in PATHS:
         (tmp_path / "root" / path.lstrip("/")).mkdir(parents=True)
     yield tmp_path
