@@ -153,6 +153,23 @@ HOSTILE: list[tuple[str, Any, str]] = [
     ("sshPublicKey", "-----BEGIN OPENSSH PRIVATE KEY-----", "paste the one line"),
     ("dkimSelector", "mail;rm", "mail2026"),
     ("dataVolumeSnapshotId", "snap-0123456789abcdef0 --force", "snap-"),
+    # The spam filter (issue 15): a threshold no message reaches turns filtering off unseen; one
+    # every message reaches refuses all mail; junk at or above reject files nothing; a fraction
+    # int() would cut; a number smuggled with rspamd syntax after it.
+    ("spamRejectScore", 10**9, "use 15"),
+    ("spamRejectScore", -1, "use 15"),
+    ("spamRejectScore", 1, "use 15"),
+    ("spamJunkScore", 0, "use 6"),
+    ("spamJunkScore", 20, "use 6"),
+    ("spamJunkScore", 6.5, "<number>"),
+    ("spamRejectScore", "15; reject = 0", "<number>"),
+    ("spamFilter", "yes", "true"),
+    ("greylisting", "on", "true"),
+    # The backup MX's name goes into rspamd's trust (external_relay): a name outside our domains
+    # or with rspamd syntax in it must not get there.
+    ("secondaryHostname", 'mx2.example.com"]; enabled = false; x = ["', "mx2.example.com"),
+    ("selfCheckDeferredMax", 10**9, "use 10"),
+    ("snapshotCopyRegion", "eu-west-1; rm", "eu-west-1"),
 ]
 
 # Keys nobody reads, in the stack file: (key as written, what the fix must mention).
