@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from mailserver.core import hostkey
-from mailserver.core.settings import ROOT, Secrets, Settings, parse, read_stack_file
+from mailserver.core.settings import ROOT, Secrets, Settings, SettingsError, parse, read_stack_file
 
 DEV_STACK = ROOT / "Pulumi.dev.yaml"
 PASSWORDS = {
@@ -34,6 +34,16 @@ def dev_raw(**overrides: Any) -> dict[str, Any]:
 
 def dev_settings(**overrides: Any) -> tuple[Settings, Secrets]:
     return parse(dev_raw(**overrides))
+
+
+def settings_problems(**overrides: Any) -> dict[str, str]:
+    """What parse says about the dev stack with `overrides`: key -> "message. Fix: fix". The
+    settings must be refused."""
+    try:
+        dev_settings(**overrides)
+    except SettingsError as e:
+        return {p.key: f"{p.message}. Fix: {p.fix}" for p in e.problems}
+    raise AssertionError(f"settings accepted: {overrides}")
 
 
 def main_cf_value(main_cf: str, name: str) -> str | None:

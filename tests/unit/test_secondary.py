@@ -16,15 +16,9 @@ from mailserver.core.settings import SettingsError
 from mailserver.doctor import Target
 from mailserver.doctor.secondary import check_secondary, oldest_hours
 from mailserver.doctor.verdicts import secondary_queue_status
-from tests.support import dev_raw, dev_settings
+from tests.support import dev_raw, dev_settings, settings_problems
 
 ON = {"secondaryMx": True, "acmeServer": "letsencrypt"}
-
-
-def _problems(**overrides: object) -> dict[str, str]:
-    with pytest.raises(SettingsError) as e:
-        dev_settings(**overrides)
-    return {p.key: f"{p.message} / {p.fix}" for p in e.value.problems}
 
 
 def test_off_by_default_with_a_derived_name() -> None:
@@ -40,7 +34,7 @@ def test_off_by_default_with_a_derived_name() -> None:
     ("mx2..example.com", "not a valid DNS name"),
 ])
 def test_a_bad_secondary_name_is_refused_with_its_key(name: str, why: str) -> None:
-    problems = _problems(**ON, secondaryHostname=name)
+    problems = settings_problems(**ON, secondaryHostname=name)
     assert why in problems["secondaryHostname"]
 
 
@@ -50,7 +44,7 @@ def test_the_name_is_not_checked_while_the_setting_is_off() -> None:
 
 
 def test_staging_certificates_are_refused_for_the_secondary() -> None:
-    problems = _problems(secondaryMx=True)  # the dev stack uses letsencrypt_test
+    problems = settings_problems(secondaryMx=True)  # the dev stack uses letsencrypt_test
     assert "letsencrypt_test" in problems["secondaryMx"] and "acmeServer letsencrypt" in problems["secondaryMx"]
 
 

@@ -9,13 +9,7 @@ import pytest
 
 from mailserver.core import render
 from mailserver.core.settings import SettingsError
-from tests.support import dev_raw, dev_settings
-
-
-def problems(**overrides: Any) -> dict[str, str]:
-    with pytest.raises(SettingsError) as info:
-        dev_settings(**overrides)
-    return {p.key: f"{p.message}. Fix: {p.fix}" for p in info.value.problems}
+from tests.support import dev_raw, dev_settings, settings_problems
 
 
 def test_the_defaults_are_rspamd_s_own_thresholds_with_the_filter_on() -> None:
@@ -27,12 +21,12 @@ def test_the_defaults_are_rspamd_s_own_thresholds_with_the_filter_on() -> None:
 @pytest.mark.parametrize("key,value", [("spamRejectScore", 1), ("spamRejectScore", 101), ("spamJunkScore", 0),
                                        ("spamJunkScore", 100), ("spamRejectScore", "high")])
 def test_a_score_out_of_range_is_refused(key: str, value: Any) -> None:
-    found = problems(**{key: value})
+    found = settings_problems(**{key: value})
     assert key in found and "Fix:" in found[key]
 
 
 def test_junk_at_or_above_reject_is_refused_because_junk_would_never_get_mail() -> None:
-    found = problems(spamJunkScore=15, spamRejectScore=15)
+    found = settings_problems(spamJunkScore=15, spamRejectScore=15)
     assert "spamJunkScore" in found and "ever be filed as Junk" in found["spamJunkScore"]
     dev_settings(spamJunkScore=14, spamRejectScore=15)  # one below: fine
 
@@ -40,7 +34,7 @@ def test_junk_at_or_above_reject_is_refused_because_junk_would_never_get_mail() 
 @pytest.mark.parametrize("password,why", [("s3cr3t!", "shorter than 8"), ('has"quote1', "double quote"),
                                           ("back\\slash1", "backslash")])
 def test_a_bad_web_ui_password_is_refused_and_never_shown(password: str, why: str) -> None:
-    found = problems(rspamdPassword=password)
+    found = settings_problems(rspamdPassword=password)
     assert why in found["rspamdPassword"]
     assert password not in " ".join(found.values())
 
